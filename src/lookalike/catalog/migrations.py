@@ -1,0 +1,63 @@
+"""Versioned schema: numbered steps applied one at a time, each recorded when it commits."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from lookalike.errors import CatalogError
+
+# Append new steps; never edit a released one.
+SQLITE_MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "products, embeddings and the vector change log",
+        """
+        CREATE TABLE products (
+            pk INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL DEFAULT '',
+            category TEXT,
+            brand TEXT,
+            price REAL,
+            image_source TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            content_hash TEXT,
+            model_id TEXT,
+            vector_id INTEGER UNIQUE,
+            embedding BLOB,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX products_category ON products (category);
+        CREATE INDEX products_brand ON products (brand);
+        CREATE INDEX products_price ON products (price);
+        CREATE TABLE vector_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            vector_id INTEGER,
+            op INTEGER NOT NULL
+        );
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
+]
+
+
+def apply_sqlite_migrations(conn: sqlite3.Connection, steps: list[tuple[str, str]]) -> int:
+    """Bring the schema up to date inside the caller's transaction; returns the version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version"
+        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+    if current > len(steps):
+        raise CatalogError(
+            f"catalog schema version {current} is newer than this Lookalike knows "
+            f"({len(steps)}); upgrade Lookalike"
+        )
+    for version, (name, sql) in enumerate(steps[current:], start=current + 1):
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, julianday('now'))",
+            (version, name),
+        )
+    return len(steps)

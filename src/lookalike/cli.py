@@ -1,0 +1,210 @@
+"""Command line: a thin layer over Engine. Errors become exit codes here, nowhere else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lookalike.catalog import ProductFilter
+from lookalike.config import Settings, settings_table
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(
+    name="lookalike",
+    help="Image search over your own catalog: by image, by text, or both.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Data directory (default: $LOOKALIKE_DATA_DIR or ./lookalike-data).",
+    ),
+]
+
+
+def build_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def handles_errors(command: F) -> F:
+    """Typed errors -> one line on stderr and the error's exit code."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LookalikeError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from exc
+        except KeyboardInterrupt:
+            typer.secho("interrupted: committed work is kept; run again to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _engine(settings: Settings, progress: bool = True):
+    from lookalike.engine import Engine
+
+    return Engine(settings, progress=progress)
+
+
+@app.command("index")
+@handles_errors
+def index_command(
+    source: Annotated[str, typer.Argument(help="A folder of images, or a .csv/.jsonl manifest.")],
+    data_dir: DataDir = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Reader/decoder threads.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Add a folder or manifest to the catalog and index (re-runs skip unchanged items)."""
+    settings = build_settings(data_dir, encode_batch_size=batch_size, ingest_workers=workers)
+    with _engine(settings, progress=not quiet) as engine:
+        report = engine.index_path(source)
+        _print_report(report)
+
+
+@app.command("reindex")
+@handles_errors
+def reindex_command(data_dir: DataDir = None) -> None:
+    """Re-encode every product with the configured model (after changing models)."""
+    with _engine(build_settings(data_dir)) as engine:
+        _print_report(engine.reindex())
+
+
+def _print_report(report: Any) -> None:
+    typer.echo(report.summary())
+    for bad in report.failed[:20]:
+        typer.echo(f"  skipped {bad.id}: {bad.reason}")
+    if len(report.failed) > 20:
+        typer.echo(f"  ... and {len(report.failed) - 20} more (see the JSON report in reports/)")
+
+
+@app.command("search")
+@handles_errors
+def search_command(
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", "-i", help="Query image path or URL (repeatable)."),
+    ] = None,
+    text: Annotated[str | None, typer.Option("--text", "-t", help="Query text.")] = None,
+    similar: Annotated[
+        str | None, typer.Option("--similar", help="Id of an indexed product: more like it.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 20,
+    category: Annotated[list[str] | None, typer.Option(help="Only these categories.")] = None,
+    brand: Annotated[list[str] | None, typer.Option(help="Only these brands.")] = None,
+    price_min: Annotated[float | None, typer.Option(help="Lowest price.")] = None,
+    price_max: Annotated[float | None, typer.Option(help="Highest price.")] = None,
+    image_weight: Annotated[
+        float | None, typer.Option(help="Image vs text weight for image+text queries.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Search by image, text, both, or an indexed product."""
+    from lookalike.engine import SearchRequest
+
+    if not (image or text or similar):
+        raise typer.BadParameter("give --image, --text or --similar")
+    request = SearchRequest(
+        images=image or [],
+        texts=[text] if text else [],
+        product_id=similar,
+        image_weight=image_weight,
+        limit=limit,
+        filters=ProductFilter(
+            categories=tuple(category or ()),
+            brands=tuple(brand or ()),
+            price_min=price_min,
+            price_max=price_max,
+        ),
+    )
+    with _engine(build_settings(data_dir), progress=False) as engine:
+        results = engine.search(request)
+    if as_json:
+        typer.echo(json.dumps(results.to_dict(), indent=2))
+        return
+    typer.echo(print_hits(results))
+
+
+def print_hits(results: Any) -> str:
+    lines = [
+        f"{'#':>3}  {'score':>6}  {'id':<28} {'title':<32} {'category':<14} {'brand':<12} price"
+    ]
+    for rank, hit in enumerate(results.hits, start=1):
+        p = hit.product
+        price = f"{p.price:.2f}" if p.price is not None else ""
+        lines.append(
+            f"{rank:>3}  {hit.score:6.3f}  {p.id[:28]:<28} {p.title[:32]:<32} "
+            f"{(p.category or '')[:14]:<14} {(p.brand or '')[:12]:<12} {price}"
+        )
+    lines.append(
+        f"{len(results.hits)} results of {results.total_found} in {results.query_time_ms:.1f} ms"
+    )
+    return "\n".join(lines)
+
+
+@app.command("info")
+@handles_errors
+def info_command(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Items, index type and size, model, last update."""
+    with _engine(build_settings(data_dir), progress=False) as engine:
+        info = engine.info()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    index = info["index"]
+    typer.echo(f"catalog:     {info['catalog']}")
+    typer.echo(f"products:    {info['products']} ({info['searchable']} searchable)")
+    typer.echo(f"model:       {info['model']['name']} ({info['model']['source']})")
+    for model_id, count in info["embeddings_by_model"].items():
+        typer.echo(f"  embeddings: {count} by {model_id}")
+    typer.echo(
+        f"index:       {index.get('type')} {json.dumps(index.get('params') or {})}"
+        f" at log entry {index.get('watermark', '-')} of {info['log_head']}"
+    )
+    typer.echo(f"last update: {info['last_update'] or 'never'}")
+
+
+@app.command("config")
+def config_command(
+    markdown: Annotated[bool, typer.Option("--markdown", help="The README's table.")] = False,
+) -> None:
+    """Show the effective settings (or the table of all settings)."""
+    if markdown:
+        typer.echo(settings_table())
+        return
+    typer.echo(Settings().model_dump_json(indent=2))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except BrokenPipeError:  # `lookalike search ... | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Engine: the one service the CLI and the API both call. It wires the layers together:
+
+ingest -> encode -> catalog + index        query -> encode -> index -> catalog -> results
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, open_catalog
+from lookalike.config import Settings
+from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder, decode_image
+from lookalike.encode.images import to_rgb
+from lookalike.errors import InvalidInput, ModelMismatch, NotFound
+from lookalike.index import LiveIndex, open_index
+from lookalike.index.factory import index_directory
+from lookalike.index.faiss_index import META_FILE
+from lookalike.index.persist import atomic_write, read_meta
+from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.pipeline import IngestPipeline, IngestReport
+from lookalike.ingest.sources import BadRow, ItemSpec, open_source
+from lookalike.search import SearchResults, SearchService, hybrid, mean_direction
+
+ImageInput = bytes | str | Path | Image.Image
+
+
+@dataclass
+class SearchRequest:
+    """Any mix of images, texts and an indexed product, plus filters."""
+
+    images: Sequence[ImageInput] = ()
+    texts: Sequence[str] = ()
+    product_id: str | None = None  # "more like this": its stored embedding, itself excluded
+    image_weight: float | None = None  # image side vs text side; default from settings
+    filters: ProductFilter = field(default_factory=ProductFilter)
+    limit: int | None = None
+
+
+class Engine:
+    def __init__(
+        self, settings: Settings, *, encoder: Encoder | None = None, progress: bool = False
+    ) -> None:
+        self.settings = settings
+        self.progress = progress
+        settings.ensure_data_dir()
+        self.catalog: Catalog = open_catalog(settings)
+        self._encoder = encoder
+        self._live: LiveIndex | None = None
+        self._open_lock = threading.Lock()
+        self.limits = ImageLimits.from_settings(settings)
+        self.fetcher = Fetcher(
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.download_timeout_s,
+            retries=settings.download_retries,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.save(force=True)
+        self.fetcher.close()
+        self.catalog.close()
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            with self._open_lock:
+                if self._encoder is None:
+                    self._encoder = create_encoder(self.settings)
+        return self._encoder
+
+    @property
+    def live_index(self) -> LiveIndex:
+        """The index, opened (or rebuilt from stored embeddings) on first use."""
+        if self._live is None:
+            info = self.encoder.info
+            with self._open_lock:
+                if self._live is None:
+                    self._live = open_index(
+                        self.settings,
+                        self.catalog,
+                        info.dim,
+                        info.model_id,
+                        progress=self.progress,
+                    )
+        return self._live
+
+    @property
+    def search_service(self) -> SearchService:
+        return SearchService(self.catalog, self.live_index)
+
+    def sync(self) -> int:
+        """Pick up catalog changes made by other processes; returns log entries applied."""
+        live = self.live_index
+        applied = live.catch_up()
+        live.save()
+        return applied
+
+    def save(self) -> None:
+        self.live_index.save(force=True)
+
+    # --- ingest --------------------------------------------------------------------------
+    def index_path(self, location: str | Path) -> IngestReport:
+        """Index a folder (recursive) or a CSV/JSONL manifest."""
+        return self.index_items(open_source(location), total=count_items(location))
+
+    index_folder = index_path
+    index_manifest = index_path
+
+    def index_items(
+        self, items: Iterable[ItemSpec | BadRow], total: int | None = None
+    ) -> IngestReport:
+        pipeline = IngestPipeline(
+            self.catalog,
+            self.live_index,
+            self.encoder,
+            self.fetcher,
+            self.limits,
+            batch_size=self.settings.encode_batch_size,
+            workers=self.settings.ingest_workers,
+            progress=self.progress,
+        )
+        report = pipeline.run(items, total)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
+        return report
+
+    def reindex(self) -> IngestReport:
+        """Re-encode every product from its image source with the current model."""
+        specs = (
+            ItemSpec(p.id, p.image_source, p.title, p.category, p.brand, p.price, p.attributes)
+            for p in self.catalog.iter_products()
+        )
+        return self.index_items(specs, total=self.catalog.stats().products)
+
+    def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
+        """Add or replace one product now; searchable when this returns."""
+        if image is None:
+            report = self.index_items([item])
+            if report.failed:
+                bad = report.failed[0]
+                raise InvalidInput(f"{bad.source}: {bad.reason}")
+            return self.catalog.get(item.id)
+        decoded = decode_image(image, self.limits, source=item.id)
+        digest = content_hash(image)
+        product = Product(
+            id=item.id,
+            title=item.title,
+            category=item.category,
+            brand=item.brand,
+            price=item.price,
+            image_source=item.image or str(self._store_media(digest, image)),
+            attributes=item.attributes,
+            content_hash=digest,
+            model_id=self.encoder.model_id,
+        )
+        vector = self.encoder.encode_images([decoded])[0]
+        self.catalog.upsert([ProductWrite(product, vector)])
+        self.live_index.catch_up()
+        self.live_index.save()
+        return self.catalog.get(item.id)
+
+    def delete(self, product_id: str) -> None:
+        if not self.catalog.delete([product_id]):
+            raise NotFound(f"product {product_id!r}")
+        self.live_index.catch_up()
+        self.live_index.save()
+
+    def _store_media(self, digest: str, data: bytes) -> Path:
+        """Uploaded images are kept by content hash so results can show them."""
+        path = self.settings.data_dir / "media" / digest[:2] / digest
+        if not path.exists():
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        return path.resolve()
+
+    # --- search --------------------------------------------------------------------------
+    def search_image(
+        self, image: ImageInput, limit: int | None = None, filters: ProductFilter | None = None
+    ) -> SearchResults:
+        return self.search(
+            SearchRequest(images=[image], limit=limit, filters=filters or ProductFilter())
+        )
+
+    def search_text(
+        self, text: str, limit: int | None = None, filters: ProductFilter | None = None
+    ) -> SearchResults:
+        return self.search(
+            SearchRequest(texts=[text], limit=limit, filters=filters or ProductFilter())
+        )
+
+    def search_similar(
+        self, product_id: str, limit: int | None = None, filters: ProductFilter | None = None
+    ) -> SearchResults:
+        return self.search(
+            SearchRequest(product_id=product_id, limit=limit, filters=filters or ProductFilter())
+        )
+
+    def search(self, request: SearchRequest) -> SearchResults:
+        limit = self._check_limit(request.limit)
+        started = time.perf_counter()
+        image_side: list[np.ndarray] = []
+        exclude: list[int] = []
+        if request.product_id is not None:
+            vector_id, embedding = self.catalog.embedding(request.product_id)
+            image_side.append(embedding)
+            exclude.append(vector_id)
+        if request.images:
+            image_side.extend(self.encoder.encode_images([self._load(i) for i in request.images]))
+        texts = [t.strip() for t in request.texts if t and t.strip()]
+        text_vector = mean_direction(self.encoder.encode_texts(texts)) if texts else None
+        image_vector = mean_direction(np.stack(image_side)) if image_side else None
+        weight = (
+            self.settings.image_weight if request.image_weight is None else request.image_weight
+        )
+        query = hybrid(image_vector, text_vector, weight)
+        encode_ms = (time.perf_counter() - started) * 1000
+        self._check_model()
+        results = self.search_service.by_vector(
+            query, limit, request.filters, exclude_vector_ids=exclude
+        )
+        results.timings_ms = {"encode_ms": encode_ms, **results.timings_ms}
+        results.query_time_ms += encode_ms
+        return results
+
+    def get_product(self, product_id: str) -> Product:
+        return self.catalog.get(product_id)
+
+    def _check_limit(self, limit: int | None) -> int:
+        limit = self.settings.default_limit if limit is None else limit
+        if not 1 <= limit <= self.settings.max_limit:
+            raise InvalidInput(f"limit must be between 1 and {self.settings.max_limit}")
+        return limit
+
+    def _check_model(self) -> None:
+        """Refuse to search a catalog that holds no embeddings of the current model."""
+        if len(self.live_index.index):
+            return  # the index holds only the current model's vectors
+        stats = self.catalog.stats()
+        if stats.searchable and self.encoder.model_id not in stats.models:
+            raise ModelMismatch(
+                f"the catalog's {stats.searchable} embeddings were made with "
+                f"{', '.join(stats.models)}, not the configured model {self.encoder.model_id}; "
+                "run `lookalike reindex` to re-encode, or configure the model it was built with"
+            )
+
+    def _load(self, image: ImageInput) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return to_rgb(image)
+        if isinstance(image, (str, Path)):
+            return decode_image(self.fetcher.fetch(str(image)), self.limits, source=str(image))
+        return decode_image(bytes(image), self.limits, source="upload")
+
+    # --- info ----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """What is indexed, with which model and index; never loads the model."""
+        stats = self.catalog.stats()
+        directory = index_directory(self.settings)
+        if self._live is not None:
+            index_info: dict[str, Any] = self._live.describe()
+        elif (directory / META_FILE).exists():
+            meta = read_meta(directory / META_FILE)
+            index_info = {
+                "type": meta.kind,
+                "dim": meta.dim,
+                "watermark": meta.watermark,
+                "params": meta.params,
+            }
+        else:
+            index_info = {"type": None}
+        from lookalike.encode import model_source
+
+        source = model_source(self.settings)
+        return {
+            "catalog": self.catalog.url,
+            "products": stats.products,
+            "searchable": stats.searchable,
+            "embeddings_by_model": stats.models,
+            "last_update": _iso(stats.last_update),
+            "log_head": stats.log_head,
+            "index": index_info,
+            "model": {"source": source.kind, "name": source.display_name},
+            "data_dir": str(self.settings.data_dir.resolve()),
+        }
+
+
+def count_items(location: str | Path) -> int | None:
+    """A cheap count for the progress bar's ETA (files in a folder, lines in a manifest)."""
+    from lookalike.ingest.sources import IMAGE_SUFFIXES
+
+    path = Path(location)
+    if path.is_dir():
+        return sum(
+            1
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+    if path.is_file():
+        with open(path, "rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+        return max(lines - (1 if path.suffix.lower() == ".csv" else 0), 0)
+    return None
+
+
+def _iso(stamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp)) if stamp else None

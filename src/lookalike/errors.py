@@ -1,0 +1,101 @@
+"""Typed errors, raised deep and mapped to HTTP statuses and CLI exit codes in one place.
+
+LookalikeError
+├── ConfigError            bad or conflicting settings                 (CLI 2)
+├── InvalidInput           a request or record we cannot use           (HTTP 422)
+│   ├── InvalidImage       corrupt, truncated, not an image, too small  (HTTP 400)
+│   │   ├── UnsupportedImage   not an image format we can read          (HTTP 415)
+│   │   └── ImageTooLarge      over the byte or pixel limit             (HTTP 413)
+│   └── ManifestError      a manifest we cannot read at all
+├── FetchError             an image source could not be read/downloaded (HTTP 400)
+├── NotFound               unknown product                              (HTTP 404)
+├── ModelError             model cannot be built or loaded              (HTTP 503)
+│   └── ModelMismatch      catalog was indexed with another model
+├── IndexError_            vector index problems                        (HTTP 503)
+│   └── IndexMismatch      saved index does not fit the settings
+├── CatalogError           catalog database problems                    (HTTP 503)
+│   └── StoreLocked        another process holds the single-writer lock
+└── Unauthorized           write without the configured API key         (HTTP 401)
+"""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Root of every error Lookalike raises on purpose."""
+
+    http_status = 500
+    exit_code = 1
+
+
+class ConfigError(LookalikeError):
+    http_status = 500
+    exit_code = 2
+
+
+class InvalidInput(LookalikeError):
+    http_status = 422
+    exit_code = 2
+
+
+class InvalidImage(InvalidInput):
+    """An image we refuse, with a human-readable reason."""
+
+    http_status = 400
+
+    def __init__(self, reason: str, *, source: str | None = None) -> None:
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class UnsupportedImage(InvalidImage):
+    http_status = 415
+
+
+class ImageTooLarge(InvalidImage):
+    http_status = 413
+
+
+class ManifestError(InvalidInput):
+    pass
+
+
+class FetchError(LookalikeError):
+    http_status = 400
+
+
+class NotFound(LookalikeError):
+    http_status = 404
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"not found: {what}")
+
+
+class ModelError(LookalikeError):
+    http_status = 503
+
+
+class ModelMismatch(ModelError):
+    pass
+
+
+class IndexError_(LookalikeError):
+    http_status = 503
+
+
+class IndexMismatch(IndexError_):
+    pass
+
+
+class CatalogError(LookalikeError):
+    http_status = 503
+
+
+class StoreLocked(CatalogError):
+    pass
+
+
+class Unauthorized(LookalikeError):
+    http_status = 401

@@ -1,0 +1,61 @@
+"""VectorIndex protocol: int64 ids, inner product on L2-normalised float32 vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class IndexMeta:
+    """Saved beside an index; what it holds and how far into the catalog log it is."""
+
+    kind: str
+    dim: int
+    model_id: str | None = None
+    watermark: int = 0  # last catalog change-log sequence applied
+    params: dict[str, Any] = field(default_factory=dict)
+    format_version: int = 1
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Implemented by FAISS flat/HNSW/IVF-PQ and by external engines.
+
+    `shared` indexes (a vector database server) are written by whoever writes the catalog
+    and read by everyone; local ones are private snapshots each process keeps in sync by
+    replaying the catalog change log.
+    """
+
+    meta: IndexMeta
+    shared: bool
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under new ids (callers `remove` an id first to replace it; an id
+        removed and then added again must be live)."""
+        ...
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids (absent ones are ignored); returns how many were present."""
+        ...
+
+    def search(
+        self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query: (scores (q, k) float32, ids (q, k) int64), padded with -1 ids.
+
+        `allowed_ids` (sorted int64) restricts the search to those ids.
+        """
+        ...
+
+    def save(self) -> None:
+        """Persist atomically (no-op for server-side engines)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Type, size, parameters, memory: what `lookalike info` prints."""
+        ...

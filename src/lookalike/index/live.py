@@ -1,0 +1,93 @@
+"""An index kept in step with the catalog: open or rebuild, replay the change log, save."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lookalike.catalog.base import Catalog
+from lookalike.index.base import IndexMeta, VectorIndex
+
+log = logging.getLogger(__name__)
+
+IndexOpener = Callable[[IndexMeta], VectorIndex]
+
+
+class LiveIndex:
+    """Wraps a VectorIndex; `catch_up()` applies catalog changes made by anyone, anywhere."""
+
+    def __init__(
+        self,
+        index: VectorIndex,
+        catalog: Catalog,
+        *,
+        save_interval_s: float = 30.0,
+    ) -> None:
+        self.index = index
+        self.catalog = catalog
+        self.save_interval_s = save_interval_s
+        self._sync_lock = threading.Lock()
+        self._last_save = time.monotonic()
+        self._dirty = False
+
+    @property
+    def watermark(self) -> int:
+        return self.index.meta.watermark
+
+    def catch_up(self, batch: int = 100_000) -> int:
+        """Apply every change-log entry after the watermark; returns entries applied."""
+        if self.index.shared:
+            return 0  # a shared engine is written directly by the catalog's writers
+        applied = 0
+        with self._sync_lock:
+            while True:
+                changes = self.catalog.changes_since(
+                    self.index.meta.watermark, batch, self.index.meta.model_id
+                )
+                if changes.head == self.index.meta.watermark:
+                    break
+                # Removing the ids about to be added makes replaying an entry idempotent.
+                stale = np.union1d(changes.remove_ids, changes.add_ids)
+                self.index.remove(stale)
+                if len(changes.add_ids):
+                    self.index.add(changes.add_ids, changes.add_vectors)
+                applied += changes.head - self.index.meta.watermark
+                self.index.meta.watermark = changes.head
+                self._dirty = True
+        return applied
+
+    def save(self, *, force: bool = False) -> bool:
+        """Snapshot when dirty and due (or forced); returns whether it saved."""
+        due = time.monotonic() - self._last_save >= self.save_interval_s
+        if not self._dirty or not (force or due):
+            return False
+        with self._sync_lock:
+            self.index.save()
+            self._dirty = False
+            self._last_save = time.monotonic()
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return self.index.describe()
+
+
+def rebuild_from_catalog(
+    index: VectorIndex, catalog: Catalog, *, progress: bool = False
+) -> VectorIndex:
+    """Fill an empty index with every stored embedding (no re-encoding)."""
+    # The head is read first: anything written while we copy is replayed afterwards.
+    index.meta.watermark = catalog.log_head()
+    model_id = index.meta.model_id
+    total = catalog.stats().models.get(model_id, 0) if model_id else catalog.stats().searchable
+    with tqdm(total=total, desc="index", unit="vec", disable=not progress) as bar:
+        for ids, vectors in catalog.iter_embeddings(model_id=model_id):
+            index.add(ids, vectors)
+            bar.update(len(ids))
+    log.info("rebuilt %s index with %d vectors", index.meta.kind, len(index))
+    return index

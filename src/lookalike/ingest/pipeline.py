@@ -1,0 +1,230 @@
+"""Batch ingest: read + decode in worker threads while the model encodes; commit per batch.
+
+Each committed batch is one catalog transaction (products, embeddings, change-log entries),
+then the index catches up from the log. A crash or Ctrl-C between batches loses only the
+batch in flight; the next run skips everything already committed (same content hash and
+model), so it resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lookalike.catalog.base import Catalog, Product, ProductWrite
+from lookalike.encode.base import Encoder
+from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.errors import FetchError, InvalidInput
+from lookalike.index.live import LiveIndex
+from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.sources import BadRow, ItemSpec
+
+Action = Literal["encode", "metadata", "unchanged", "failed"]
+
+
+@dataclass
+class Prepared:
+    """An item after its worker thread is done with it."""
+
+    action: Action
+    product: Product | None = None
+    pixels: np.ndarray | None = None
+    failure: BadRow | None = None
+    existed: bool = False
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    reencoded: int = 0
+    metadata_updated: int = 0
+    unchanged: int = 0
+    failed: list[BadRow] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def seen(self) -> int:
+        return (
+            self.added + self.reencoded + self.metadata_updated + self.unchanged + len(self.failed)
+        )
+
+    def summary(self) -> str:
+        rate = self.seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        text = (
+            f"{self.added} added, {self.reencoded} re-encoded, {self.metadata_updated} metadata "
+            f"updated, {self.unchanged} unchanged, {len(self.failed)} failed "
+            f"in {self.elapsed_s:.1f}s ({rate:.1f} items/s)"
+        )
+        return text + (" - interrupted, run again to resume" if self.interrupted else "")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["failed_count"] = len(self.failed)
+        return data
+
+    def write(self, path: Path) -> Path:
+        from lookalike.index.persist import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=2)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        return path
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: LiveIndex,
+        encoder: Encoder,
+        fetcher: Fetcher,
+        limits: ImageLimits,
+        *,
+        batch_size: int = 32,
+        workers: int = 4,
+        progress: bool = False,
+    ) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.encoder = encoder
+        self.fetcher = fetcher
+        self.limits = limits
+        self.batch_size = batch_size
+        self.workers = workers
+        self.progress = progress
+        self._model_id = encoder.model_id
+
+    def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
+        report = IngestReport()
+        started = time.monotonic()
+        bar = tqdm(
+            total=total, desc="ingest", unit="img", disable=not self.progress, smoothing=0.05
+        )
+        to_encode: list[Prepared] = []
+        metadata: list[ProductWrite] = []
+        try:
+            for prepared in self._prepare_all(items):
+                bar.update(1)
+                self._tally(prepared, report)
+                if prepared.action == "encode":
+                    to_encode.append(prepared)
+                elif prepared.action == "metadata":
+                    metadata.append(ProductWrite(prepared.product))
+                if len(to_encode) >= self.batch_size:
+                    self._commit(to_encode, metadata)
+                    to_encode, metadata = [], []
+            self._commit(to_encode, metadata)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            raise
+        finally:
+            bar.close()
+            self.index.save(force=True)
+            report.elapsed_s = time.monotonic() - started
+        return report
+
+    # --- worker side ---------------------------------------------------------------------
+    def _prepare_all(self, items: Iterable[ItemSpec | BadRow]) -> Iterator[Prepared]:
+        """Yield prepared items in completion order, keeping a bounded number in flight."""
+        in_flight: set[Future[Prepared]] = set()
+        limit = self.workers * 8
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="ingest") as pool:
+            try:
+                for chunk in _chunked(items, 256):
+                    specs = [s for s in chunk if isinstance(s, ItemSpec)]
+                    for bad in (s for s in chunk if isinstance(s, BadRow)):
+                        yield Prepared("failed", failure=bad)
+                    existing = self.catalog.get_many([s.id for s in specs])
+                    for spec in specs:
+                        while len(in_flight) >= limit:
+                            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                            yield from (f.result() for f in done)
+                        in_flight.add(pool.submit(self._prepare, spec, existing.get(spec.id)))
+                while in_flight:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            finally:
+                for future in in_flight:
+                    future.cancel()
+
+    def _prepare(self, spec: ItemSpec, existing: Product | None) -> Prepared:
+        product = Product(
+            id=spec.id,
+            title=spec.title,
+            category=spec.category,
+            brand=spec.brand,
+            price=spec.price,
+            image_source=spec.image,
+            attributes=spec.attributes,
+            model_id=self._model_id,
+        )
+        source = spec.image or spec.id
+        try:
+            if spec.image is None:
+                # Metadata without an image: kept, but only searchable if it had a vector.
+                return Prepared("metadata", product)
+            data = self.fetcher.fetch(spec.image)
+            product.content_hash = content_hash(data)
+            if (
+                existing is not None
+                and existing.vector_id is not None
+                and existing.content_hash == product.content_hash
+                and existing.model_id == self._model_id
+            ):
+                if existing.metadata_key() == product.metadata_key():
+                    return Prepared("unchanged", product)
+                return Prepared("metadata", product)
+            image = decode_image(data, self.limits, source=source)
+            pixels = self.encoder.preprocess(image)
+            return Prepared("encode", product, pixels=pixels, existed=existing is not None)
+        except (InvalidInput, FetchError) as exc:
+            return Prepared("failed", failure=BadRow(spec.id, source, _reason(exc)))
+
+    # --- encoding thread -----------------------------------------------------------------
+    def _commit(self, to_encode: list[Prepared], metadata: list[ProductWrite]) -> None:
+        writes = list(metadata)
+        if to_encode:
+            vectors = self.encoder.encode_pixels(np.stack([p.pixels for p in to_encode]))
+            writes.extend(
+                ProductWrite(p.product, v) for p, v in zip(to_encode, vectors, strict=True)
+            )
+        if not writes:
+            return
+        self.catalog.upsert(writes)
+        self.index.catch_up()
+        self.index.save()
+
+    def _tally(self, prepared: Prepared, report: IngestReport) -> None:
+        if prepared.action == "failed":
+            report.failed.append(prepared.failure)
+        elif prepared.action == "unchanged":
+            report.unchanged += 1
+        elif prepared.action == "metadata":
+            report.metadata_updated += 1
+        elif prepared.existed:
+            report.reencoded += 1
+        else:
+            report.added += 1
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or str(exc)
+
+
+def _chunked(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
