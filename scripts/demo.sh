@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, build the demo catalog, get a model (offline
+# training unless a pretrained CLIP is reachable), index, search, and serve the web page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh run
+exec .venv/bin/lookalike demo "$@"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up Lookalike on a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv,
+# and the package with the extras a mode needs.
+#   scripts/setup.sh run    what the demo needs (offline training, the demo data set)
+#   scripts/setup.sh test   everything the test suite starts (Redis, PostgreSQL, Chromium, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+
+apt_packages=(dataset-fashion-mnist)
+extras="train"
+if [ "$mode" = "test" ]; then
+  apt_packages+=(redis-server postgresql chromium)
+  extras="all,dev"
+fi
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== installing lookalike[$extras] (pinned by constraints.txt)"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
