@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -33,14 +33,27 @@ ImageInput = bytes | str | Path | Image.Image
 
 
 @dataclass
+class Diversity:
+    """Diversify the result list; each option is off when None."""
+
+    max_per_category: int | None = None
+    max_per_brand: int | None = None
+    mmr_lambda: float | None = None  # maximal marginal relevance: 1 = relevance only
+
+
+@dataclass
 class SearchRequest:
-    """Any mix of images, texts and an indexed product, plus filters."""
+    """Any mix of images, texts and an indexed product, plus filters and ranking options."""
 
     images: Sequence[ImageInput] = ()
     texts: Sequence[str] = ()
+    negative_texts: Sequence[str] = ()  # "like this, but not red"
     product_id: str | None = None  # "more like this": its stored embedding, itself excluded
     image_weight: float | None = None  # image side vs text side; default from settings
+    multi_image: Literal["mean", "best"] = "mean"  # combine several images, or merge results
     filters: ProductFilter = field(default_factory=ProductFilter)
+    rerank: Mapping[str, float] | None = None  # business-signal weights; None = settings
+    diversity: Diversity | None = None
     limit: int | None = None
 
 
@@ -211,6 +224,15 @@ class Engine:
 
     def search(self, request: SearchRequest) -> SearchResults:
         limit = self._check_limit(request.limit)
+        if (
+            request.negative_texts
+            or request.multi_image != "mean"
+            or request.rerank
+            or (request.diversity is not None)
+        ):
+            raise InvalidInput(
+                "negative texts, best-match merging, re-ranking and diversity are not supported yet"
+            )
         started = time.perf_counter()
         image_side: list[np.ndarray] = []
         exclude: list[int] = []
