@@ -57,7 +57,8 @@ def apply_sqlite_migrations(conn: sqlite3.Connection, steps: list[tuple[str, str
         for statement in filter(str.strip, sql.split(";")):
             conn.execute(statement)
         conn.execute(
-            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, julianday('now'))",
+            "INSERT INTO schema_version (version, name, applied_at)"
+            " VALUES (?, ?, julianday('now'))",
             (version, name),
         )
     return len(steps)
