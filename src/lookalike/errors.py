@@ -10,7 +10,8 @@ LookalikeError
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
-│   └── ModelMismatch      catalog was indexed with another model
+│   ├── ModelMismatch      catalog was indexed with another model
+│   └── CheckpointError    a training state we cannot resume from        (CLI 2)
 ├── IndexError_            vector index problems                        (HTTP 503)
 │   └── IndexMismatch      saved index does not fit the settings
 ├── CatalogError           catalog database problems                    (HTTP 503)
@@ -79,6 +80,10 @@ class ModelError(LookalikeError):
 
 class ModelMismatch(ModelError):
     pass
+
+
+class CheckpointError(ModelError):
+    exit_code = 2
 
 
 class IndexError_(LookalikeError):

@@ -19,3 +19,16 @@ def _open_clip(source: ModelSource, settings: Settings) -> Encoder:
         cache_dir=str(settings.model_cache_dir) if settings.model_cache_dir else None,
         threads=settings.torch_threads,
     )
+
+
+@register_encoder("lit-dir")
+def _lit(source: ModelSource, settings: Settings) -> Encoder:
+    from lookalike.encode.lit import LitEncoder
+
+    return LitEncoder.from_source(
+        source,
+        text_model=settings.text_model,
+        device=settings.device,
+        batch_size=settings.encode_batch_size,
+        threads=settings.torch_threads,
+    )

@@ -31,40 +31,12 @@ class OpenClipEncoder(LazyModel):
         self.threads = threads
         self._model_id = source.fingerprint()
 
-    # open_clip's own factory resolves hub tags, files and local-dir alike.
     def _load(self) -> None:
-        import open_clip
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        src = self.source
-        name = {
-            "hub": src.model_name,
-            "openclip-file": src.model_name,
-            "openclip-dir": f"local-dir:{src.location}",
-            "hf-hub": f"hf-hub:{src.location}",
-        }.get(src.kind)
-        if name is None:
-            raise ModelError(f"open_clip cannot load a {src.kind} source")
-        pretrained = {"hub": src.pretrained, "openclip-file": src.location}.get(src.kind)
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name,
-                pretrained=pretrained,
-                device=self.device,
-                cache_dir=str(self.cache_dir) if self.cache_dir else None,
-            )
-            tokenizer = open_clip.get_tokenizer(name)
-        except Exception as exc:  # open_clip raises RuntimeError/OSError/ValueError/HF errors
-            hint = (
-                " (no network? point LOOKALIKE_MODEL_CHECKPOINT at a local checkpoint)"
-                if not src.is_local
-                else ""
-            )
-            raise ModelError(
-                f"cannot load open_clip model {src.display_name}: {exc}{hint}"
-            ) from exc
+        model, preprocess, tokenizer = load_open_clip(self.source, self.device, self.cache_dir)
         model.eval()
         self._model, self._preprocess, self._tokenizer = model, preprocess, tokenizer
         size = model.visual.image_size
@@ -104,3 +76,41 @@ class OpenClipEncoder(LazyModel):
         return l2_normalize(
             batched_inference(self._model.encode_text, tokens, self.batch_size, self.device)
         )
+
+
+def open_clip_name(source: ModelSource) -> tuple[str, str | None]:
+    """(model name, pretrained) as open_clip's factory wants them for this source."""
+    name = {
+        "hub": source.model_name,
+        "openclip-file": source.model_name,
+        "openclip-dir": f"local-dir:{source.location}",
+        "hf-hub": f"hf-hub:{source.location}",
+    }.get(source.kind)
+    if name is None:
+        raise ModelError(f"open_clip cannot load a {source.kind} source")
+    pretrained = {"hub": source.pretrained, "openclip-file": source.location}.get(source.kind)
+    return name, pretrained
+
+
+def load_open_clip(source: ModelSource, device: str, cache_dir: str | None = None):
+    """(model, eval preprocess, tokenizer); open_clip's own factory resolves hub tags,
+    files and local-dir alike."""
+    import open_clip
+
+    name, pretrained = open_clip_name(source)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name,
+            pretrained=pretrained,
+            device=device,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:  # open_clip raises RuntimeError/OSError/ValueError/HF errors
+        hint = (
+            " (no network? point LOOKALIKE_MODEL_CHECKPOINT at a local checkpoint)"
+            if not source.is_local
+            else ""
+        )
+        raise ModelError(f"cannot load open_clip model {source.display_name}: {exc}{hint}") from exc
+    return model, preprocess, tokenizer
