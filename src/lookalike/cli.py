@@ -198,6 +198,172 @@ def config_command(
     typer.echo(Settings().model_dump_json(indent=2))
 
 
+# --- training, evaluation, demo (issue 3) ---------------------------------------------------
+
+
+@app.command("train")
+@handles_errors
+def train_command(
+    source: Annotated[
+        str, typer.Argument(help="Training pairs: a folder or .csv/.jsonl manifest.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model directory to write (and resume).")
+    ] = Path("lookalike-model"),
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="lit: small image tower from scratch against the frozen text model (offline); "
+            "finetune: the configured open_clip model (LOOKALIKE_MODEL_*)."
+        ),
+    ] = "lit",
+    epochs: Annotated[int, typer.Option(help="Passes over the training items.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step (contrastive batch).")] = 256,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default by mode).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation.")] = 0,
+    tower: Annotated[str, typer.Option(help="lit: image tower (rn-tiny, rn-small, vit-tiny).")] = (
+        "rn-tiny"
+    ),
+    image_size: Annotated[int, typer.Option(help="lit: image tower input side in pixels.")] = 32,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after N steps in total (resume later).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run saved in --output, if any.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train (or fine-tune) the encoder on the catalog's own (image, text) pairs."""
+    from lookalike.train.loop import TrainConfig, train
+
+    if mode not in ("lit", "finetune"):
+        raise typer.BadParameter("--mode must be lit or finetune")
+    config = TrainConfig(
+        mode=mode,  # type: ignore[arg-type]
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        tower=tower,
+        image_size=image_size,
+        limit=limit,
+        max_steps=max_steps,
+    )
+    result = train(source, output, build_settings(), config, resume=resume, progress=not quiet)
+    state = "finished" if result.finished else f"stopped at step {result.step}, run again to resume"
+    typer.echo(
+        f"{result.output}: {state} ({result.step}/{result.total_steps} steps, "
+        f"{result.seconds:.0f}s)"
+    )
+    typer.echo(
+        f"use it: export LOOKALIKE_MODEL_CHECKPOINT={result.output}; lookalike index {source}"
+    )
+
+
+@app.command("eval")
+@handles_errors
+def eval_command(
+    source: Annotated[str, typer.Argument(help="A manifest whose items have categories.")],
+    model: Annotated[
+        str | None, typer.Option(help="Model to measure (default: LOOKALIKE_MODEL_CHECKPOINT).")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Only items with this `split` attribute ('' = all).")
+    ] = "test",
+    queries: Annotated[
+        Path | None,
+        typer.Option(help="JSON with class_prompts / paraphrases (default: eval_queries.json)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
+    k: Annotated[int, typer.Option(help="Cut-off for P@k and mAP@k.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Measure retrieval quality on a held-out split, beside raw-pixel and untrained baselines."""
+    from lookalike.encode import create_encoder
+    from lookalike.train.evaluate import (
+        evaluate,
+        load_queries,
+        markdown_table,
+        per_query_table,
+        write_report,
+    )
+
+    settings = build_settings(data_dir, model_checkpoint=model)
+    encoder = create_encoder(settings)
+    baseline = None
+    if encoder.info.family == "lit":
+        from lookalike.encode.lit import LitEncoder
+
+        baseline = LitEncoder.random_init(
+            encoder.config,  # type: ignore[attr-defined]
+            device=settings.device,
+            batch_size=settings.encode_batch_size,
+            text_model=encoder.text_model,  # type: ignore[attr-defined]
+        )
+    report = evaluate(
+        source,
+        settings,
+        encoder,
+        queries=load_queries(queries, source),
+        split=split or None,
+        limit=limit,
+        k=k,
+        baseline=baseline,
+    )
+    path = write_report(report, settings.ensure_data_dir())
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(
+        f"{report['items']} items of split {split or 'all'}, model {report['model']['name']}"
+    )
+    typer.echo(markdown_table(report))
+    if "paraphrases" in report["results"]["model"]:
+        typer.echo("")
+        typer.echo(per_query_table(report))
+    if baseline is None:
+        typer.echo("(the random-init baseline exists for Lookalike-trained models only)")
+    typer.echo(f"report: {path}")
+
+
+@app.command("demo")
+@handles_errors
+def demo_command(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo lives.")] = Path(
+        "demo-data"
+    ),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="offline: train the small model here; pretrained: CLIP from "
+            "LOOKALIKE_MODEL_*; auto: pretrained when it loads, else offline."
+        ),
+    ] = "auto",
+    limit: Annotated[int | None, typer.Option(help="Index only the first N items.")] = None,
+    serve: Annotated[bool, typer.Option(help="Serve the web page at the end.")] = True,
+    retrain: Annotated[bool, typer.Option(help="Train the offline model again.")] = False,
+    source_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")
+    ] = None,
+) -> None:
+    """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
+    from lookalike.demo.run import DemoOptions, run_demo
+
+    if model not in ("offline", "pretrained", "auto"):
+        raise typer.BadParameter("--model must be offline, pretrained or auto")
+    options = DemoOptions(
+        directory=directory,
+        model=model,  # type: ignore[arg-type]
+        limit=limit,
+        serve=serve,
+        retrain=retrain,
+        source_dir=source_dir,
+    )
+    run_demo(build_settings(), options, echo=typer.echo)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -1,0 +1,230 @@
+"""`lookalike demo`: Fashion-MNIST catalog -> model -> index -> example searches -> serve.
+
+Works on a fresh machine with no network: the model is trained here (LiT: a small
+open_clip image tower against the packaged, frozen MiniLM text tower) unless a pretrained
+CLIP can be loaded and was asked for. A finished model in the demo folder is reused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lookalike.config import Settings
+from lookalike.demo.fashion_mnist import MANIFEST, build_catalog
+from lookalike.encode.sources import LIT_CONFIG
+from lookalike.errors import ModelError
+
+ModelChoice = Literal["offline", "pretrained", "auto"]
+Echo = Callable[[str], None]
+
+# Measured on Fashion-MNIST with 2 CPU cores: see README "Demo model".
+DEMO_EPOCHS = 3
+PRETRAINED_CPU_LIMIT = 5_000  # ViT-B-32 encodes ~20-40 images/s on 2 CPU cores
+TEXT_EXAMPLES = ("a photo of a sneaker", "running shoes", "handbag", "winter jacket")
+IMAGE_EXAMPLES = ("Bag", "Sneaker", "Dress")  # one test image of each is a query
+
+
+@dataclass
+class DemoOptions:
+    directory: Path = Path("demo-data")
+    model: ModelChoice = "auto"
+    limit: int | None = None  # items to index; None = all (pretrained on CPU: a subset)
+    serve: bool = True
+    retrain: bool = False
+    epochs: int = DEMO_EPOCHS
+    source_dir: Path | None = None  # folder with the Fashion-MNIST IDX files
+
+
+@dataclass
+class DemoResult:
+    model_kind: Literal["offline", "pretrained"]
+    settings: Settings
+    indexed: int
+    searches: dict[str, list[str]] = field(default_factory=dict)  # query -> top categories
+
+
+def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> DemoResult:
+    started = time.monotonic()
+    directory = options.directory
+    echo(f"== demo catalog: Fashion-MNIST -> {directory / 'fashion-mnist'}")
+    catalog = build_catalog(directory / "fashion-mnist", options.source_dir)
+    counts = ", ".join(f"{n} {split}" for split, n in catalog.items.items())
+    echo(f"   {counts} items from {catalog.source} ({catalog.written} images written)")
+
+    kind, engine_settings = _choose_model(settings, options, echo)
+    limit = options.limit
+    if limit is None and kind == "pretrained" and _device(settings) == "cpu":
+        limit = PRETRAINED_CPU_LIMIT
+        echo(f"   pretrained CLIP on CPU: indexing the first {limit} items (--limit to change)")
+
+    from lookalike.engine import Engine
+    from lookalike.ingest.sources import open_source
+
+    manifest = catalog.manifest
+    total = sum(catalog.items.values())
+    echo(f"== index: {limit or total} items into {engine_settings.data_dir}")
+    with Engine(engine_settings, progress=True) as engine:
+        items = open_source(manifest)
+        report = engine.index_items(
+            itertools.islice(items, limit) if limit else items, total=min(limit or total, total)
+        )
+        echo(f"   {report.summary()}")
+        searches = _example_searches(engine, directory / "fashion-mnist", echo)
+        indexed = engine.catalog.stats().searchable
+    _print_shell_usage(engine_settings, manifest, echo)
+    echo(f"== demo finished in {time.monotonic() - started:.0f}s")
+    if options.serve:
+        _serve(engine_settings, echo)
+    return DemoResult(kind, engine_settings, indexed, searches)
+
+
+def _device(settings: Settings) -> str:
+    from lookalike.encode.torch_runtime import resolve_device
+
+    return resolve_device(settings.device)
+
+
+def _choose_model(
+    settings: Settings, options: DemoOptions, echo: Echo
+) -> tuple[Literal["offline", "pretrained"], Settings]:
+    if options.model in ("pretrained", "auto"):
+        reason = _pretrained_unavailable(settings) if options.model == "auto" else None
+        if reason is None:
+            try:
+                from lookalike.encode import create_encoder
+
+                encoder = create_encoder(settings)
+                info = encoder.info  # loads (and on first use downloads) the weights
+            except ModelError as exc:
+                if options.model == "pretrained":
+                    raise
+                reason = str(exc)
+            else:
+                echo(f"== model: pretrained CLIP {info.name} (zero-shot, no training)")
+                data_dir = options.directory / "lookalike-data-clip"
+                return "pretrained", settings.model_copy(update={"data_dir": data_dir})
+        echo(f"   pretrained CLIP not available ({reason}): using the offline model")
+    model_dir = options.directory / "model"
+    _ensure_offline_model(settings, options, model_dir, echo)
+    update = {"data_dir": options.directory / "lookalike-data", "model_checkpoint": str(model_dir)}
+    return "offline", settings.model_copy(update=update)
+
+
+def _pretrained_unavailable(settings: Settings) -> str | None:
+    """Why a pretrained CLIP cannot load here, or None; decided in seconds, not minutes."""
+    if settings.model_checkpoint:
+        return None  # a local model: loading it is quick and tells the truth
+    import httpx
+
+    try:
+        httpx.head("https://huggingface.co", timeout=3.0)
+    except httpx.HTTPError as exc:
+        return f"the model hub is unreachable: {type(exc).__name__}"
+    return None
+
+
+def _ensure_offline_model(
+    settings: Settings, options: DemoOptions, model_dir: Path, echo: Echo
+) -> None:
+    from lookalike.encode.lit import read_config
+
+    if (model_dir / LIT_CONFIG).exists() and not options.retrain:
+        try:
+            training = read_config(model_dir).training
+        except ModelError:
+            training = {}
+        if training.get("finished"):
+            echo(f"== model: offline-trained LiT, reusing {model_dir} (--retrain to train again)")
+            _print_history(training.get("history", []), echo)
+            return
+    from lookalike.train.loop import TrainConfig, train
+
+    echo(
+        "== model: offline-trained LiT (small open_clip image tower + frozen MiniLM text "
+        f"tower), training {options.epochs} epochs into {model_dir}"
+    )
+    config = TrainConfig(epochs=options.epochs)
+    result = train(
+        options.directory / "fashion-mnist" / MANIFEST,
+        model_dir,
+        settings,
+        config,
+        resume=not options.retrain,
+    )
+    echo(f"   trained {result.step} steps in {result.seconds:.0f}s")
+
+
+def _print_history(history: list[dict], echo: Echo) -> None:
+    if history:
+        last = history[-1]
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if "@" in k)
+        echo(f"   last epoch ({last['epoch']}): validation {metrics}")
+
+
+def _example_searches(engine, catalog_dir: Path, echo: Echo) -> dict[str, list[str]]:
+    from lookalike.catalog import ProductFilter
+
+    shown: dict[str, list[str]] = {}
+    echo("== text searches (top 5 categories)")
+    for text in TEXT_EXAMPLES:
+        hits = engine.search_text(text, limit=5).hits
+        shown[text] = [hit.product.category or "" for hit in hits]
+        echo(f"   {text!r:24} -> {', '.join(shown[text])}")
+    echo("== image searches (a test-split image; it finds itself first when indexed)")
+    for category in IMAGE_EXAMPLES:
+        query = _first_test_image(engine, category, ProductFilter)
+        if query is None:
+            continue
+        hits = engine.search_image(query, limit=6).hits
+        label = f"image of a {category.lower()}"
+        shown[label] = [hit.product.category or "" for hit in hits]
+        echo(f"   {label:24} -> {', '.join(shown[label])}")
+        echo(f"      query: {query}")
+    return shown
+
+
+def _first_test_image(engine, category: str, product_filter) -> str | None:
+    ids = engine.catalog.filter_vector_ids(
+        product_filter(categories=(category,), attributes={"split": ("test",)})
+    )
+    if not len(ids):
+        return None
+    product = engine.catalog.by_vector_ids([int(ids[0])]).get(int(ids[0]))
+    return product.image_source if product else None
+
+
+def _print_shell_usage(settings: Settings, manifest: Path, echo: Echo) -> None:
+    exports = [f"export LOOKALIKE_DATA_DIR={shlex.quote(str(settings.data_dir))}"]
+    if settings.model_checkpoint:
+        exports.append(
+            f"export LOOKALIKE_MODEL_CHECKPOINT={shlex.quote(str(settings.model_checkpoint))}"
+        )
+    echo("== query it from the shell:")
+    for line in [
+        *exports,
+        'lookalike search --text "running shoes" --limit 5',
+        "lookalike search --text handbag --price-max 50",
+        f"lookalike eval {shlex.quote(str(manifest))}    # quality vs baselines",
+    ]:
+        echo(f"   {line}")
+
+
+def _serve(settings: Settings, echo: Echo) -> None:
+    """Serve the web page when the API package is present (it lands with the API issue)."""
+    try:
+        import lookalike.api as api
+    except ImportError:
+        echo("   (serving: the web API is not part of this build yet; skipping --serve)")
+        return
+    serve = getattr(api, "serve", None)
+    if serve is None:
+        echo("   (serving: lookalike.api has no serve(settings); run `lookalike serve`)")
+        return
+    echo(f"== serving on http://{settings.host}:{settings.port} (Ctrl-C to stop)")
+    serve(settings)
