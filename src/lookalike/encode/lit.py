@@ -161,13 +161,13 @@ def save_model(directory: Path, model: LitModel, config: LitConfig) -> None:
 
 def read_config(directory: Path) -> LitConfig:
     """The config from the weights file header (the marker JSON may lag by one save)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = directory / WEIGHTS_FILE
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
-    except (OSError, ValueError, RuntimeError) as exc:  # missing, truncated, not safetensors
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, truncated
         raise ModelError(f"cannot read {path}: {exc}") from exc
     if raw is None:
         raise ModelError(f"{path} carries no Lookalike model config")
@@ -179,6 +179,7 @@ def read_config(directory: Path) -> LitConfig:
 
 
 def load_model(directory: Path, device: str = "cpu") -> LitModel:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config = read_config(directory)
@@ -186,7 +187,7 @@ def load_model(directory: Path, device: str = "cpu") -> LitModel:
     try:
         state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
         model.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         raise ModelError(
             f"{directory / WEIGHTS_FILE}: weights do not fit the config: {exc}"
         ) from exc

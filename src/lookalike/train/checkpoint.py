@@ -69,7 +69,7 @@ def save_state(
 
 def load_state(directory: Path) -> TrainState | None:
     """The saved state, None when there is none; CheckpointError when it is unusable."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = directory / STATE_FILE
     if not path.exists():
@@ -78,7 +78,7 @@ def load_state(directory: Path) -> TrainState | None:
         with safe_open(str(path), framework="pt") as handle:
             header = json.loads((handle.metadata() or {})[STATE_KEY])
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read training state {path}: {exc}") from exc
     if header.get("version") != STATE_VERSION:
         raise CheckpointError(f"{path}: state version {header.get('version')!r} unsupported")

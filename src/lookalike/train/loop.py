@@ -9,6 +9,7 @@ same seed on the same CPU give the same weights.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -109,6 +110,7 @@ class TrainResult:
     train_items: int
     val_items: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # each step of this run, in order
     skipped: int = 0
     seconds: float = 0.0
 
@@ -135,7 +137,8 @@ def train(
             "use --no-resume to start over, or another --output"
         )
     trainable = _trainable(settings, config, device, output)
-    if state is not None and state.info.get("architecture") != trainable.architecture():
+    architecture = json.loads(json.dumps(trainable.architecture()))  # as saved: lists, not tuples
+    if state is not None and state.info.get("architecture") != architecture:
         raise CheckpointError(
             f"{output} holds a run of another model ({state.info.get('architecture')}); "
             "use --no-resume to start over, or another --output"
@@ -190,6 +193,7 @@ def train(
     per_epoch = steps_per_epoch(len(train_store), config.batch_size)
     total_steps = config.epochs * per_epoch
     step, history, loss_sum, loss_count = 0, [], 0.0, 0
+    losses: list[float] = []
     if state is not None:
         module.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -204,7 +208,7 @@ def train(
     def info(finished: bool) -> dict[str, Any]:
         return {
             "run": config.resume_key(),
-            "architecture": trainable.architecture(),
+            "architecture": architecture,
             "data": signature,
             "config": asdict(config),
             "source": str(source),
@@ -249,6 +253,7 @@ def train(
                     device,
                 )
                 step += 1
+                losses.append(loss)
                 loss_sum, loss_count = loss_sum + loss, loss_count + 1
                 bar.update(len(indices))
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / loss_count:.3f}")
@@ -284,6 +289,7 @@ def train(
         train_items=len(train_store),
         val_items=len(val_store),
         history=history,
+        losses=losses,
         skipped=skipped,
         seconds=time.monotonic() - started,
     )
