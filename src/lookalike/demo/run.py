@@ -24,7 +24,7 @@ ModelChoice = Literal["offline", "pretrained", "auto"]
 Echo = Callable[[str], None]
 
 # Measured on Fashion-MNIST with 2 CPU cores: see README "Demo model".
-DEMO_EPOCHS = 3
+DEMO_EPOCHS = 2
 PRETRAINED_CPU_LIMIT = 5_000  # ViT-B-32 encodes ~20-40 images/s on 2 CPU cores
 TEXT_EXAMPLES = ("a photo of a sneaker", "running shoes", "handbag", "winter jacket")
 IMAGE_EXAMPLES = ("Bag", "Sneaker", "Dress")  # one test image of each is a query

@@ -40,7 +40,7 @@ from lookalike.train.data import (
     step_generator,
     steps_per_epoch,
 )
-from lookalike.train.loss import contrastive_loss
+from lookalike.train.loss import contrastive_loss, positives_matrix
 from lookalike.train.metrics import hit_at_k, knn, precision_at_k, retrieved_labels
 from lookalike.train.models import LitTrainable, OpenClipTrainable, Trainable
 
@@ -63,7 +63,10 @@ class TrainConfig:
     image_size: int = 32
     embed_dim: int | None = None  # default: the text tower's dimension
     text_projection: Literal["linear", "identity"] = "linear"
-    augment: bool = True
+    temperature: float = 0.07  # lit: initial softmax temperature (then learned)
+    # Image augmentation (flip + shift). Off by default: in runs of a few epochs it slowed
+    # learning more than it helped (README "Demo model"); captions are always varied.
+    augment: bool = False
     val_fraction: float = 0.02
     val_max: int = 2000
     checkpoint_every: int = 200  # steps between training-state saves (and every epoch end)
@@ -92,6 +95,7 @@ class TrainConfig:
                     "image_size": self.image_size,
                     "embed_dim": self.embed_dim,
                     "text_projection": self.text_projection,
+                    "temperature": self.temperature,
                 }
                 if self.mode == "lit"
                 else {}
@@ -316,14 +320,15 @@ def _train_step(
     pixels = store.get(indices)
     if config.augment:
         pixels = augment(pixels, generator)
-    caption_ids = sample_captions(variants[indices], counts[indices], generator).to(device)
+    caption_ids = sample_captions(variants[indices], counts[indices], generator)
+    positives = positives_matrix(variants[indices], caption_ids).to(device)
     scale = _lr_factor(step, total_steps, config.warmup_steps)
     for group in optimizer.param_groups:
         group["lr"] = config.learning_rate * scale
     loss = contrastive_loss(
         trainable.image_features(pixels.to(device)),
-        trainable.text_features(caption_ids),
-        caption_ids,
+        trainable.text_features(caption_ids.to(device)),
+        positives,
         trainable.logit_scale,
     )
     optimizer.zero_grad(set_to_none=True)
@@ -359,7 +364,7 @@ def _parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict
 
 def _trainable(settings: Settings, config: TrainConfig, device: str, output: Path) -> Trainable:
     if config.mode == "lit":
-        return LitTrainable.create(
+        trainable = LitTrainable.create(
             settings.text_model,
             device,
             config.seed,
@@ -368,6 +373,9 @@ def _trainable(settings: Settings, config: TrainConfig, device: str, output: Pat
             embed_dim=config.embed_dim,
             text_projection=config.text_projection,
         )
+        with torch.no_grad():
+            trainable.logit_scale.fill_(math.log(1 / config.temperature))
+        return trainable
     from lookalike.encode.factory import model_source
 
     source = model_source(settings)
@@ -458,5 +466,7 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError("training needs epochs >= 1 and a batch size >= 2")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError("max_steps must be >= 1")
+    if not 0 < config.temperature <= 1:
+        raise ConfigError("temperature must be in (0, 1]")
     if config.checkpoint_every < 1:
         raise ConfigError("checkpoint_every must be >= 1")

