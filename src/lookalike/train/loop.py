@@ -26,11 +26,12 @@ from lookalike.encode.torch_runtime import resolve_device
 from lookalike.errors import CheckpointError, ConfigError, InvalidInput
 from lookalike.ingest.sources import ItemSpec
 from lookalike.train.captions import caption_variants
-from lookalike.train.checkpoint import load_state, save_state
+from lookalike.train.checkpoint import TrainState, load_state, save_state
 from lookalike.train.data import (
     CaptionTable,
     GiB,
     ImageStore,
+    Splits,
     augment,
     batches,
     epoch_order,
@@ -130,10 +131,16 @@ def train(
 ) -> TrainResult:
     """Train on the items of `source` and write a loadable model directory to `output`."""
     started = time.monotonic()
+    _check_config(config)
     device = resolve_device(settings.device)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    _check_config(config)
+    items, bad_rows = read_items(source, config.limit)
+    splits = split_items(
+        items, val_fraction=config.val_fraction, val_max=config.val_max, seed=config.seed
+    )
+    if not splits.train:
+        raise InvalidInput(f"{source}: no training items (items marked split=test are held out)")
     state = load_state(output) if resume else None
     if state is not None and state.info.get("run") != config.resume_key():
         raise CheckpointError(
@@ -141,162 +148,208 @@ def train(
             "use --no-resume to start over, or another --output"
         )
     trainable = _trainable(settings, config, device, output)
-    architecture = json.loads(json.dumps(trainable.architecture()))  # as saved: lists, not tuples
-    if state is not None and state.info.get("architecture") != architecture:
+    if state is not None and state.info.get("architecture") != _architecture(trainable):
         raise CheckpointError(
             f"{output} holds a run of another model ({state.info.get('architecture')}); "
             "use --no-resume to start over, or another --output"
         )
     say(trainable.describe())
-
-    items, bad_rows = read_items(source, config.limit)
-    splits = split_items(
-        items, val_fraction=config.val_fraction, val_max=config.val_max, seed=config.seed
-    )
-    if not splits.train:
-        raise InvalidInput(f"{source}: no training items (items marked split=test are held out)")
-    limits = ImageLimits.from_settings(settings)
-    store_options = {
-        "workers": settings.ingest_workers,
-        "cache_bytes": config.cache_bytes,
-        "progress": progress,
-    }
-    train_store = ImageStore(
-        splits.train, trainable.preprocess, limits, desc="load train images", **store_options
-    )
-    val_store = ImageStore(
-        splits.val, trainable.preprocess, limits, desc="load val images", **store_options
-    )
-    if not len(train_store):
-        raise InvalidInput(f"{source}: none of the training images could be read")
-    skipped = len(bad_rows) + len(train_store.failed) + len(val_store.failed)
+    data = _TrainingData.load(splits, trainable, settings, config, progress)
+    data.skipped += len(bad_rows)
     say(
-        f"data: {len(train_store)} train, {len(val_store)} validation, "
-        f"{splits.held_out} held out (split=test), {skipped} skipped"
+        f"data: {len(data.train)} train, {len(data.val)} validation, "
+        f"{splits.held_out} held out (split=test), {data.skipped} skipped"
     )
-
-    captions = CaptionTable()
-    variants, counts = captions.variants(train_store.items)
-    val_plan = _validation_plan(val_store.items, captions)
-    trainable.prepare_captions(captions.texts)
-
-    signature = _signature(train_store.items)
-    if state is not None and state.info.get("data") != signature:
+    if state is not None and state.info.get("data") != data.signature:
         raise CheckpointError(
             f"{output} was trained on other items than {source} gives now; "
             "use --no-resume to start over, or another --output"
         )
-
-    module = trainable.module
-    optimizer = torch.optim.AdamW(
-        _parameter_groups(module, config.weight_decay),
-        lr=config.learning_rate,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-    per_epoch = steps_per_epoch(len(train_store), config.batch_size)
-    total_steps = config.epochs * per_epoch
-    step, history, loss_sum, loss_count = 0, [], 0.0, 0
-    losses: list[float] = []
+    run = _Run(trainable, data, config, output, device, str(source))
     if state is not None:
-        module.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        torch.set_rng_state(state.rng)
-        step = state.step
-        history = list(state.info.get("history", []))
-        loss_sum, loss_count = state.info.get("epoch_loss", [0.0, 0])
-        say(f"resuming at step {step} of {total_steps}")
-    resumed_from = state.step if state is not None else None
-    stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
-
-    def info(finished: bool) -> dict[str, Any]:
-        return {
-            "run": config.resume_key(),
-            "architecture": architecture,
-            "data": signature,
-            "config": asdict(config),
-            "source": str(source),
-            "train_items": len(train_store),
-            "val_items": len(val_store),
-            "steps": step,
-            "total_steps": total_steps,
-            "finished": finished,
-            "history": history,
-            "epoch_loss": [loss_sum, loss_count],
-        }
-
-    def checkpoint(finished: bool) -> None:
-        save_state(output, step=step, info=info(finished), model=module, optimizer=optimizer)
-
-    bar = tqdm(
-        total=stop_at * config.batch_size,
-        initial=min(step, stop_at) * config.batch_size,
-        desc="train",
-        unit="img",
-        disable=not progress,
-        smoothing=0.1,
-    )
-    try:
-        while step < stop_at:
-            epoch = step // per_epoch
-            module.train()
-            order = epoch_order(len(train_store), config.seed, epoch)
-            for index_in_epoch, indices in enumerate(batches(order, config.batch_size)):
-                if epoch * per_epoch + index_in_epoch < step:
-                    continue  # done before the run was resumed
-                loss = _train_step(
-                    trainable,
-                    optimizer,
-                    train_store,
-                    variants,
-                    counts,
-                    indices,
-                    step,
-                    config,
-                    total_steps,
-                    device,
-                )
-                step += 1
-                losses.append(loss)
-                loss_sum, loss_count = loss_sum + loss, loss_count + 1
-                bar.update(len(indices))
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / loss_count:.3f}")
-                if step >= stop_at:
-                    break
-                if step % config.checkpoint_every == 0 and step % per_epoch:
-                    checkpoint(finished=False)
-            if step % per_epoch == 0:
-                metrics = _validate(trainable, val_store, val_plan, device)
-                history.append(
-                    {
-                        "epoch": step // per_epoch,
-                        "step": step,
-                        "loss": round(loss_sum / max(loss_count, 1), 4),
-                        "temperature": round(1 / trainable.logit_scale.exp().item(), 4),
-                        **metrics,
-                    }
-                )
-                loss_sum, loss_count = 0.0, 0
-                say(_epoch_line(history[-1], config.epochs))
-            finished = step >= total_steps
-            checkpoint(finished)
-            trainable.save(output, info(finished))
-    finally:
-        bar.close()
+        run.restore(state)
+        say(f"resuming at step {run.step} of {run.total_steps}")
+    run.run(progress)
     return TrainResult(
         output=output,
-        step=step,
-        total_steps=total_steps,
-        finished=step >= total_steps,
-        resumed_from=resumed_from,
+        step=run.step,
+        total_steps=run.total_steps,
+        finished=run.step >= run.total_steps,
+        resumed_from=state.step if state is not None else None,
         model=trainable.describe(),
-        train_items=len(train_store),
-        val_items=len(val_store),
-        history=history,
-        losses=losses,
-        skipped=skipped,
+        train_items=len(data.train),
+        val_items=len(data.val),
+        history=run.history,
+        losses=run.losses,
+        skipped=data.skipped,
         seconds=time.monotonic() - started,
     )
+
+
+@dataclass
+class _TrainingData:
+    train: ImageStore
+    val: ImageStore
+    variants: torch.Tensor  # (N, V) caption ids of each training item
+    counts: torch.Tensor  # (N,) variants per item
+    val_plan: _ValidationPlan
+    signature: str  # the training items' ids, hashed: a resume must see the same items
+    skipped: int
+
+    @classmethod
+    def load(
+        cls,
+        splits: Splits,
+        trainable: Trainable,
+        settings: Settings,
+        config: TrainConfig,
+        progress: bool,
+    ) -> _TrainingData:
+        limits = ImageLimits.from_settings(settings)
+        options = {
+            "workers": settings.ingest_workers,
+            "cache_bytes": config.cache_bytes,
+            "progress": progress,
+        }
+        preprocess = trainable.preprocess
+        train = ImageStore(splits.train, preprocess, limits, desc="load train images", **options)
+        val = ImageStore(splits.val, preprocess, limits, desc="load val images", **options)
+        if not len(train):
+            raise InvalidInput("none of the training images could be read")
+        captions = CaptionTable()
+        variants, counts = captions.variants(train.items)
+        val_plan = _validation_plan(val.items, captions)
+        trainable.prepare_captions(captions.texts)
+        return cls(
+            train,
+            val,
+            variants,
+            counts,
+            val_plan,
+            _signature(train.items),
+            len(train.failed) + len(val.failed),
+        )
+
+
+class _Run:
+    """The loop's state: step, per-epoch loss, history; checkpoints and validation."""
+
+    def __init__(
+        self,
+        trainable: Trainable,
+        data: _TrainingData,
+        config: TrainConfig,
+        output: Path,
+        device: str,
+        source: str,
+    ) -> None:
+        self.trainable = trainable
+        self.data = data
+        self.config = config
+        self.output = output
+        self.device = device
+        self.source = source
+        self.optimizer = torch.optim.AdamW(
+            _parameter_groups(trainable.module, config.weight_decay),
+            lr=config.learning_rate,
+            betas=(0.9, 0.98),
+            eps=1e-6,
+        )
+        self.per_epoch = steps_per_epoch(len(data.train), config.batch_size)
+        self.total_steps = config.epochs * self.per_epoch
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.losses: list[float] = []  # this process's steps
+        self.epoch_loss = [0.0, 0]  # sum, count over the current epoch
+
+    def restore(self, state: TrainState) -> None:
+        self.trainable.module.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.rng)
+        self.step = state.step
+        self.history = list(state.info.get("history", []))
+        self.epoch_loss = list(state.info.get("epoch_loss", [0.0, 0]))
+
+    def run(self, progress: bool) -> None:
+        config = self.config
+        stop_at = min(self.total_steps, config.max_steps or self.total_steps)
+        bar = tqdm(
+            total=stop_at * config.batch_size,
+            initial=min(self.step, stop_at) * config.batch_size,
+            desc="train",
+            unit="img",
+            disable=not progress,
+            smoothing=0.1,
+        )
+        try:
+            while self.step < stop_at:
+                self._epoch(stop_at, bar)
+                finished = self.step >= self.total_steps
+                self.checkpoint(finished)
+                self.trainable.save(self.output, self.info(finished))
+        finally:
+            bar.close()
+
+    def _epoch(self, stop_at: int, bar: tqdm) -> None:
+        """Steps from the current one to the end of its epoch (or `stop_at`)."""
+        epoch = self.step // self.per_epoch
+        self.trainable.module.train()
+        order = epoch_order(len(self.data.train), self.config.seed, epoch)
+        for index_in_epoch, indices in enumerate(batches(order, self.config.batch_size)):
+            if epoch * self.per_epoch + index_in_epoch < self.step:
+                continue  # done before the run was resumed
+            loss = _train_step(self, indices)
+            self.step += 1
+            self.losses.append(loss)
+            self.epoch_loss = [self.epoch_loss[0] + loss, self.epoch_loss[1] + 1]
+            bar.update(len(indices))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{self.epoch_loss[0] / self.epoch_loss[1]:.3f}")
+            if self.step >= stop_at:
+                break
+            if self.step % self.config.checkpoint_every == 0 and self.step % self.per_epoch:
+                self.checkpoint(finished=False)
+        if self.step % self.per_epoch == 0:
+            self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        metrics = _validate(self.trainable, self.data.val, self.data.val_plan, self.device)
+        total, count = self.epoch_loss
+        self.history.append(
+            {
+                "epoch": self.step // self.per_epoch,
+                "step": self.step,
+                "loss": round(total / max(count, 1), 4),
+                "temperature": round(1 / self.trainable.logit_scale.exp().item(), 4),
+                **metrics,
+            }
+        )
+        self.epoch_loss = [0.0, 0]
+        say(_epoch_line(self.history[-1], self.config.epochs))
+
+    def info(self, finished: bool) -> dict[str, Any]:
+        return {
+            "run": self.config.resume_key(),
+            "architecture": _architecture(self.trainable),
+            "data": self.data.signature,
+            "config": asdict(self.config),
+            "source": self.source,
+            "train_items": len(self.data.train),
+            "val_items": len(self.data.val),
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "finished": finished,
+            "history": self.history,
+            "epoch_loss": self.epoch_loss,
+        }
+
+    def checkpoint(self, finished: bool) -> None:
+        save_state(
+            self.output,
+            step=self.step,
+            info=self.info(finished),
+            model=self.trainable.module,
+            optimizer=self.optimizer,
+        )
 
 
 def say(message: str) -> None:
@@ -304,36 +357,26 @@ def say(message: str) -> None:
     tqdm.write(message)
 
 
-def _train_step(
-    trainable: Trainable,
-    optimizer: torch.optim.Optimizer,
-    store: ImageStore,
-    variants: torch.Tensor,
-    counts: torch.Tensor,
-    indices: torch.Tensor,
-    step: int,
-    config: TrainConfig,
-    total_steps: int,
-    device: str,
-) -> float:
-    generator = step_generator(config.seed, 2, step)
-    pixels = store.get(indices)
+def _train_step(run: _Run, indices: torch.Tensor) -> float:
+    config, data, trainable = run.config, run.data, run.trainable
+    generator = step_generator(config.seed, 2, run.step)
+    pixels = data.train.get(indices)
     if config.augment:
         pixels = augment(pixels, generator)
-    caption_ids = sample_captions(variants[indices], counts[indices], generator)
-    positives = positives_matrix(variants[indices], caption_ids).to(device)
-    scale = _lr_factor(step, total_steps, config.warmup_steps)
-    for group in optimizer.param_groups:
+    caption_ids = sample_captions(data.variants[indices], data.counts[indices], generator)
+    positives = positives_matrix(data.variants[indices], caption_ids).to(run.device)
+    scale = _lr_factor(run.step, run.total_steps, config.warmup_steps)
+    for group in run.optimizer.param_groups:
         group["lr"] = config.learning_rate * scale
     loss = contrastive_loss(
-        trainable.image_features(pixels.to(device)),
-        trainable.text_features(caption_ids.to(device)),
+        trainable.image_features(pixels.to(run.device)),
+        trainable.text_features(caption_ids.to(run.device)),
         positives,
         trainable.logit_scale,
     )
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    run.optimizer.step()
     with torch.no_grad():
         trainable.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
     return float(loss.item())
@@ -360,6 +403,10 @@ def _parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def _architecture(trainable: Trainable) -> dict[str, Any]:
+    return json.loads(json.dumps(trainable.architecture()))  # as saved: lists, not tuples
 
 
 def _trainable(settings: Settings, config: TrainConfig, device: str, output: Path) -> Trainable:
