@@ -112,7 +112,13 @@ def _choose_model(
         echo(f"   pretrained CLIP not available ({reason}): using the offline model")
     model_dir = options.directory / "model"
     _ensure_offline_model(settings, options, model_dir, echo)
-    update = {"data_dir": options.directory / "lookalike-data", "model_checkpoint": str(model_dir)}
+    update = {
+        "data_dir": options.directory / "lookalike-data",
+        "model_checkpoint": str(model_dir),
+        # The small model encodes thousands of images a second: bigger batches mean fewer
+        # catalog transactions per image.
+        "encode_batch_size": max(settings.encode_batch_size, 256),
+    }
     return "offline", settings.model_copy(update=update)
 
 
