@@ -14,31 +14,17 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
-from lookalike.encode.images import ImageLimits, content_hash, decode_image
-from lookalike.errors import FetchError, InvalidInput
+from lookalike.encode.images import ImageLimits
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
-
-Action = Literal["encode", "metadata", "unchanged", "failed"]
-
-
-@dataclass
-class Prepared:
-    """An item after its worker thread is done with it."""
-
-    action: Action
-    product: Product | None = None
-    pixels: np.ndarray | None = None
-    failure: BadRow | None = None
-    existed: bool = False
 
 
 @dataclass
@@ -65,6 +51,19 @@ class IngestReport:
             f"in {self.elapsed_s:.1f}s ({rate:.1f} items/s)"
         )
         return text + (" - interrupted, run again to resume" if self.interrupted else "")
+
+    def record(self, prepared: Prepared) -> None:
+        """Count one prepared item under what the ingest does with it."""
+        if prepared.action == "failed":
+            self.failed.append(prepared.failure)
+        elif prepared.action == "unchanged":
+            self.unchanged += 1
+        elif prepared.action == "metadata":
+            self.metadata_updated += 1
+        elif prepared.existed:
+            self.reencoded += 1
+        else:
+            self.added += 1
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -100,7 +99,6 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
-        self._model_id = encoder.model_id
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
         report = IngestReport()
@@ -113,7 +111,7 @@ class IngestPipeline:
         try:
             for prepared in self._prepare_all(items):
                 bar.update(1)
-                self._tally(prepared, report)
+                report.record(prepared)
                 if prepared.action == "encode":
                     to_encode.append(prepared)
                 elif prepared.action == "metadata":
@@ -156,37 +154,7 @@ class IngestPipeline:
                     future.cancel()
 
     def _prepare(self, spec: ItemSpec, existing: Product | None) -> Prepared:
-        product = Product(
-            id=spec.id,
-            title=spec.title,
-            category=spec.category,
-            brand=spec.brand,
-            price=spec.price,
-            image_source=spec.image,
-            attributes=spec.attributes,
-            model_id=self._model_id,
-        )
-        source = spec.image or spec.id
-        try:
-            if spec.image is None:
-                # Metadata without an image: kept, but only searchable if it had a vector.
-                return Prepared("metadata", product)
-            data = self.fetcher.fetch(spec.image)
-            product.content_hash = content_hash(data)
-            if (
-                existing is not None
-                and existing.vector_id is not None
-                and existing.content_hash == product.content_hash
-                and existing.model_id == self._model_id
-            ):
-                if existing.metadata_key() == product.metadata_key():
-                    return Prepared("unchanged", product)
-                return Prepared("metadata", product)
-            image = decode_image(data, self.limits, source=source)
-            pixels = self.encoder.preprocess(image)
-            return Prepared("encode", product, pixels=pixels, existed=existing is not None)
-        except (InvalidInput, FetchError) as exc:
-            return Prepared("failed", failure=BadRow(spec.id, source, _reason(exc)))
+        return prepare_item(spec, existing, self.fetcher, self.limits, self.encoder)
 
     # --- encoding thread -----------------------------------------------------------------
     def _commit(self, to_encode: list[Prepared], metadata: list[ProductWrite]) -> None:
@@ -201,22 +169,6 @@ class IngestPipeline:
         self.catalog.upsert(writes)
         self.index.catch_up()
         self.index.save()
-
-    def _tally(self, prepared: Prepared, report: IngestReport) -> None:
-        if prepared.action == "failed":
-            report.failed.append(prepared.failure)
-        elif prepared.action == "unchanged":
-            report.unchanged += 1
-        elif prepared.action == "metadata":
-            report.metadata_updated += 1
-        elif prepared.existed:
-            report.reencoded += 1
-        else:
-            report.added += 1
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "reason", None) or str(exc)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
