@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from image_catalogs import BAD_ITEMS, png_bytes, write_catalog
 from lookalike import Engine, Settings
 from lookalike.catalog.base import Product
+from lookalike.cli import app
 from lookalike.encode import ImageLimits, content_hash, create_encoder
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.prepare import prepare_item, skip_action
@@ -95,3 +97,9 @@ def test_local_ingest_reports_bad_items_and_skips_unchanged(tmp_path, model_dir)
         assert (second.added, second.reencoded, second.unchanged) == (0, 0, 6)
         assert len(engine.live_index.index) == 6
         assert engine.search_image(png_bytes(4), limit=1).hits[0].product.id == "item-004"
+
+
+def test_unknown_engine_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["index", str(tmp_path), "--engine", "spark"])
+    assert result.exit_code == 2
+    assert "--engine must be local or ray" in result.output

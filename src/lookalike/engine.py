@@ -152,6 +152,29 @@ class Engine:
         report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
         return report
 
+    def index_path_ray(self, location: str | Path, **options: Any) -> IngestReport:
+        """`index_path` on Ray (`lookalike index --engine ray`): the same items, checks and
+        results, spread over a Ray cluster's workers; a stopped run resumes. `options` go
+        to `RayIngest` (`on_shard_loaded`)."""
+        from lookalike.ingest.ray_pipeline import RayIngest
+
+        info = self.encoder.info
+        pipeline = RayIngest(
+            self.settings,
+            self.catalog,
+            self.live_index,
+            model_id=info.model_id,
+            dim=info.dim,
+            progress=self.progress,
+            **options,
+        )
+        report = pipeline.run(
+            open_source(location), count_items(location), source=str(Path(location).resolve())
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        report.write(self.settings.data_dir / "reports" / f"ingest-ray-{stamp}.json")
+        return report
+
     def reindex(self) -> IngestReport:
         """Re-encode every product from its image source with the current model."""
         specs = (

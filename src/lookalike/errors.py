@@ -15,6 +15,7 @@ LookalikeError
 │   └── IndexMismatch      saved index does not fit the settings
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
+├── BatchIndexError        a distributed batch run failed (Ray cluster) (HTTP 503)
 └── Unauthorized           write without the configured API key         (HTTP 401)
 """
 
@@ -95,6 +96,12 @@ class CatalogError(LookalikeError):
 
 class StoreLocked(CatalogError):
     pass
+
+
+class BatchIndexError(LookalikeError):
+    """The distributed engine could not be reached or lost work; rerun to resume."""
+
+    http_status = 503
 
 
 class Unauthorized(LookalikeError):
