@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         description="Items per shard: the unit of resume and of one catalog transaction.",
     )
     ray_shards_per_pass: int = Field(
-        64,
+        256,
         ge=1,
         description="Shards handed to Ray at a time (bounds the driver's memory on huge "
         "manifests; encoder actors start once per pass).",
