@@ -296,7 +296,7 @@ class RayIngest:
         """Prepare and encode these shards on Ray; load each as soon as all its rows are back."""
         ray = self._ray.start()
         infos = {info.shard: info for info, _ in pending}
-        dataset = self._dataset(ray, self._plan_blocks(pending))
+        dataset = self._dataset(ray, self._plan_rows(pending), len(pending))
         collected: dict[int, list[ShardItem]] = defaultdict(list)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -314,34 +314,33 @@ class RayIngest:
                 f"Ray returned shards {sorted(collected)} incomplete; run again to resume"
             )
 
-    def _plan_blocks(self, pending: list[tuple[ShardInfo, list[ItemSpec | BadRow]]]) -> list:
-        """One Arrow block per shard: a row per item, with its current catalog record for
-        the skip-unchanged test (compact: a pass may plan hundreds of thousands of items)."""
-        import pyarrow as pa
-
-        blocks = []
+    def _plan_rows(
+        self, pending: list[tuple[ShardInfo, list[ItemSpec | BadRow]]]
+    ) -> list[dict[str, Any]]:
+        """One row per item, with its current catalog record for the skip-unchanged test."""
+        rows = []
         for info, planned in pending:
             existing = self.catalog.get_many([i.id for i in planned if isinstance(i, ItemSpec)])
-            stored = [existing.get(i.id) if isinstance(i, ItemSpec) else None for i in planned]
-            blocks.append(
-                pa.table(
+            for pos, item in enumerate(planned):
+                stored = existing.get(item.id) if isinstance(item, ItemSpec) else None
+                rows.append(
                     {
-                        "shard": pa.array([info.shard] * len(planned), pa.int64()),
-                        "pos": pa.array(range(len(planned)), pa.int64()),
-                        "item": [item_to_json(item) for item in planned],
-                        "existing": [product_to_json(product) for product in stored],
+                        "shard": info.shard,
+                        "pos": pos,
+                        "item": item_to_json(item),
+                        "existing": product_to_json(stored),
                     }
                 )
-            )
-        return blocks
+        return rows
 
-    def _dataset(self, ray: Any, blocks: list) -> Any:
+    def _dataset(self, ray: Any, rows: list[dict[str, Any]], shards: int) -> Any:
         settings = self.settings
         _quiet_ray_data(ray)
         batch = settings.encode_batch_size
         actors, encoder_resources = self._encoder_resources(ray)
+        # About a block per shard (blocks are built here on the driver, not by remote tasks).
         return (
-            ray.data.from_arrow(blocks)
+            ray.data.from_items(rows, override_num_blocks=shards)
             .map_batches(
                 prepare_batch,
                 fn_kwargs={"settings": settings},
