@@ -83,6 +83,7 @@ def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, mode
 
             assert (report.added, report.unchanged, report.seen) == (GOOD, 0, MANIFEST_ROWS)
             assert report.shards == -(-MANIFEST_ROWS // SHARD_SIZE)
+            assert 0 < report.encoder_busy <= 1
             assert failures(report) == failures(local_report)
             for item_id, reason in BAD_ITEMS.items():
                 assert reason in failures(report)[item_id]

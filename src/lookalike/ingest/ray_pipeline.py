@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -64,11 +65,31 @@ class BatchReport(IngestReport):
 
     shards: int = 0
     resumed_shards: int = 0
+    # Share of time the encoder actors spent encoding, from each one's first batch to its
+    # last: well below 1 means they waited for images (add readers: ray_read_concurrency).
+    encoder_busy: float | None = None
 
     def summary(self) -> str:
         head, sep, tail = super().summary().partition(" - interrupted")
-        note = f" [{self.shards} shards, {self.resumed_shards} done by an earlier attempt]"
-        return head + note + sep + tail
+        note = f" [{self.shards} shards, {self.resumed_shards} done by an earlier attempt"
+        if self.encoder_busy is not None:
+            note += f", encoders busy {self.encoder_busy:.0%}"
+        return head + note + "]" + sep + tail
+
+
+def encoder_busy(spans: set[tuple[str, tuple[float, float]]]) -> float | None:
+    """Mean over encoder actors of (time encoding) / (first batch start to last batch end).
+
+    Spans of one actor come from one clock, so this holds on a cluster too."""
+    by_actor: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for actor, span in spans:
+        by_actor[actor].append(span)
+    shares = []
+    for actor_spans in by_actor.values():
+        window = max(end for _, end in actor_spans) - min(start for start, _ in actor_spans)
+        busy = sum(end - start for start, end in actor_spans)
+        shares.append(busy / window if window > 0 else 1.0)
+    return sum(shares) / len(shares) if shares else None
 
 
 # --- Ray stages (run in Ray worker processes) ----------------------------------------------
@@ -143,8 +164,10 @@ class EncodeWorker:
     def __init__(self, settings: Settings) -> None:
         self.encoder = create_encoder(settings)
         self.dim = self.encoder.info.dim  # load now, not on the first batch
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.time()
         todo = np.flatnonzero(batch["action"] == "encode")
         embedding = np.zeros((len(batch["action"]), self.dim), dtype=np.float32)
         if len(todo):
@@ -157,7 +180,14 @@ class EncodeWorker:
                 ]
             )
             embedding[todo] = self.encoder.encode_pixels(pixels)
-        return {**{name: batch[name] for name in ROW_COLUMNS}, "embedding": embedding}
+        rows = len(embedding)
+        return {
+            **{name: batch[name] for name in ROW_COLUMNS},
+            "embedding": embedding,
+            # When this actor worked, so the driver can tell how busy the encoders were.
+            "encoder": np.array([self.name] * rows),
+            "encode_span": np.tile([started, time.time()], (rows, 1)),
+        }
 
 
 # --- Ray connection ------------------------------------------------------------------------
@@ -235,6 +265,7 @@ class RayIngest:
         self.on_shard_loaded = on_shard_loaded
         self.state = RunState(settings.data_dir / "batch")
         self._ray = RaySession(settings)
+        self._spans: set[tuple[str, tuple[float, float]]] = set()
 
     def run(
         self, items: Iterable[ItemSpec | BadRow], total: int | None = None, *, source: str
@@ -265,6 +296,7 @@ class RayIngest:
             if pending:
                 self._run_pass(pending, report)
             self.state.finish()
+            report.encoder_busy = encoder_busy(self._spans)
         except KeyboardInterrupt:
             report.interrupted = True
             raise
@@ -300,6 +332,10 @@ class RayIngest:
         collected: dict[int, list[ShardItem]] = defaultdict(list)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for actor, (start, end) in zip(
+                    batch["encoder"], batch["encode_span"].tolist(), strict=True
+                ):
+                    self._spans.add((str(actor), (start, end)))
                 for shard, item in _rows(batch):
                     collected[shard].append(item)
                     self._bar.update(1)
