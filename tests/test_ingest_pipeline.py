@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,17 @@ def test_unknown_engine_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["index", str(tmp_path), "--engine", "spark"])
     assert result.exit_code == 2
     assert "--engine must be local or ray" in result.output
+
+
+def test_ray_engine_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
+    # As if `lookalike[ray]` were not installed: importing Ray or pyarrow fails.
+    for name in ("lookalike.ingest.ray_pipeline", "lookalike.ingest.shards"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    manifest = write_catalog(tmp_path / "catalog", good=1)
+    result = CliRunner().invoke(
+        app, ["index", str(manifest), "--engine", "ray", "-d", str(tmp_path / "data")]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'lookalike[ray]'" in result.output

@@ -19,7 +19,7 @@ from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, ope
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder, decode_image
 from lookalike.encode.images import to_rgb
-from lookalike.errors import InvalidInput, ModelMismatch, NotFound
+from lookalike.errors import ConfigError, InvalidInput, ModelMismatch, NotFound
 from lookalike.index import LiveIndex, open_index
 from lookalike.index.factory import index_directory
 from lookalike.index.faiss_index import META_FILE
@@ -156,8 +156,12 @@ class Engine:
         """`index_path` on Ray (`lookalike index --engine ray`): the same items, checks and
         results, spread over a Ray cluster's workers; a stopped run resumes. `options` go
         to `RayIngest` (`on_shard_loaded`)."""
-        from lookalike.ingest.ray_pipeline import RayIngest
-
+        try:
+            from lookalike.ingest.ray_pipeline import RayIngest
+        except ImportError as exc:
+            raise ConfigError(
+                f"the Ray engine needs the ray extra: pip install 'lookalike[ray]' ({exc})"
+            ) from exc
         info = self.encoder.info
         pipeline = RayIngest(
             self.settings,
