@@ -28,6 +28,8 @@ pytest.importorskip("pyarrow", reason="shards need pyarrow (the ray extra)")
 
 import ray
 
+from lookalike.ingest.ray_pipeline import build_dataset
+
 GOOD = 18
 SHARD_SIZE = 5
 BATCH = 8
@@ -122,6 +124,17 @@ def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, mode
     assert f"0 added, 0 re-encoded, 0 metadata updated, {GOOD} unchanged" in result.output
     with Engine(settings_for(tmp_path / "ray", model_dir)) as distributed:
         assert vector_ids(distributed) == before
+
+
+def test_readers_are_not_fused_into_the_encoder_actors(ray_address, model_dir, capsys):
+    # One reader and one single-threaded encoder actor: what Ray Data would otherwise fuse
+    # into one actor that decodes and encodes in turn.
+    settings = settings_for(Path("unused"), model_dir, actors=1)
+    row = {"shard": 0, "pos": 0, "item": "", "existing": ""}
+    build_dataset(ray, settings, [row], 1).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[MapBatches(prepare_batch)]" in optimized
+    assert "ActorPoolMapOperator[MapBatches(EncodeWorker)]" in optimized
 
 
 KILLED_RUN = textwrap.dedent(

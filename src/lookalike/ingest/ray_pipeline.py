@@ -190,6 +190,49 @@ class EncodeWorker:
         }
 
 
+# Prepare tasks reserve less CPU than they could use: they wait on reads and downloads much
+# of the time, and unequal reservations keep Ray Data from fusing them into the encoder
+# actors, which would decode and encode one after the other (ray-project/ray#54433).
+READER_CPUS = 0.5
+
+
+def build_dataset(ray: Any, settings: Settings, rows: list[dict[str, Any]], blocks: int) -> Any:
+    """The Ray Data pipeline over planned rows: prepare tasks, then encoder actors."""
+    _quiet_ray_data(ray)
+    batch = settings.encode_batch_size
+    actors, encoder_resources = _encoder_resources(ray, settings)
+    return (
+        # Blocks are built here on the driver (no remote tasks to describe them).
+        ray.data.from_items(rows, override_num_blocks=blocks)
+        .map_batches(
+            prepare_batch,
+            fn_kwargs={"settings": settings},
+            compute=ray.data.TaskPoolStrategy(size=settings.ray_read_concurrency),
+            batch_size=batch,
+            num_cpus=READER_CPUS,
+        )
+        .map_batches(
+            EncodeWorker,
+            fn_constructor_args=(settings,),
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=batch,
+            **encoder_resources,
+        )
+    )
+
+
+def _encoder_resources(ray: Any, settings: Settings) -> tuple[int, dict[str, float]]:
+    """A GPU per encoder actor when the cluster has GPUs (and the settings allow)."""
+    actors = settings.ray_encoder_actors
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus and settings.device != "cpu":
+        if actors > gpus:
+            log.warning("%d encoder actors asked, the cluster has %d GPUs", actors, gpus)
+            actors = gpus
+        return actors, {"num_gpus": 1}
+    return actors, {"num_cpus": float(settings.torch_threads or 1)}
+
+
 # --- Ray connection ------------------------------------------------------------------------
 class RaySession:
     """Connects to the configured cluster, or starts a local Ray; reuses a running one."""
@@ -328,7 +371,7 @@ class RayIngest:
         """Prepare and encode these shards on Ray; load each as soon as all its rows are back."""
         ray = self._ray.start()
         infos = {info.shard: info for info, _ in pending}
-        dataset = self._dataset(ray, self._plan_rows(pending), len(pending))
+        dataset = build_dataset(ray, self.settings, self._plan_rows(pending), len(pending))
         collected: dict[int, list[ShardItem]] = defaultdict(list)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -368,41 +411,6 @@ class RayIngest:
                     }
                 )
         return rows
-
-    def _dataset(self, ray: Any, rows: list[dict[str, Any]], shards: int) -> Any:
-        settings = self.settings
-        _quiet_ray_data(ray)
-        batch = settings.encode_batch_size
-        actors, encoder_resources = self._encoder_resources(ray)
-        # About a block per shard (blocks are built here on the driver, not by remote tasks).
-        return (
-            ray.data.from_items(rows, override_num_blocks=shards)
-            .map_batches(
-                prepare_batch,
-                fn_kwargs={"settings": settings},
-                compute=ray.data.TaskPoolStrategy(size=settings.ray_read_concurrency),
-                batch_size=batch,
-                num_cpus=1,
-            )
-            .map_batches(
-                EncodeWorker,
-                fn_constructor_args=(settings,),
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                batch_size=batch,
-                **encoder_resources,
-            )
-        )
-
-    def _encoder_resources(self, ray: Any) -> tuple[int, dict[str, float]]:
-        """A GPU per encoder actor when the cluster has GPUs (and the settings allow)."""
-        actors = self.settings.ray_encoder_actors
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        if gpus and self.settings.device != "cpu":
-            if actors > gpus:
-                log.warning("%d encoder actors asked, the cluster has %d GPUs", actors, gpus)
-                actors = gpus
-            return actors, {"num_gpus": 1}
-        return actors, {"num_cpus": float(self.settings.torch_threads or 1)}
 
     def _finish_shard(self, info: ShardInfo, items: list[ShardItem], report: BatchReport) -> None:
         path = self.state.shard_path(info.shard)
