@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from lookalike import Engine, Settings
 from lookalike.catalog.base import Product
 from lookalike.cli import app
 from lookalike.encode import ImageLimits, content_hash, create_encoder
+from lookalike.errors import BatchIndexError
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.prepare import prepare_item, skip_action
 from lookalike.ingest.sources import ItemSpec
@@ -118,3 +120,18 @@ def test_ray_engine_without_the_extra_says_how_to_install(tmp_path, monkeypatch)
     )
     assert result.exit_code == 2
     assert "pip install 'lookalike[ray]'" in result.output
+
+
+def test_an_unreachable_ray_address_fails_fast():
+    pytest.importorskip("pyarrow", reason="the Ray pipeline needs the ray extra")
+    from lookalike.ingest.ray_pipeline import check_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+        check_reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(BatchIndexError, match="cannot reach a Ray cluster"):
+        check_reachable(f"ray://127.0.0.1:{port}")  # closed now
+    check_reachable("auto")

@@ -258,6 +258,7 @@ class RaySession:
         options: dict[str, Any] = {"logging_level": logging.WARNING}
         try:
             if settings.ray_address:
+                check_reachable(settings.ray_address)
                 ray.init(address=settings.ray_address, **options)
             else:
                 # Logical CPUs: enough for every actor; the OS shares the real cores.
@@ -282,6 +283,18 @@ class RaySession:
 
             ray.shutdown()
         self._owned = self._started = False
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at a `host:port` or `ray://host:port` address: Ray
+    itself retries an unreachable cluster for minutes before it gives up."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or "/" in host:
+        return  # `auto`, or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BatchIndexError(f"cannot reach a Ray cluster at {address}: {exc}") from exc
 
 
 # --- the driver ----------------------------------------------------------------------------
