@@ -468,7 +468,15 @@ class RayIngest:
 def _quiet_ray_data(ray: Any) -> None:
     """Our progress bar counts items with rate and ETA: Ray Data's own bars and INFO lines
     on the console would only garble it (its log file under /tmp/ray keeps everything)."""
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Ray's memory detector would repeat every 30 s, for the whole run, that readers use
+    # more memory than they reserve (each holds a model copy for `preprocess`); the sizing
+    # in docs/scaling-batch.md covers it.
+    detectors = getattr(context, "issue_detectors_config", None)
+    high_memory = getattr(detectors, "high_memory_detector_config", None)
+    if high_memory is not None:
+        high_memory.detection_time_interval_s = -1
     for handler in logging.getLogger("ray.data").handlers:
         # The console handler streams; the session log file is another kind of handler.
         if isinstance(handler, logging.StreamHandler) and not isinstance(
