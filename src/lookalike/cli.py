@@ -76,7 +76,7 @@ def index_command(
     engine_name: Annotated[
         str,
         typer.Option(
-            "--engine", help="local: this process; ray: Ray workers (pip install 'lookalike[ray]')."
+            "--engine", help="local: this process; ray: Ray workers (needs the ray extra)."
         ),
     ] = "local",
     address: Annotated[
