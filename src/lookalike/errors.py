@@ -6,7 +6,8 @@ LookalikeError
 │   ├── InvalidImage       corrupt, truncated, not an image, too small  (HTTP 400)
 │   │   ├── UnsupportedImage   not an image format we can read          (HTTP 415)
 │   │   └── ImageTooLarge      over the byte or pixel limit             (HTTP 413)
-│   └── ManifestError      a manifest we cannot read at all
+│   ├── ManifestError      a manifest we cannot read at all
+│   └── UnsupportedMediaType  a request body of a type the endpoint does not take (HTTP 415)
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
@@ -59,6 +60,10 @@ class ImageTooLarge(InvalidImage):
 
 class ManifestError(InvalidInput):
     pass
+
+
+class UnsupportedMediaType(InvalidInput):
+    http_status = 415
 
 
 class FetchError(LookalikeError):
