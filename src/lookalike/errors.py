@@ -6,6 +6,7 @@ LookalikeError
 │   ├── InvalidImage       corrupt, truncated, not an image, too small  (HTTP 400)
 │   │   ├── UnsupportedImage   not an image format we can read          (HTTP 415)
 │   │   └── ImageTooLarge      over the byte or pixel limit             (HTTP 413)
+│   │       └── DecompressionBomb  small file, too many pixels           (HTTP 400)
 │   ├── ManifestError      a manifest we cannot read at all
 │   └── UnsupportedMediaType  a request body of a type the endpoint does not take (HTTP 415)
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
@@ -56,6 +57,12 @@ class UnsupportedImage(InvalidImage):
 
 class ImageTooLarge(InvalidImage):
     http_status = 413
+
+
+class DecompressionBomb(ImageTooLarge):
+    """Over the pixel limit: the upload itself may be small, so not 413 but a bad image."""
+
+    http_status = 400
 
 
 class ManifestError(InvalidInput):
