@@ -209,6 +209,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve the HTTP API and the search page (model and index load once, at start-up)."""
+    import inspect
     import os
 
     import uvicorn
@@ -224,12 +225,18 @@ def serve_command(
     # command-line overrides that way (this is an entry point, where settings are made).
     if data_dir is not None:
         os.environ["LOOKALIKE_DATA_DIR"] = str(settings.data_dir)
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # A worker imports torch before it can answer the supervisor's first health check;
+        # uvicorn's 5 s default kills and restarts workers on a busy machine.
+        extra["timeout_worker_healthcheck"] = 60
     uvicorn.run(
         "lookalike.api.app:create_app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        **extra,
     )
 
 
