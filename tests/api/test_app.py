@@ -130,3 +130,23 @@ def test_writes_from_another_engine_become_searchable(
         else:
             raise AssertionError("the server never picked up the other engine's write")
         assert client.get("/readyz").json()["index_vectors"] == 25
+
+
+def test_cors_when_configured(tmp_path: Path, indexed_data, tiny_model) -> None:
+    origin = "http://shop.example"
+    settings = api_settings(copy_data(indexed_data, tmp_path), tiny_model, cors_origins=[origin])
+    with TestClient(create_app(settings)) as client:
+        preflight = client.options(
+            "/v1/search",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        search = client.get("/v1/search/text", params={"q": "x"}, headers={"Origin": origin})
+        assert search.headers["access-control-allow-origin"] == origin
+        # Even a refused upload is readable by the page that sent it.
+        too_big = client.post("/v1/search", content=b"0" * 2_000_000, headers={"Origin": origin})
+        assert too_big.status_code == 413
+        assert too_big.headers["access-control-allow-origin"] == origin
+        other = client.get("/healthz", headers={"Origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -166,6 +166,11 @@ def test_put_metadata_only_keeps_the_image(writable_client: TestClient, catalog_
             415,
             "UnsupportedMediaType",
         ),
+        (
+            {"files": {"file": ("a.png", NEW_IMAGE, "image/png")}, "data": {"title": "t"}},
+            422,
+            "InvalidInput",
+        ),
     ],
     ids=[
         "new-without-image",
@@ -178,6 +183,7 @@ def test_put_metadata_only_keeps_the_image(writable_client: TestClient, catalog_
         "attributes-not-json",
         "file-and-url",
         "wrong-content-type",
+        "file-under-another-name",
     ],
 )
 def test_bad_puts(writable_client: TestClient, kwargs: dict, status: int, error_type: str):

@@ -274,6 +274,16 @@ def test_combined_bad_multipart_query_is_422(client: TestClient, catalog_items) 
     assert response.status_code == 422
 
 
+def test_combined_multipart_with_unexpected_parts_is_422(client: TestClient, catalog_items):
+    response = client.post(
+        "/v1/search",
+        data={"text": "red"},  # belongs inside `query`
+        files={"image": ("q.png", catalog_items[0].path.read_bytes(), "image/png")},
+    )
+    assert response.status_code == 422
+    assert "text" in response.json()["error"]["message"]
+
+
 def test_combined_other_content_types_are_415(client: TestClient) -> None:
     response = client.post("/v1/search", content=b"q=red", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415

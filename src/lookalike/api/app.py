@@ -93,15 +93,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
 
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
+        # Outside the size limit, so a browser on another origin can read its 413 too.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
-    # Added last, so it is the outermost layer: oversized bodies stop before anything else.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -71,6 +71,7 @@ ThumbnailsDep = Annotated[ThumbnailCache, Depends(_thumbnails)]
 RootPathDep = Annotated[str, Depends(_root_path)]
 FiltersDep = Annotated[ProductFilter, Depends(_filters)]
 LimitQuery = Annotated[
-    int | None, Query(ge=1, description="Results wanted (default 20, at most 100).")
+    int | None,
+    Query(ge=1, description="Results wanted (settings: 20 by default, at most 100)."),
 ]
 require_api_key = Depends(_require_api_key)

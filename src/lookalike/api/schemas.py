@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +18,7 @@ MAX_TEXT_CHARS = 2000
 THUMBNAIL_SIZE = 256  # what result URLs ask for; the grid shows ~200 px cards
 
 Scalar = str | int | float | bool
+QueryText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -83,10 +84,10 @@ class SearchQuery(BaseModel):
     )
 
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Query text.")
-    texts: list[str] = Field(
+    texts: list[QueryText] = Field(
         [], max_length=MAX_QUERY_IMAGES, description="More query texts (averaged)."
     )
-    negative_texts: list[str] = Field(
+    negative_texts: list[QueryText] = Field(
         [], max_length=MAX_QUERY_IMAGES, description='"Like this, but not ...".'
     )
     images: list[str] = Field(

@@ -116,6 +116,10 @@ async def put_product(
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=16) as form:
             fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+            stray = [k for k, v in form.multi_items() if not isinstance(v, str) and k != "image"]
+            if stray:
+                # A file under another name must not turn into a silent metadata-only update.
+                raise InvalidInput(f"unexpected file part {stray[0]!r}: send the image as `image`")
             part = form.get("image")
             if isinstance(part, UploadFile):
                 upload = await read_upload(part, max_bytes)

@@ -102,6 +102,12 @@ async def search_combined(
     content_type = http_request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         async with http_request.form(max_files=MAX_QUERY_IMAGES, max_fields=8) as form:
+            unexpected = set(form.keys()) - {"query", "image"}
+            if unexpected:
+                raise InvalidInput(
+                    f"unexpected multipart part(s) {', '.join(sorted(unexpected))}: "
+                    "send `query` (JSON) and `image` files"
+                )
             raw = form.get("query")
             if raw is not None and not isinstance(raw, str):
                 raise InvalidInput("the `query` part must be text (JSON), not a file")
