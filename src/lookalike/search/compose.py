@@ -31,7 +31,7 @@ def hybrid(
 
 
 def subtract(query: np.ndarray, negative: np.ndarray, weight: float) -> np.ndarray:
-    """ "Like this, but not that": query - weight * negative, re-normalised.
+    """Like this, but not that: query - weight * negative, re-normalised.
 
     Works on one query (dim,) or several (n, dim) against one negative direction. A query
     that the subtraction cancels (it *is* the negative) is refused rather than turned into
