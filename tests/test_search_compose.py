@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -47,10 +47,8 @@ def test_subtract_moves_away_from_the_negative(query, negative, weight):
     before = float(unit(query) @ unit(negative))
     if before < -0.999:
         return  # already pointing straight away from it
-    if np.linalg.norm(unit(query) - weight * unit(negative)) < 1e-5:
-        with pytest.raises(InvalidInput):
-            subtract(query, negative, weight)
-        return
+    # A (nearly) cancelled query is refused: see the test below.
+    assume(np.linalg.norm(unit(query) - weight * unit(negative)) > 1e-3)
     shifted = subtract(query, negative, weight)
     assert np.linalg.norm(shifted) == pytest.approx(1.0, abs=1e-5)
     assert float(shifted @ unit(negative)) <= before + 1e-5
