@@ -3,6 +3,8 @@ weights, several images (mean / best), negative texts, similar-to-product, ranki
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -163,3 +165,39 @@ def test_ranking_options_through_the_engine(engine):
 def test_bad_requests_are_typed_errors(engine, request_):
     with pytest.raises(InvalidInput):
         engine.search(request_)
+
+
+def test_cli_search_with_ranking_options(engine, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    monkeypatch.setenv("LOOKALIKE_MODEL_CHECKPOINT", engine.settings.model_checkpoint)
+    monkeypatch.setenv("LOOKALIKE_DEVICE", "cpu")
+    data_dir = str(engine.settings.data_dir)
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--text",
+            "a green hat",
+            "--not",
+            "red",
+            "--max-per-category",
+            "1",
+            "--rerank",
+            "rating=0.1",
+            "--limit",
+            "6",
+            "--json",
+            "-d",
+            data_dir,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)["results"]
+    assert len(hits) == 6 and len({h["category"] for h in hits}) == 6
+    assert all(h["score"] >= h["similarity"] for h in hits)
+    bad = runner.invoke(app, ["search", "--text", "x", "--rerank", "rating", "-d", data_dir])
+    assert bad.exit_code == 2 and "name=weight" in bad.output

@@ -54,24 +54,45 @@ def rare(tmp_path_factory):
     catalog.close()
 
 
-@pytest.mark.parametrize("strategy", ["auto", "ann"])
 @pytest.mark.parametrize("index_kind", ["flat", "hnsw"])
-def test_rare_category_top20_is_brute_force(rare, strategy, index_kind):
+def test_rare_category_top20_is_brute_force(rare, index_kind):
     catalog, products, vectors, indexes = rare
-    live = indexes[index_kind]
-    service = SearchService(catalog, live, Settings() if strategy == "auto" else ANN)
+    service = SearchService(catalog, indexes[index_kind], Settings())
     only_rare = ProductFilter(categories=("rare",))
     assert catalog.count_matching(only_rare) == RARE_N // 200  # 0.5%
-    queries = unit_vectors(10, DIM, np.random.default_rng(11))
-    for query in queries:
+    for query in unit_vectors(10, DIM, np.random.default_rng(11)):
         results = service.by_vector(query, 20, only_rare, rerank=SIMILARITY_ONLY)
-        assert results.strategy == ("exact" if strategy == "auto" else "ann")
+        assert results.strategy == "exact"
         assert results.total_found == RARE_N // 200
-        assert [h.product.category for h in results.hits] == ["rare"] * 20
+        # Exact scoring of the subset, whichever index holds the vectors.
+        assert_same_ranking(results.hits, brute_force(products, vectors, query, 20, only_rare))
+
+
+@pytest.mark.parametrize("index_kind", ["flat", "hnsw"])
+def test_rare_category_through_ann_still_fills_the_limit(rare, index_kind):
+    """Forced through ANN + post-filter (the planner would not): widening reaches every
+    rare item on the flat index; the HNSW index, whose search budget returns fewer ids
+    than asked, falls back to exact scoring."""
+    catalog, products, vectors, indexes = rare
+    only_rare = ProductFilter(categories=("rare",))
+    finder = CandidateFinder(
+        catalog, indexes[index_kind].index, FilterPolicy(exact_max_items=0, oversample=0.1)
+    )
+    plan = Plan("ann", RARE_N // 200, 0.005)
+    for query in unit_vectors(10, DIM, np.random.default_rng(11)):
+        found = finder.find(query, 20, only_rare, plan)
+        assert len(found.ids) == 20
+        assert {p.category for p in found.products.values()} == {"rare"}
         reference = brute_force(products, vectors, query, 20, only_rare)
-        if index_kind == "flat" or strategy == "auto":
-            # Exact scoring of the subset, whichever index holds the vectors.
-            assert_same_ranking(results.hits, reference)
+        hits = [
+            SearchHit(found.products[int(i)], float(s), float(s))
+            for i, s in zip(found.ids, found.similarities, strict=True)
+        ]
+        assert_same_ranking(hits, reference)
+        if index_kind == "flat":
+            assert found.path == "ann" and found.largest_k > 400  # it had to widen
+        else:
+            assert found.path == "ann+exact"
 
 
 def test_hnsw_broad_filter_keeps_the_limit(rare):

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         "those items; a broader one by ANN with oversampling and post-filtering.",
     )
     filter_oversample: float = Field(
-        2.0,
+        3.0,
         ge=1,
         description="Filtered ANN asks the index for (wanted / selectivity) x this many "
         "candidates before post-filtering.",

@@ -46,7 +46,7 @@ class FilterPolicy:
     """When to search a filter's items exactly, and how hard to oversample otherwise."""
 
     exact_max_items: int = 2_000
-    oversample: float = 2.0
+    oversample: float = 3.0
     widen_factor: float = 4.0
     # Post-filtering reads either the candidates' product rows or every matching vector
     # id. An id costs a small fraction of a product row (no JSON, no object), so the id
@@ -79,6 +79,7 @@ class Candidates:
     similarities: np.ndarray  # float32; the best over the queries
     products: dict[int, Product]
     complete: bool  # every matching item the search can reach is in here
+    path: str = "exact"  # "exact", "ann", or "ann+exact" (ANN ran dry, then exact)
     largest_k: int = 0  # the largest k asked of the index (ANN path)
 
 
@@ -99,8 +100,10 @@ class CandidateFinder:
 
     # --- strategy ------------------------------------------------------------------------
     def plan(self, product_filter: ProductFilter | None, wanted: int) -> Plan:
-        """Exact when the filter matches few items, or when ANN would have to read (nearly)
-        the whole index anyway; ANN otherwise."""
+        """Exact when the filter matches at most `exact_max_items`, or fewer items than the
+        ANN path would fetch as candidates (then scoring them all is the cheaper read; at
+        N indexed items this is matching <= sqrt(wanted * N * oversample), so the
+        threshold grows with the catalog); ANN otherwise."""
         indexed = len(self.index)
         if product_filter is None or product_filter.is_empty:
             return Plan("ann", indexed, 1.0)
@@ -109,7 +112,7 @@ class CandidateFinder:
         selectivity = min(1.0, matching / indexed) if indexed else 0.0
         if matching <= self.policy.exact_max_items or selectivity == 0.0:
             return Plan("exact", matching, selectivity)
-        if self._first_k(wanted, selectivity) >= indexed:
+        if self._first_k(wanted, selectivity) >= min(matching, indexed):
             return Plan("exact", matching, selectivity)
         return Plan("ann", matching, selectivity)
 
@@ -231,7 +234,9 @@ class CandidateFinder:
         ids, sims = merge_best(np.where(good, scores, -np.inf), np.where(good, found, -1))
         if not unfiltered and len(ids) < self.expected(plan, product_filter, exclude):
             # The catalog holds matching items the index did not reach: score them exactly.
-            return self.exact(queries, wanted, product_filter, exclude)
+            fallback = self.exact(queries, wanted, product_filter, exclude)
+            fallback.path, fallback.largest_k = "ann+exact", k
+            return fallback
         return self._take(ids, sims, wanted, products, complete=True, k=k)
 
     def _fetch_matching(
@@ -275,7 +280,7 @@ class CandidateFinder:
                 products = {**products, **self.catalog.by_vector_ids(missing)}
         kept = {int(i): products[int(i)] for i in ids if int(i) in products}
         ids, sims = _with_products(ids, sims, kept)
-        return Candidates(ids, sims, kept, complete=complete, largest_k=k)
+        return Candidates(ids, sims, kept, complete=complete, path="ann", largest_k=k)
 
     def expected(
         self, plan: Plan, product_filter: ProductFilter | None, exclude: frozenset[int]

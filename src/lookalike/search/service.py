@@ -98,7 +98,7 @@ class SearchService:
 
         total = finder.expected(plan, product_filter, excluded)
         elapsed = (time.perf_counter() - started) * 1000
-        return SearchResults(chosen, max(total, 0), elapsed, timings, strategy=plan.strategy)
+        return SearchResults(chosen, max(total, 0), elapsed, timings, strategy=candidates.path)
 
     def _embeddings(self, hits: list[SearchHit]) -> np.ndarray:
         """Stored embeddings of the hits, a zero row where one is missing."""
