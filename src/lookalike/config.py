@@ -106,8 +106,9 @@ class Settings(BaseSettings):
     filter_exact_max_items: int = Field(
         2_000,
         ge=0,
-        description="A filter matching at most this many items is searched exactly over just "
-        "those items; a broader one by ANN with oversampling and post-filtering.",
+        description="A filter matching at most this many items (or fewer than ANN would "
+        "fetch as candidates) is searched exactly over just those items; a broader one by "
+        "ANN with oversampling and post-filtering.",
     )
     filter_oversample: float = Field(
         3.0,
@@ -132,16 +133,23 @@ class Settings(BaseSettings):
         description="Most candidates a query with diversity caps looks at to fill its limit.",
     )
     rerank_popularity: float = Field(
-        0.05, description="Re-rank weight of the `popularity` attribute (log-scaled count)."
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `popularity` attribute (log-scaled count).",
     )
     rerank_rating: float = Field(
-        0.05, description="Re-rank weight of the `rating` attribute (0..rerank_rating_max)."
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `rating` attribute (0..rerank_rating_max).",
     )
     rerank_conversion: float = Field(
-        0.0, description="Re-rank weight of the `conversion` attribute (a rate in 0..1)."
+        0.0,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `conversion` attribute (a rate in 0..1).",
     )
     rerank_freshness: float = Field(
         0.02,
+        allow_inf_nan=False,
         description="Re-rank weight of freshness: the `published_at` attribute, else when the "
         "product entered the catalog; halves every rerank_freshness_half_life_days.",
     )
