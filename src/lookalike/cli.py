@@ -116,19 +116,46 @@ def search_command(
     image_weight: Annotated[
         float | None, typer.Option(help="Image vs text weight for image+text queries.")
     ] = None,
+    negative: Annotated[
+        list[str] | None,
+        typer.Option("--not", help="Negative text: like the query, but not this (repeatable)."),
+    ] = None,
+    multi_image: Annotated[
+        str, typer.Option(help="Several images: `mean` of them, or `best` match to any.")
+    ] = "mean",
+    rerank: Annotated[
+        list[str] | None,
+        typer.Option(help="Re-rank weight override, e.g. `rating=0.1` (repeatable)."),
+    ] = None,
+    max_per_category: Annotated[
+        int | None, typer.Option(help="At most this many results per category.")
+    ] = None,
+    max_per_brand: Annotated[
+        int | None, typer.Option(help="At most this many results per brand.")
+    ] = None,
+    mmr: Annotated[
+        float | None, typer.Option(help="Diversify by MMR: 1 = relevance only, lower = varied.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Search by image, text, both, or an indexed product."""
-    from lookalike.engine import SearchRequest
+    from lookalike.engine import Diversity, SearchRequest
 
     if not (image or text or similar):
         raise typer.BadParameter("give --image, --text or --similar")
+    diversity = None
+    if max_per_category is not None or max_per_brand is not None or mmr is not None:
+        diversity = Diversity(max_per_category, max_per_brand, mmr)
     request = SearchRequest(
         images=image or [],
         texts=[text] if text else [],
+        negative_texts=negative or [],
         product_id=similar,
         image_weight=image_weight,
+        multi_image=multi_image,  # type: ignore[arg-type]  # checked by the engine
+        rerank=_weights(rerank) if rerank else None,
+        diversity=diversity,
         limit=limit,
         filters=ProductFilter(
             categories=tuple(category or ()),
@@ -143,6 +170,22 @@ def search_command(
         typer.echo(json.dumps(results.to_dict(), indent=2))
         return
     typer.echo(print_hits(results))
+
+
+def _weights(pairs: list[str]) -> dict[str, float]:
+    """`name=weight` options -> a dict; a malformed one is a typed error."""
+    from lookalike.errors import InvalidInput
+
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InvalidInput(f"--rerank wants name=weight, got {pair!r}")
+    return weights
 
 
 def print_hits(results: Any) -> str:

@@ -102,6 +102,72 @@ class Settings(BaseSettings):
         0.7, ge=0, le=1, description="Hybrid queries: weight of the image against the text."
     )
 
+    # --- search: filtering, combined queries, re-ranking, diversity ----------------------
+    filter_exact_max_items: int = Field(
+        2_000,
+        ge=0,
+        description="A filter matching at most this many items (or fewer than ANN would "
+        "fetch as candidates) is searched exactly over just those items; a broader one by "
+        "ANN with oversampling and post-filtering.",
+    )
+    filter_oversample: float = Field(
+        3.0,
+        ge=1,
+        description="Filtered ANN asks the index for (wanted / selectivity) x this many "
+        "candidates before post-filtering.",
+    )
+    filter_widen_factor: float = Field(
+        4.0,
+        gt=1,
+        description="Filtered ANN multiplies k by this until enough candidates match or the "
+        "index is exhausted (then it searches the matching items exactly).",
+    )
+    rank_pool_factor: int = Field(
+        4,
+        ge=1,
+        description="Re-ranking and diversity choose from limit x this many candidates.",
+    )
+    rank_pool_max: int = Field(
+        2_000,
+        ge=1,
+        description="Most candidates a query with diversity caps looks at to fill its limit.",
+    )
+    rerank_popularity: float = Field(
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `popularity` attribute (log-scaled count).",
+    )
+    rerank_rating: float = Field(
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `rating` attribute (0..rerank_rating_max).",
+    )
+    rerank_conversion: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `conversion` attribute (a rate in 0..1).",
+    )
+    rerank_freshness: float = Field(
+        0.02,
+        allow_inf_nan=False,
+        description="Re-rank weight of freshness: the `published_at` attribute, else when the "
+        "product entered the catalog; halves every rerank_freshness_half_life_days.",
+    )
+    rerank_popularity_full: float = Field(
+        10_000, gt=1, description="Popularity that earns the full popularity bonus (log scale)."
+    )
+    rerank_rating_max: float = Field(5.0, gt=0, description="Best possible `rating` value.")
+    rerank_freshness_half_life_days: float = Field(
+        30.0, gt=0, description="Age at which the freshness bonus is half the weight."
+    )
+    negative_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Negative texts (like this, but not red): weight of their embedding "
+        "subtracted from the query before re-normalising.",
+    )
+
     # --- HTTP API ------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="`lookalike serve` bind address.")
     port: int = Field(8000, ge=0, le=65535, description="`lookalike serve` port.")

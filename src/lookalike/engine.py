@@ -27,18 +27,16 @@ from lookalike.index.persist import atomic_write, read_meta
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.pipeline import IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, open_source
-from lookalike.search import SearchResults, SearchService, hybrid, mean_direction
+from lookalike.search import (
+    Diversity,
+    SearchResults,
+    SearchService,
+    hybrid,
+    mean_direction,
+    subtract,
+)
 
 ImageInput = bytes | str | Path | Image.Image
-
-
-@dataclass
-class Diversity:
-    """Diversify the result list; each option is off when None."""
-
-    max_per_category: int | None = None
-    max_per_brand: int | None = None
-    mmr_lambda: float | None = None  # maximal marginal relevance: 1 = relevance only
 
 
 @dataclass
@@ -114,7 +112,7 @@ class Engine:
 
     @property
     def search_service(self) -> SearchService:
-        return SearchService(self.catalog, self.live_index)
+        return SearchService(self.catalog, self.live_index, self.settings)
 
     def sync(self) -> int:
         """Pick up catalog changes made by other processes; returns log entries applied."""
@@ -228,16 +226,13 @@ class Engine:
         )
 
     def search(self, request: SearchRequest) -> SearchResults:
+        """Encode and combine the query (images, texts, negative texts, a product), then
+        search with filters, re-ranking and diversity."""
         limit = self._check_limit(request.limit)
-        if (
-            request.negative_texts
-            or request.multi_image != "mean"
-            or request.rerank
-            or (request.diversity is not None)
-        ):
-            raise InvalidInput(
-                "negative texts, best-match merging, re-ranking and diversity are not supported yet"
-            )
+        if request.multi_image not in ("mean", "best"):
+            raise InvalidInput(f"multi_image must be 'mean' or 'best', not {request.multi_image!r}")
+        if request.diversity is not None:
+            request.diversity.validate()
         started = time.perf_counter()
         image_side: list[np.ndarray] = []
         exclude: list[int] = []
@@ -248,16 +243,30 @@ class Engine:
         if request.images:
             image_side.extend(self.encoder.encode_images([self._load(i) for i in request.images]))
         texts = [t.strip() for t in request.texts if t and t.strip()]
-        text_vector = mean_direction(self.encoder.encode_texts(texts)) if texts else None
-        image_vector = mean_direction(np.stack(image_side)) if image_side else None
+        negatives = [t.strip() for t in request.negative_texts if t and t.strip()]
+        encoded = self.encoder.encode_texts(texts + negatives) if texts or negatives else None
+        text_vector = mean_direction(encoded[: len(texts)]) if texts else None
         weight = (
             self.settings.image_weight if request.image_weight is None else request.image_weight
         )
-        query = hybrid(image_vector, text_vector, weight)
+        if request.multi_image == "best" and len(image_side) > 1:
+            # Each image (with the text side) is its own query; results merge by best score.
+            queries = np.stack([hybrid(v, text_vector, weight) for v in image_side])
+        else:
+            image_vector = mean_direction(np.stack(image_side)) if image_side else None
+            queries = hybrid(image_vector, text_vector, weight)[None, :]
+        if negatives:
+            negative = mean_direction(encoded[len(texts) :])
+            queries = subtract(queries, negative, self.settings.negative_weight)
         encode_ms = (time.perf_counter() - started) * 1000
         self._check_model()
         results = self.search_service.by_vector(
-            query, limit, request.filters, exclude_vector_ids=exclude
+            queries,
+            limit,
+            request.filters,
+            exclude_vector_ids=exclude,
+            rerank=request.rerank,
+            diversity=request.diversity,
         )
         results.timings_ms = {"encode_ms": encode_ms, **results.timings_ms}
         results.query_time_ms += encode_ms

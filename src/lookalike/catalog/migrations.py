@@ -38,6 +38,20 @@ SQLITE_MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        "covering indexes for filtered search",
+        # Filters count and list searchable items (`vector_id IS NOT NULL`); with vector_id
+        # in the index SQLite never reads the rows, whose embeddings make them large (at
+        # 100k items a 50% price filter's count drops from ~400 ms to ~20 ms).
+        """
+        DROP INDEX products_category;
+        DROP INDEX products_brand;
+        DROP INDEX products_price;
+        CREATE INDEX products_category_vector ON products (category, vector_id);
+        CREATE INDEX products_brand_vector ON products (brand, vector_id);
+        CREATE INDEX products_price_vector ON products (price, vector_id);
+        """,
+    ),
 ]
 
 

@@ -292,16 +292,17 @@ class SQLiteCatalog:
 
     def filter_vector_ids(self, product_filter: ProductFilter) -> np.ndarray:
         where, params = _filter_sql(product_filter)
+        # Sorted here, not by ORDER BY: SQLite would walk the vector_id index (every row,
+        # embeddings included) to avoid a sort instead of using the filter's own index.
         rows = (
             self._conn()
             .execute(
-                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}"
-                " ORDER BY vector_id",
+                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}",
                 params,
             )
             .fetchall()
         )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def count_matching(self, product_filter: ProductFilter) -> int:
         where, params = _filter_sql(product_filter)
