@@ -90,6 +90,7 @@ class SQLiteCatalog:
         with self._write_lock, self._transaction() as conn:
             for write in writes:
                 self._upsert_one(conn, write, stamp)
+            _bump_version(conn)
 
     def _upsert_one(self, conn: sqlite3.Connection, write: ProductWrite, stamp: float) -> None:
         p = write.product
@@ -180,6 +181,8 @@ class SQLiteCatalog:
                 )
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
                 deleted += len(rows)
+            if deleted:
+                _bump_version(conn)
         return deleted
 
     # --- reads ---------------------------------------------------------------------------
@@ -238,6 +241,10 @@ class SQLiteCatalog:
 
     def log_head(self) -> int:
         row = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM vector_log").fetchone()
+        return int(row[0])
+
+    def version(self) -> int:
+        row = self._conn().execute("SELECT version FROM catalog_version WHERE id = 1").fetchone()
         return int(row[0])
 
     def changes_since(
@@ -355,6 +362,11 @@ class SQLiteCatalog:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+
+def _bump_version(conn: sqlite3.Connection) -> None:
+    """Inside a writing transaction: readers of `version()` see the change with the data."""
+    conn.execute("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
 
 
 # --- helpers shared with other SQL backends ------------------------------------------------
