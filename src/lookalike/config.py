@@ -189,6 +189,65 @@ class Settings(BaseSettings):
         description='Origins allowed to call the API from a browser (JSON list, e.g. `["*"]`).',
     )
 
+    # --- live catalog: caches, event stream consumer, search logs ------------------------
+    redis_url: str | None = Field(
+        None,
+        description="Redis for shared caches and the event stream, e.g. "
+        "`redis://localhost:6379/0`; unset = in-process caches (`lookalike consume` needs it).",
+    )
+    cache_max_bytes: int = Field(
+        64 * MiB,
+        ge=0,
+        description="Size bound of each in-process cache (query embeddings, results).",
+    )
+    embedding_cache_ttl_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="How long a query embedding (by image content hash or text) stays cached; "
+        "0 = no embedding cache.",
+    )
+    result_cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long search results stay cached; any catalog change invalidates them "
+        "at once. 0 = no result cache.",
+    )
+    stream_name: str = Field(
+        "lookalike:events", min_length=1, description="Redis stream of product events."
+    )
+    consumer_group: str = Field(
+        "lookalike", min_length=1, description="Consumer group `lookalike consume` reads as."
+    )
+    consumer_name: str | None = Field(
+        None,
+        description="This consumer's name in the group (unset: the host name). A restarted "
+        "consumer with the same name finishes what it had been given.",
+    )
+    consumer_batch_size: int = Field(
+        64, ge=1, description="Most events a consumer reads and commits together."
+    )
+    consumer_block_ms: int = Field(
+        1000, ge=1, description="How long a consumer waits for new events per read."
+    )
+    max_deliveries: int = Field(
+        5,
+        ge=1,
+        description="Tries before an event that keeps failing goes to the dead-letter stream "
+        "(`<stream_name>:dead`).",
+    )
+    consumer_retry_delay_s: float = Field(
+        1.0, gt=0, description="Wait before a failed event's first retry (doubles each time)."
+    )
+    consumer_claim_idle_s: float = Field(
+        60.0,
+        gt=0,
+        description="Events another consumer was given and left unacknowledged this long are "
+        "taken over (that consumer is presumed gone).",
+    )
+    search_log: bool = Field(
+        True, description="Log API searches and clicks in the catalog for `lookalike report`."
+    )
+
     # --- derived -------------------------------------------------------------------------
     @property
     def catalog_location(self) -> str:
