@@ -283,6 +283,97 @@ def serve_command(
     )
 
 
+@app.command("consume")
+@handles_errors
+def consume_command(
+    data_dir: DataDir = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis with the stream (default: $LOOKALIKE_REDIS_URL).")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name (default: settings).")] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group (default: settings).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default: the host name).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Events read per batch.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics (lag, throughput) on this port.")
+    ] = None,
+) -> None:
+    """Apply product events from a Redis stream to the catalog and index, until stopped."""
+    import signal
+
+    from lookalike.ingest.consumer import StreamConsumer
+    from lookalike.ingest.redis_stream import RedisStreamSource
+
+    settings = build_settings(
+        data_dir,
+        redis_url=redis_url,
+        stream_name=stream,
+        consumer_group=group,
+        consumer_name=name,
+        consumer_batch_size=batch_size,
+    )
+    with _engine(settings, progress=False) as engine:
+        engine.live_index  # noqa: B018  (load the model and index before the first event)
+        source = RedisStreamSource.from_settings(settings)
+        consumer = StreamConsumer(
+            source,
+            engine,
+            batch_size=settings.consumer_batch_size,
+            block_ms=settings.consumer_block_ms,
+            max_deliveries=settings.max_deliveries,
+            retry_delay_s=settings.consumer_retry_delay_s,
+            metrics=engine.metrics,
+        )
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=settings.host, registry=engine.metrics.registry)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: consumer.stop())
+        typer.echo(f"consuming {source.name}; Ctrl-C to stop", err=True)
+        try:
+            consumer.run()
+        finally:
+            source.close()
+        stats = consumer.stats
+        typer.echo(
+            f"stopped: {stats.applied} events applied, {stats.failed_tries} failed tries, "
+            f"{stats.dead_lettered} dead-lettered",
+            err=True,
+        )
+
+
+@app.command("report")
+@handles_errors
+def report_command(
+    data_dir: DataDir = None,
+    days: Annotated[int, typer.Option(min=1, help="Days to cover, today included.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search quality per day from the search and click logs: CTR, MRR, diversity."""
+    from lookalike.catalog import open_catalog
+    from lookalike.errors import ConfigError
+    from lookalike.quality import format_report, open_quality_store, quality_report
+
+    settings = build_settings(data_dir)
+    catalog = open_catalog(settings)
+    try:
+        store = open_quality_store(catalog)
+        if store is None:
+            raise ConfigError("search logs are kept in SQLite catalogs only, for now")
+        categories = {f["value"]: f["count"] for f in catalog.facets(limit=100_000)["category"]}
+        report = quality_report(store, categories, days)
+        store.close()
+    finally:
+        catalog.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(format_report(report))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

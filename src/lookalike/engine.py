@@ -201,7 +201,9 @@ class Engine:
             model_id=self.encoder.model_id,
         )
         vector = self.encoder.encode_images([decoded])[0]
+        existed = bool(self.catalog.get_many([item.id]))
         self.catalog.upsert([ProductWrite(product, vector)])
+        self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
         self.live_index.catch_up()
         self.live_index.save()
         return self.catalog.get(item.id)
