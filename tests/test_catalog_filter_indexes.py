@@ -11,7 +11,7 @@ import pytest
 from lookalike.catalog.base import Product, ProductFilter
 from lookalike.catalog.migrations import SQLITE_MIGRATIONS, apply_sqlite_migrations
 from lookalike.catalog.sqlite import SQLiteCatalog, _filter_sql
-from synthetic_catalog import fill_catalog, unit_vectors
+from tests.synthetic_catalog import fill_catalog, unit_vectors
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from lookalike.catalog.base import Product, ProductFilter
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search import Diversity, Reranker, RerankWeights, SearchHit, SearchService, diversify
-from synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
+from tests.synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
 
 SIMILARITY_ONLY = Reranker(RerankWeights())
 

@@ -14,8 +14,8 @@ from lookalike.config import Settings
 from lookalike.engine import Diversity, Engine, SearchRequest
 from lookalike.errors import InvalidInput, NotFound
 from lookalike.search import hybrid, mean_direction, subtract
-from synthetic_catalog import unit_vectors
-from tiny_models import build_tiny_openclip
+from tests.synthetic_catalog import unit_vectors
+from tests.tiny_models import build_tiny_openclip
 
 N = 300
 NO_RERANK = {"popularity": 0, "rating": 0, "conversion": 0, "freshness": 0}

@@ -13,7 +13,7 @@ from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search import Reranker, RerankWeights, SearchHit, SearchService
 from lookalike.search.filtering import CandidateFinder, FilterPolicy, Plan, merge_best
-from synthetic_catalog import (
+from tests.synthetic_catalog import (
     assert_same_ranking,
     brute_force,
     fill_catalog,

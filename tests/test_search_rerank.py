@@ -15,7 +15,7 @@ from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search import Reranker, RerankWeights, SearchHit, SearchService
 from lookalike.search.rerank import SignalScales
-from synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
+from tests.synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
