@@ -94,7 +94,9 @@ def test_search_by_text_image_and_more_like_this(
         item.title
     )
     first = page.get_by_test_id("result").first
-    expect(first.get_by_test_id("result-score")).to_have_text("score 1.000")
+    expect(first.get_by_test_id("result-score")).to_have_attribute(
+        "title", "cosine similarity 1.0000"
+    )
     expect(first.get_by_test_id("result-price")).to_contain_text(f"{item.price:.2f}")
     assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
 
