@@ -5,6 +5,7 @@ dead-letter stream after N tries without holding up the others."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import redis
 
 from lookalike import Engine, Settings
 from lookalike.errors import InvalidInput
+from lookalike.index.persist import read_meta
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.events import parse_event
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
@@ -271,3 +273,24 @@ def test_flat_stream_fields_are_an_event_too() -> None:
     assert event.kind == "upsert" and event.product_id == "sku-1"
     assert (event.item.image, event.item.price) == ("https://x/1.jpg", 12.5)
     assert event.item.attributes == {"size": 42}  # the envelope's ts is not an attribute
+
+
+def test_the_index_is_saved_while_consuming(
+    live_settings: Settings, client: redis.Redis, photo_folder: Path
+) -> None:
+    settings = live_settings.model_copy(update={"index_save_interval_s": 0.2})
+    saved = settings.data_dir / "index" / "index.json"
+    with Engine(settings) as engine:
+        consumer = make_consumer(engine)
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+        try:
+            publish(client, STREAM, created("p0", image_of(photo_folder, 0)))
+            deadline = time.monotonic() + 60
+            while not (saved.exists() and read_meta(saved).watermark > 0):
+                assert time.monotonic() < deadline, "the index was never saved"
+                time.sleep(0.05)
+            assert read_meta(saved).watermark == engine.catalog.log_head()
+        finally:
+            consumer.stop()
+            thread.join(timeout=30)

@@ -112,6 +112,10 @@ class CatalogWriter(Protocol):
 
     def delete_many(self, product_ids: Sequence[str]) -> int: ...
 
+    def sync(self) -> int:
+        """Catch the index up with the catalog and save it when a save is due."""
+        ...
+
 
 @dataclass
 class _Work:
@@ -171,6 +175,7 @@ class StreamConsumer:
         while not self._stop.is_set():
             try:
                 self.step()
+                self.writer.sync()  # the periodic index save, even while no event comes
             except UNAVAILABLE as exc:
                 log.warning("consumer paused: %s; trying again in %.1f s", exc, backoff)
                 self._stop.wait(backoff)
