@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 import lookalike
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.index.faiss_index import FlatIndex
 from lookalike.ingest.redis_stream import publish
+from tests.api.conftest import free_port
 from tests.tests_support import write_images
 
 STREAM = "crash:events"
@@ -71,7 +74,7 @@ def slow_images(tmp_path: Path) -> Iterator[SlowImages]:
     server.close()
 
 
-def start_consumer(data_dir: Path, model_dir: Path, redis_url: str) -> subprocess.Popen:
+def start_consumer(data_dir: Path, model_dir: Path, redis_url: str, *args: str) -> subprocess.Popen:
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -89,6 +92,7 @@ def start_consumer(data_dir: Path, model_dir: Path, redis_url: str) -> subproces
         "LOOKALIKE_DOWNLOAD_TIMEOUT_S": "120",
     }
     command = [sys.executable, "-m", "lookalike.cli", "consume", "--data-dir", str(data_dir)]
+    command += args
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -163,7 +167,8 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
     vectors_before = {pid: row[2] for pid, row in products(catalog).items()}
 
     slow_images.gate.set()
-    consumer = start_consumer(data_dir, tiny_model_dir, redis_url)
+    port = free_port()
+    consumer = start_consumer(data_dir, tiny_model_dir, redis_url, "--metrics-port", str(port))
     try:
         wait_for(
             lambda: (
@@ -173,6 +178,16 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
             ),
             consumer,
         )
+        # The restarted consumer's own metrics endpoint (`--metrics-port`).
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        metrics = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        assert metrics[("lookalike_consumer_lag", (("state", "lag"),))] == 0
+        applied = (("outcome", "applied"), ("type", "product_created"))
+        assert metrics[("lookalike_consumer_events_total", applied)] == len(paths)
         consumer.send_signal(signal.SIGTERM)  # a clean stop saves the index
         output, _ = consumer.communicate(timeout=60)
     finally:

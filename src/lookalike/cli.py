@@ -301,6 +301,7 @@ def consume_command(
     ] = None,
 ) -> None:
     """Apply product events from a Redis stream to the catalog and index, until stopped."""
+    import contextlib
     import signal
 
     from lookalike.ingest.consumer import StreamConsumer
@@ -314,9 +315,9 @@ def consume_command(
         consumer_name=name,
         consumer_batch_size=batch_size,
     )
-    with _engine(settings, progress=False) as engine:
+    source = RedisStreamSource.from_settings(settings)  # fails fast without Redis
+    with contextlib.closing(source), _engine(settings, progress=False) as engine:
         engine.live_index  # noqa: B018  (load the model and index before the first event)
-        source = RedisStreamSource.from_settings(settings)
         consumer = StreamConsumer(
             source,
             engine,
@@ -333,16 +334,13 @@ def consume_command(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: consumer.stop())
         typer.echo(f"consuming {source.name}; Ctrl-C to stop", err=True)
-        try:
-            consumer.run()
-        finally:
-            source.close()
-        stats = consumer.stats
-        typer.echo(
-            f"stopped: {stats.applied} events applied, {stats.failed_tries} failed tries, "
-            f"{stats.dead_lettered} dead-lettered",
-            err=True,
-        )
+        consumer.run()  # until a signal; leaving the engine saves the index
+    stats = consumer.stats
+    typer.echo(
+        f"stopped: {stats.applied} events applied, {stats.failed_tries} failed tries, "
+        f"{stats.dead_lettered} dead-lettered",
+        err=True,
+    )
 
 
 @app.command("report")
