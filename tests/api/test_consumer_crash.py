@@ -5,17 +5,14 @@ once, and the index saved at shutdown matches the catalog."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -27,51 +24,11 @@ import lookalike
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.index.faiss_index import FlatIndex
 from lookalike.ingest.redis_stream import publish
-from tests.api.conftest import free_port
-from tests.tests_support import write_images
+from tests.api.conftest import CatalogItem, ImageServer, free_port
 
 STREAM = "crash:events"
 GROUP = "lookalike"
 BATCH = 16
-
-
-class SlowImages:
-    """Serves a folder; a request under /slow/ waits until `gate` is set."""
-
-    def __init__(self, folder: Path) -> None:
-        self.gate, self.arrived = threading.Event(), threading.Event()
-        gate, arrived = self.gate, self.arrived
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, directory=str(folder), **kwargs)
-
-            def do_GET(self) -> None:
-                if self.path.startswith("/slow/"):
-                    arrived.set()
-                    gate.wait(timeout=120)
-                    self.path = self.path[len("/slow") :]
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    super().do_GET()  # the killed consumer is no longer listening
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.gate.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def slow_images(tmp_path: Path) -> Iterator[SlowImages]:
-    server = SlowImages(tmp_path / "photos")
-    yield server
-    server.close()
 
 
 def start_consumer(data_dir: Path, model_dir: Path, redis_url: str, *args: str) -> subprocess.Popen:
@@ -124,10 +81,13 @@ def products(catalog: SQLiteCatalog) -> dict[str, tuple]:
 
 @pytest.mark.slow
 def test_killed_consumer_resumes_and_applies_every_event_once(
-    tmp_path: Path, tiny_model_dir: Path, redis_url: str, slow_images: SlowImages
+    tmp_path: Path,
+    tiny_model: Path,
+    redis_url: str,
+    catalog_items: list[CatalogItem],
+    image_server: ImageServer,
 ) -> None:
-    photos = tmp_path / "photos"
-    paths = write_images(photos, 30)
+    paths = [item.path for item in catalog_items]
     client = redis.Redis.from_url(redis_url)
     # The first batch: 16 new products, one of them behind the slow URL.
     expected: dict[str, tuple[float, str]] = {}
@@ -138,7 +98,7 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
         expected[f"p{i}"] = (price, f"item {i}")
 
     for i, path in enumerate(paths[:BATCH]):
-        slow = f"{slow_images.url}/slow/{path.relative_to(photos)}"
+        slow = f"{image_server.url}/slow/{path.name}"  # answers once the gate opens
         event("product_created", i, slow if i == 5 else str(path), float(i))
     # Later batches: more products, price updates of earlier ones, a delete.
     for i, path in enumerate(paths[BATCH:], start=BATCH):
@@ -150,11 +110,11 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
 
     data_dir = tmp_path / "data"
     catalog_path = data_dir / "catalog.db"
-    consumer = start_consumer(data_dir, tiny_model_dir, redis_url)
+    consumer = start_consumer(data_dir, tiny_model, redis_url)
     try:
         # Kill it while the first batch is partly committed (encoder batches of 4 go in
         # as they are ready; the slow item holds up the rest), none of it acknowledged.
-        wait_for(lambda: slow_images.arrived.is_set() and count(catalog_path) >= 4, consumer)
+        wait_for(lambda: image_server.arrived.is_set() and count(catalog_path) >= 4, consumer)
         consumer.send_signal(signal.SIGKILL)
         consumer.wait(timeout=30)
     finally:
@@ -166,9 +126,9 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
     catalog = SQLiteCatalog(catalog_path)
     vectors_before = {pid: row[2] for pid, row in products(catalog).items()}
 
-    slow_images.gate.set()
+    image_server.gate.set()
     port = free_port()
-    consumer = start_consumer(data_dir, tiny_model_dir, redis_url, "--metrics-port", str(port))
+    consumer = start_consumer(data_dir, tiny_model, redis_url, "--metrics-port", str(port))
     try:
         wait_for(
             lambda: (
