@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
 from lookalike import Engine, Settings
 from lookalike.errors import InvalidInput
@@ -19,6 +18,8 @@ from lookalike.index.persist import read_meta
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.events import parse_event
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
+
+redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
 STREAM = "test:events"
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 import lookalike
@@ -25,6 +24,8 @@ from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.index.faiss_index import FlatIndex
 from lookalike.ingest.redis_stream import publish
 from tests.api.conftest import CatalogItem, ImageServer, free_port
+
+redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
 STREAM = "crash:events"
 GROUP = "lookalike"

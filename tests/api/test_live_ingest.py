@@ -11,12 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from lookalike.engine import Engine
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
 from tests.api.conftest import api_settings, copy_data, draw_product, start_server, stop_server
+
+redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
 STREAM = "fresh:events"
 FRESHNESS_GOAL_S = 1.0
