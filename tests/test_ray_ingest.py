@@ -18,10 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 import lookalike
-from image_catalogs import BAD_ITEMS, png_bytes, write_catalog
 from lookalike import Engine, Settings
 from lookalike.cli import app
-from tiny_models import build_tiny_openclip
+from tests.image_catalogs import BAD_ITEMS, png_bytes, write_catalog
 
 pytest.importorskip("ray.data", reason="Ray tests need the ray extra: pip install 'lookalike[ray]'")
 pytest.importorskip("pyarrow", reason="shards need pyarrow (the ray extra)")
@@ -47,17 +46,13 @@ def ray_address():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_openclip(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
     return write_catalog(tmp_path_factory.mktemp("catalog"), good=GOOD)
 
 
 def settings_for(data_dir: Path, model_dir: Path, actors: int = 1) -> Settings:
     return Settings(
+        _env_file=None,
         data_dir=data_dir,
         model_checkpoint=str(model_dir),
         torch_threads=1,
@@ -77,10 +72,12 @@ def vector_ids(engine: Engine) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, model_dir, manifest):
-    with Engine(settings_for(tmp_path / "local", model_dir)) as local:
+def test_ray_index_matches_local_ingest(
+    tmp_path, monkeypatch, ray_address, tiny_model_dir, manifest
+):
+    with Engine(settings_for(tmp_path / "local", tiny_model_dir)) as local:
         local_report = local.index_path(manifest)
-        with Engine(settings_for(tmp_path / "ray", model_dir, actors=2)) as distributed:
+        with Engine(settings_for(tmp_path / "ray", tiny_model_dir, actors=2)) as distributed:
             report = distributed.index_path_ray(manifest)
 
             assert (report.added, report.unchanged, report.seen) == (GOOD, 0, MANIFEST_ROWS)
@@ -101,7 +98,7 @@ def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, mode
                 theirs = local.search_image(query, limit=10).hits
                 assert [h.product.id for h in ours] == [h.product.id for h in theirs]
                 np.testing.assert_allclose(
-                    [h.score for h in ours], [h.score for h in theirs], atol=1e-5
+                    [h.similarity for h in ours], [h.similarity for h in theirs], atol=1e-5
                 )
             ours = distributed.search_text("a red shoe", limit=5).hits
             theirs = local.search_text("a red shoe", limit=5).hits
@@ -111,7 +108,7 @@ def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, mode
 
     # A second run, from the command line, re-hashes every image and skips what is unchanged.
     for name, value in {
-        "MODEL_CHECKPOINT": model_dir,
+        "MODEL_CHECKPOINT": tiny_model_dir,
         "TORCH_THREADS": 1,
         "RAY_SHARD_SIZE": SHARD_SIZE,
         "RAY_READ_CONCURRENCY": 1,
@@ -122,14 +119,14 @@ def test_ray_index_matches_local_ingest(tmp_path, monkeypatch, ray_address, mode
     result = CliRunner().invoke(app, ["index", str(manifest), "--engine", "ray", "-d", data_dir])
     assert result.exit_code == 0, result.output
     assert f"0 added, 0 re-encoded, 0 metadata updated, {GOOD} unchanged" in result.output
-    with Engine(settings_for(tmp_path / "ray", model_dir)) as distributed:
+    with Engine(settings_for(tmp_path / "ray", tiny_model_dir)) as distributed:
         assert vector_ids(distributed) == before
 
 
-def test_readers_are_not_fused_into_the_encoder_actors(ray_address, model_dir, capsys):
+def test_readers_are_not_fused_into_the_encoder_actors(ray_address, tiny_model_dir, capsys):
     # One reader and one single-threaded encoder actor: what Ray Data would otherwise fuse
     # into one actor that decodes and encodes in turn.
-    settings = settings_for(Path("unused"), model_dir, actors=1)
+    settings = settings_for(Path("unused"), tiny_model_dir, actors=1)
     row = {"shard": 0, "pos": 0, "item": "", "existing": ""}
     build_dataset(ray, settings, [row], 1).explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
@@ -144,7 +141,7 @@ KILLED_RUN = textwrap.dedent(
 
     data_dir, model_dir, manifest, address, shard_size = sys.argv[1:6]
     settings = Settings(
-        data_dir=data_dir, model_checkpoint=model_dir, torch_threads=1,
+        _env_file=None, data_dir=data_dir, model_checkpoint=model_dir, torch_threads=1,
         ray_shard_size=int(shard_size), ray_read_concurrency=1, encode_batch_size=8,
         ray_address=address,
     )
@@ -159,11 +156,11 @@ KILLED_RUN = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_duplicates(tmp_path, ray_address, model_dir, manifest):
+def test_killed_run_resumes_without_duplicates(tmp_path, ray_address, tiny_model_dir, manifest):
     data_dir = tmp_path / "data"
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    args = [str(data_dir), str(model_dir), str(manifest), ray_address, str(SHARD_SIZE)]
+    args = [str(data_dir), str(tiny_model_dir), str(manifest), ray_address, str(SHARD_SIZE)]
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_RUN, *args],
         env=env,
@@ -174,7 +171,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, ray_address, model_dir,
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert len(list((data_dir / "batch").glob("shard-*.loaded"))) == 1
 
-    with Engine(settings_for(data_dir, model_dir)) as engine:
+    with Engine(settings_for(data_dir, tiny_model_dir)) as engine:
         first_shard = vector_ids(engine)
         assert 0 < len(first_shard) <= SHARD_SIZE
         report = engine.index_path_ray(manifest)

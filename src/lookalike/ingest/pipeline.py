@@ -25,6 +25,7 @@ from lookalike.index.live import LiveIndex
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
+from lookalike.metrics import Metrics
 
 
 @dataclass
@@ -52,18 +53,23 @@ class IngestReport:
         )
         return text + (" - interrupted, run again to resume" if self.interrupted else "")
 
-    def record(self, prepared: Prepared) -> None:
-        """Count one prepared item under what the ingest does with it."""
+    def record(self, prepared: Prepared) -> str:
+        """Count one prepared item under what the ingest does with it; returns the outcome
+        (failed, unchanged, metadata, reencoded, added)."""
         if prepared.action == "failed":
             self.failed.append(prepared.failure)
-        elif prepared.action == "unchanged":
+            return "failed"
+        if prepared.action == "unchanged":
             self.unchanged += 1
-        elif prepared.action == "metadata":
+            return "unchanged"
+        if prepared.action == "metadata":
             self.metadata_updated += 1
-        elif prepared.existed:
+            return "metadata"
+        if prepared.existed:
             self.reencoded += 1
-        else:
-            self.added += 1
+            return "reencoded"
+        self.added += 1
+        return "added"
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -90,6 +96,8 @@ class IngestPipeline:
         batch_size: int = 32,
         workers: int = 4,
         progress: bool = False,
+        save_at_end: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
@@ -99,6 +107,8 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
+        self.save_at_end = save_at_end
+        self.metrics = metrics
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
         report = IngestReport()
@@ -111,7 +121,7 @@ class IngestPipeline:
         try:
             for prepared in self._prepare_all(items):
                 bar.update(1)
-                report.record(prepared)
+                self._tally(prepared, report)
                 if prepared.action == "encode":
                     to_encode.append(prepared)
                 elif prepared.action == "metadata":
@@ -125,7 +135,7 @@ class IngestPipeline:
             raise
         finally:
             bar.close()
-            self.index.save(force=True)
+            self.index.save(force=self.save_at_end)
             report.elapsed_s = time.monotonic() - started
         return report
 
@@ -169,6 +179,14 @@ class IngestPipeline:
         self.catalog.upsert(writes)
         self.index.catch_up()
         self.index.save()
+
+    def _tally(self, prepared: Prepared, report: IngestReport) -> None:
+        outcome = report.record(prepared)
+        if self.metrics is not None:
+            if outcome == "failed":
+                self.metrics.ingest_errors.inc()
+            else:
+                self.metrics.ingest_items.labels(outcome).inc()
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
