@@ -9,7 +9,7 @@ built once at an entry point (CLI, API, tests) and passed down; nothing else rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,7 +152,9 @@ class Settings(BaseSettings):
         1, ge=1, description="In-memory replicas a Milvus cluster loads (spread queries)."
     )
     milvus_write_batch: int = Field(1000, ge=1, description="Rows per Milvus upsert request.")
-    filterable_attributes: list[str] = Field(
+    filterable_attributes: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")]
+    ] = Field(
         [],
         description="Attributes a vector database keeps beside each vector so filters on "
         'them run inside it (JSON list, e.g. `["color"]`); category, brand, price always do.',

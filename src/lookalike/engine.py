@@ -183,15 +183,13 @@ class Engine:
         )
         vector = self.encoder.encode_images([decoded])[0]
         self.catalog.upsert([ProductWrite(product, vector)])
-        self.live_index.catch_up()
-        self.live_index.save()
+        self.live_index.apply_writes()
         return self.catalog.get(item.id)
 
     def delete(self, product_id: str) -> None:
         if not self.catalog.delete([product_id]):
             raise NotFound(f"product {product_id!r}")
-        self.live_index.catch_up()
-        self.live_index.save()
+        self.live_index.apply_writes()
 
     def _store_media(self, digest: str, data: bytes) -> Path:
         """Uploaded images are kept by content hash so results can show them."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lookalike.catalog.base import Catalog, ProductFilter
+from lookalike.index.base import FilteringIndex
 from lookalike.index.live import LiveIndex
 from lookalike.search.results import SearchHit, SearchResults
 
@@ -28,17 +29,30 @@ class SearchService:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         allowed = None
-        if product_filter is not None and not product_filter.is_empty:
+        index = self.index.index
+        # A vector database that stores the filterable fields evaluates the filter itself.
+        pushed = (
+            product_filter is not None
+            and not product_filter.is_empty
+            and isinstance(index, FilteringIndex)
+            and index.supports_filter(product_filter)
+        )
+        if pushed:
+            total = self.catalog.count_matching(product_filter)
+        elif product_filter is not None and not product_filter.is_empty:
             allowed = self.catalog.filter_vector_ids(product_filter)
             total = len(allowed)
         else:
-            total = len(self.index.index)
+            total = len(index)
         timings["filter_ms"] = (time.perf_counter() - started) * 1000
 
         t = time.perf_counter()
         # A few spare candidates cover excluded ids and rows deleted since the index saw them.
         k = limit + len(exclude_vector_ids) + 8
-        scores, ids = self.index.index.search(vector.reshape(1, -1), k, allowed_ids=allowed)
+        if pushed:
+            scores, ids = index.search_filtered(vector.reshape(1, -1), k, product_filter)
+        else:
+            scores, ids = index.search(vector.reshape(1, -1), k, allowed_ids=allowed)
         timings["ann_ms"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
@@ -53,7 +67,11 @@ class SearchService:
             :limit
         ]
         timings["metadata_ms"] = (time.perf_counter() - t) * 1000
-        if excluded:
+        if excluded and pushed:
+            total -= sum(
+                map(product_filter.matches, self.catalog.by_vector_ids(list(excluded)).values())
+            )
+        elif excluded:
             excluded_ids = np.fromiter(excluded, dtype=np.int64)
             total -= (
                 int(np.isin(excluded_ids, allowed).sum()) if allowed is not None else len(excluded)
