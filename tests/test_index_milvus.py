@@ -133,9 +133,12 @@ def test_filtered_search_returns_the_items_of_the_faiss_exact_filtered_search(
 
 
 def test_a_filter_on_an_attribute_not_stored_falls_back(tmp_path, catalog):
-    milvus = open_index(settings_for(tmp_path), catalog, DIM, MODEL).index
-    assert not milvus.supports_filter(ProductFilter(attributes={"material": ("wool",)}))
-    assert milvus.supports_filter(ProductFilter(attributes={"material": ()}))
+    milvus = open_index(settings_for(tmp_path, filterable_attributes=["size"]), catalog, DIM, MODEL)
+    colour = ProductFilter(attributes={"color": ("a", 1)})
+    assert not milvus.index.supports_filter(colour)
+    assert milvus.index.supports_filter(ProductFilter(attributes={"color": ()}))
+    _, ids = milvus.index.search_filtered(unit(1, 2), 300, colour)
+    assert sorted(i for i in ids[0] if i >= 0) == catalog.filter_vector_ids(colour).tolist()
 
 
 def test_filter_expression_escapes_text():

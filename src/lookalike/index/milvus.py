@@ -353,7 +353,12 @@ class MilvusIndex:
     def search_filtered(
         self, queries: np.ndarray, k: int, product_filter: ProductFilter
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k among vectors whose products match the filter, filtered inside Milvus."""
+        """Top-k among vectors whose products match the filter, filtered inside Milvus
+        (through the catalog's matching ids when the filter names an attribute not stored)."""
+        if not self.supports_filter(product_filter):
+            return self.search(
+                queries, k, allowed_ids=self.catalog.filter_vector_ids(product_filter)
+            )
         return self._search(queries, k, filter_expression(product_filter))
 
     def _search(
