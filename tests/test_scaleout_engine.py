@@ -16,14 +16,8 @@ from lookalike.config import Settings
 from lookalike.encode import create_encoder
 from lookalike.engine import Engine
 from lookalike.ingest.sources import ItemSpec
-from tiny_models import build_tiny_openclip
 
 COLORS = ["red", "green", "blue", "black"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_openclip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def make_catalog(root: Path, n: int = 24) -> Path:
@@ -80,13 +74,13 @@ QUERIES = [
 
 
 def test_postgres_and_milvus_give_the_results_of_sqlite_and_faiss(
-    tmp_path, model_dir, postgres_url
+    tmp_path, tiny_model_dir, postgres_url
 ):
     manifest = make_catalog(tmp_path / "source")
-    base = Settings(data_dir=tmp_path / "embedded", model_checkpoint=str(model_dir))
+    base = Settings(data_dir=tmp_path / "embedded", model_checkpoint=str(tiny_model_dir))
     scaled = Settings(
         data_dir=tmp_path / "scaled",
-        model_checkpoint=str(model_dir),
+        model_checkpoint=str(tiny_model_dir),
         catalog_url=postgres_url,
         index_url=str(tmp_path / "vectors.db"),
         milvus_index_type="FLAT",

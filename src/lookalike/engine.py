@@ -135,7 +135,11 @@ class Engine:
     index_manifest = index_path
 
     def index_items(
-        self, items: Iterable[ItemSpec | BadRow], total: int | None = None
+        self,
+        items: Iterable[ItemSpec | BadRow],
+        total: int | None = None,
+        *,
+        write_report: bool = True,
     ) -> IngestReport:
         pipeline = IngestPipeline(
             self.catalog,
@@ -148,8 +152,9 @@ class Engine:
             progress=self.progress,
         )
         report = pipeline.run(items, total)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
+        if write_report:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
         return report
 
     def reindex(self) -> IngestReport:
@@ -163,7 +168,7 @@ class Engine:
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         """Add or replace one product now; searchable when this returns."""
         if image is None:
-            report = self.index_items([item])
+            report = self.index_items([item], write_report=False)
             if report.failed:
                 bad = report.failed[0]
                 raise InvalidInput(f"{bad.source}: {bad.reason}")
