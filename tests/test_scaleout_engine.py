@@ -77,8 +77,11 @@ def test_postgres_and_milvus_give_the_results_of_sqlite_and_faiss(
     tmp_path, tiny_model_dir, postgres_url
 ):
     manifest = make_catalog(tmp_path / "source")
-    base = Settings(data_dir=tmp_path / "embedded", model_checkpoint=str(tiny_model_dir))
+    base = Settings(
+        _env_file=None, data_dir=tmp_path / "embedded", model_checkpoint=str(tiny_model_dir)
+    )
     scaled = Settings(
+        _env_file=None,
         data_dir=tmp_path / "scaled",
         model_checkpoint=str(tiny_model_dir),
         catalog_url=postgres_url,
