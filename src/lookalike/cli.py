@@ -198,6 +198,48 @@ def config_command(
     typer.echo(Settings().model_dump_json(indent=2))
 
 
+@app.command("serve")
+@handles_errors
+def serve_command(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: settings).")
+    ] = None,
+) -> None:
+    """Serve the HTTP API and the search page (model and index load once, at start-up)."""
+    import inspect
+    import os
+
+    import uvicorn
+
+    settings = build_settings(data_dir, host=host, port=port, workers=workers)
+    typer.echo(f"Lookalike on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    if settings.workers == 1:
+        from lookalike.api import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        return
+    # Worker processes build their own app from the environment: hand them the
+    # command-line overrides that way (this is an entry point, where settings are made).
+    if data_dir is not None:
+        os.environ["LOOKALIKE_DATA_DIR"] = str(settings.data_dir)
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # A worker imports torch before it can answer the supervisor's first health check;
+        # uvicorn's 5 s default kills and restarts workers on a busy machine.
+        extra["timeout_worker_healthcheck"] = 60
+    uvicorn.run(
+        "lookalike.api.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        **extra,
+    )
+
+
 @app.command("migrate")
 @handles_errors
 def migrate_command(

@@ -109,6 +109,19 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, write endpoints need the header `X-API-Key`."
     )
+    max_upload_bytes: int = Field(
+        32 * MiB,
+        ge=1,
+        description="Largest HTTP request body (all uploads together); larger ones get 413 "
+        "before they are read. Each image must also fit `max_image_bytes`.",
+    )
+    api_threads: int = Field(
+        4, ge=1, description="Threads that run encoding, FAISS and SQLite work off the event loop."
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description='Origins allowed to call the API from a browser (JSON list, e.g. `["*"]`).',
+    )
 
     # --- scaling out: PostgreSQL catalog, Milvus vector store ----------------------------
     postgres_pool_min: int = Field(

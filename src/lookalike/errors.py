@@ -6,7 +6,9 @@ LookalikeError
 │   ├── InvalidImage       corrupt, truncated, not an image, too small  (HTTP 400)
 │   │   ├── UnsupportedImage   not an image format we can read          (HTTP 415)
 │   │   └── ImageTooLarge      over the byte or pixel limit             (HTTP 413)
-│   └── ManifestError      a manifest we cannot read at all
+│   │       └── DecompressionBomb  small file, too many pixels           (HTTP 400)
+│   ├── ManifestError      a manifest we cannot read at all
+│   └── UnsupportedMediaType  a request body of a type the endpoint does not take (HTTP 415)
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
@@ -57,8 +59,18 @@ class ImageTooLarge(InvalidImage):
     http_status = 413
 
 
+class DecompressionBomb(ImageTooLarge):
+    """Over the pixel limit: the upload itself may be small, so not 413 but a bad image."""
+
+    http_status = 400
+
+
 class ManifestError(InvalidInput):
     pass
+
+
+class UnsupportedMediaType(InvalidInput):
+    http_status = 415
 
 
 class FetchError(LookalikeError):
