@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from lookalike import Engine, Settings
-from servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
-from tests_support import write_images
-from tiny_models import build_tiny_openclip
+from tests.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
+from tests.tests_support import write_images
+from tests.tiny_models import build_tiny_openclip
 
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

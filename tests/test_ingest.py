@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike import Engine, Settings
-from tests_support import pattern_image, write_images
+from tests.tests_support import pattern_image, write_images
 
 
 def bad_files(folder: Path) -> dict[str, str]:
@@ -114,7 +114,7 @@ def test_index_and_catalog_survive_a_restart(settings: Settings, photo_folder: P
 def test_model_change_is_detected_and_reindex_re_encodes(
     settings: Settings, photo_folder: Path, tmp_path: Path
 ):
-    from tiny_models import build_tiny_openclip
+    from tests.tiny_models import build_tiny_openclip
 
     with Engine(settings) as engine:
         engine.index_path(photo_folder)
