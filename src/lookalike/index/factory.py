@@ -78,6 +78,7 @@ def open_shared_index(
     )
     if index.created:
         rebuild_from_catalog(index, catalog, progress=progress)
+        index.flush()
         index.save()
     live = LiveIndex(index, catalog, save_interval_s=settings.index_save_interval_s)
     live.apply_writes()

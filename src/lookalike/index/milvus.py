@@ -282,7 +282,9 @@ class MilvusIndex:
     # --- protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
         cached = self._count
-        if cached is not None and time.monotonic() - cached[0] < 1.0:
+        # A search asks twice (model check, total found); other replicas' writes show
+        # within this quarter second.
+        if cached is not None and time.monotonic() - cached[0] < 0.25:
             return cached[1]
         result = self._call(
             self._client.query,
@@ -392,6 +394,10 @@ class MilvusIndex:
         """Record the watermark in the catalog (the vectors are already in Milvus)."""
         if self.meta.watermark > self.load_watermark():
             self._write_record(self.meta.watermark)
+
+    def flush(self) -> None:
+        """Seal what was written, so Milvus indexes it (after a bulk fill, not per write)."""
+        self._call(self._client.flush, self.config.collection)
 
     def describe(self) -> dict[str, Any]:
         return {
