@@ -296,6 +296,16 @@ class Engine:
         directory = index_directory(self.settings)
         if self._live is not None:
             index_info: dict[str, Any] = self._live.describe()
+        elif self.settings.index_url:  # a vector database: described without connecting
+            from lookalike.redact import redact_url
+
+            index_info = {
+                "type": "milvus",
+                "params": {
+                    "uri": redact_url(self.settings.index_url),
+                    "collection": self.settings.milvus_collection,
+                },
+            }
         elif (directory / META_FILE).exists():
             meta = read_meta(directory / META_FILE)
             index_info = {
