@@ -15,6 +15,9 @@ from tests.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
 from tests.tests_support import write_images
 from tests.tiny_models import build_tiny_openclip
 
+# Fixtures of real servers the tests start (each skips when its server is not installed).
+pytest_plugins = ["tests.redis_server"]
+
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

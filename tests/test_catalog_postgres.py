@@ -100,6 +100,8 @@ def snapshot(catalog) -> dict:
             changes.add_vectors.tolist(),
         ),
         "head": catalog.log_head(),
+        "version": catalog.version(),
+        "has_catalog_id": bool(catalog.get_meta("catalog_id")),
         "stats": (stats.products, stats.searchable, stats.models, stats.log_head),
         "facets": catalog.facets(),
         "filter": catalog.filter_vector_ids(ProductFilter(categories=("shoes", "bags"))).tolist(),

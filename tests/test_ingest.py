@@ -60,8 +60,8 @@ def test_exact_duplicate_comes_back_first_with_score_one(engine: Engine, photo_f
     query = photo_folder / "cat1" / "item_0007.png"
     results = engine.search_image(query.read_bytes(), limit=5)
     top = results.hits[0]
-    assert top.product.id == "cat1/item_0007.png" and abs(top.score - 1.0) < 1e-4
-    assert results.hits[1].score < top.score and results.total_found == 24
+    assert top.product.id == "cat1/item_0007.png" and abs(top.similarity - 1.0) < 1e-4
+    assert results.hits[1].similarity < top.similarity and results.total_found == 24
 
 
 def test_reindexing_is_idempotent_and_detects_changes(engine: Engine, photo_folder: Path):

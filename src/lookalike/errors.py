@@ -17,6 +17,7 @@ LookalikeError
 │   └── IndexMismatch      saved index does not fit the settings
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
+├── QueueError             the event stream (Redis, Kafka) cannot be read or written (HTTP 503)
 └── Unauthorized           write without the configured API key         (HTTP 401)
 """
 
@@ -107,6 +108,10 @@ class CatalogError(LookalikeError):
 
 class StoreLocked(CatalogError):
     pass
+
+
+class QueueError(LookalikeError):
+    http_status = 503
 
 
 class Unauthorized(LookalikeError):

@@ -3,8 +3,11 @@ against a real `lookalike serve`, as a person would use it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,20 @@ expect = sync_api.expect
 expect.set_options(timeout=30_000)  # a loaded CI machine can be slow; waits end early
 
 
+def wait_for_click(catalog: Path, product_id: str, timeout_s: float = 30) -> int | None:
+    """The position of a click on the product, once the server has logged one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(catalog)) as conn:
+            row = conn.execute(
+                "SELECT position FROM click_log WHERE product_id = ?", (product_id,)
+            ).fetchone()
+        if row is not None:
+            return row[0]
+        time.sleep(0.1)
+    return None
+
+
 def result_ids(page) -> list[str]:
     return page.locator("[data-testid=result]").evaluate_all(
         "cards => cards.map(c => c.dataset.id)"
@@ -74,7 +91,7 @@ def result_ids(page) -> list[str]:
 
 
 def test_search_by_text_image_and_more_like_this(
-    page, catalog_items: list[CatalogItem], tmp_path: Path
+    page, catalog_items: list[CatalogItem], tmp_path: Path, live_server: LiveServer
 ) -> None:
     # The filters are filled from the catalog's facets.
     expect(page.locator("#filter-category option")).to_have_count(5)
@@ -94,7 +111,9 @@ def test_search_by_text_image_and_more_like_this(
         item.title
     )
     first = page.get_by_test_id("result").first
-    expect(first.get_by_test_id("result-score")).to_have_text("score 1.000")
+    expect(first.get_by_test_id("result-score")).to_have_attribute(
+        "title", "cosine similarity 1.0000"
+    )
     expect(first.get_by_test_id("result-price")).to_contain_text(f"{item.price:.2f}")
     assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
 
@@ -108,6 +127,8 @@ def test_search_by_text_image_and_more_like_this(
     expect(page.get_by_test_id("similar-title")).to_have_text(item.title)
     expect(page.get_by_test_id("result")).to_have_count(len(catalog_items) - 1)
     assert item.id not in result_ids(page)
+    # The click was reported for the quality report (the server logs it within a second).
+    assert wait_for_click(live_server.data_dir / "catalog.db", item.id) == 1
 
     # A filter narrows "more like this" too.
     page.get_by_test_id("filter-category").select_option("square")

@@ -25,11 +25,15 @@ from lookalike import __version__
 from lookalike.api.blocking import BlockingRunner
 from lookalike.api.errors import install_error_handlers
 from lookalike.api.limits import BodySizeLimit
-from lookalike.api.routes import catalog, health, images, products, search
+from lookalike.api.metrics import RequestMetrics
+from lookalike.api.metrics import router as metrics_router
+from lookalike.api.routes import catalog, events, health, images, products, search
 from lookalike.api.schemas import ProductIn, SearchQuery
 from lookalike.api.thumbnails import ThumbnailCache
+from lookalike.api.tracking import SearchTracker
 from lookalike.config import Settings
 from lookalike.engine import Engine
+from lookalike.quality import SearchLogger, open_quality_store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.engine = the_engine
         app.state.runner = runner
         app.state.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails", the_engine.limits)
+        search_log = _search_logger(settings, the_engine)
+        app.state.tracker = SearchTracker(the_engine, runner, search_log)
         syncing = asyncio.create_task(_sync_forever(the_engine, runner, settings))
         app.state.ready = True
         try:
@@ -74,6 +80,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 await syncing
             # Let running requests finish before the engine saves and closes.
             await asyncio.to_thread(runner.shutdown)
+            if search_log is not None:
+                await asyncio.to_thread(search_log.close)
             if owned:
                 the_engine.close()
 
@@ -85,8 +93,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (search, products, images, catalog, health):
+    for module in (search, products, images, catalog, events, health):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -102,6 +111,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
+    app.add_middleware(RequestMetrics)  # outermost: counts what the others answer too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -109,6 +119,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and multi-worker serving: settings from the env."""
     return create_app(Settings())
+
+
+def _search_logger(settings: Settings, engine: Engine) -> SearchLogger | None:
+    if not settings.search_log:
+        return None
+    store = open_quality_store(engine.catalog)
+    if store is None:
+        log.warning("search and click logging needs the SQLite catalog for now; it is off")
+        return None
+    return SearchLogger(store)
 
 
 async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:

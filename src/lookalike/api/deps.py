@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader
 from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import product_filter
 from lookalike.api.thumbnails import ThumbnailCache
+from lookalike.api.tracking import SearchTracker
 from lookalike.catalog import ProductFilter
 from lookalike.config import Settings
 from lookalike.engine import Engine
@@ -31,6 +32,10 @@ def _runner(request: Request) -> BlockingRunner:
 
 def _thumbnails(request: Request) -> ThumbnailCache:
     return request.app.state.thumbnails
+
+
+def _tracker(request: Request) -> SearchTracker:
+    return request.app.state.tracker
 
 
 def _root_path(request: Request) -> str:
@@ -68,6 +73,7 @@ EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunDep = Annotated[BlockingRunner, Depends(_runner)]
 ThumbnailsDep = Annotated[ThumbnailCache, Depends(_thumbnails)]
+TrackerDep = Annotated[SearchTracker, Depends(_tracker)]
 RootPathDep = Annotated[str, Depends(_root_path)]
 FiltersDep = Annotated[ProductFilter, Depends(_filters)]
 LimitQuery = Annotated[

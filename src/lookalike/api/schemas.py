@@ -131,6 +131,9 @@ class SearchResponse(BaseModel):
     total_found: int = Field(description="Searchable items matching the filters.")
     query_time_ms: float
     timings_ms: dict[str, float] = Field(description="Where the time went.")
+    search_id: str | None = Field(
+        None, description="Send it back with `POST /v1/events/click` when a result is clicked."
+    )
 
 
 # --- products ----------------------------------------------------------------------------
@@ -193,6 +196,23 @@ class Readiness(BaseModel):
     model: str
 
 
+# --- events ------------------------------------------------------------------------------
+class ClickIn(BaseModel):
+    """A click on a search result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="The `search_id` of the search response."
+    )
+    product_id: str = Field(min_length=1, max_length=1000, description="The clicked result.")
+    position: int = Field(ge=1, le=1000, description="Its position in the results (1 = first).")
+
+
+class EventAccepted(BaseModel):
+    status: Literal["recorded"] = "recorded"
+
+
 # --- conversions -------------------------------------------------------------------------
 def product_filter(
     categories: list[str],
@@ -238,7 +258,9 @@ def product_out(product: Product, root_path: str = "") -> ProductOut:
     )
 
 
-def search_response(results: SearchResults, root_path: str = "") -> SearchResponse:
+def search_response(
+    results: SearchResults, root_path: str = "", *, search_id: str | None = None
+) -> SearchResponse:
     hits = []
     for hit in results.hits:
         p = hit.product
@@ -262,6 +284,7 @@ def search_response(results: SearchResults, root_path: str = "") -> SearchRespon
         total_found=results.total_found,
         query_time_ms=round(results.query_time_ms, 3),
         timings_ms={k: round(v, 3) for k, v in results.timings_ms.items()},
+        search_id=search_id,
     )
 
 

@@ -155,6 +155,11 @@ class Catalog(Protocol):
         """Sequence number of the newest change-log entry (0 when empty)."""
         ...
 
+    def version(self) -> int:
+        """A counter that moves with every committed product write (metadata-only changes
+        and deletes included), never backwards: caches key results on it."""
+        ...
+
     def changes_since(
         self, seq: int, limit: int = 100_000, model_id: str | None = None
     ) -> VectorChanges:

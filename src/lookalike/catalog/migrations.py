@@ -43,6 +43,54 @@ SQLITE_MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        "covering indexes for filtered search",
+        # Filters count and list searchable items (`vector_id IS NOT NULL`); with vector_id
+        # in the index SQLite never reads the rows, whose embeddings make them large (at
+        # 100k items a 50% price filter's count drops from ~400 ms to ~20 ms).
+        """
+        DROP INDEX products_category;
+        DROP INDEX products_brand;
+        DROP INDEX products_price;
+        CREATE INDEX products_category_vector ON products (category, vector_id);
+        CREATE INDEX products_brand_vector ON products (brand, vector_id);
+        CREATE INDEX products_price_vector ON products (price, vector_id);
+        """,
+    ),
+    (
+        "catalog version counter and identity; search and click logs",
+        # The version moves with every committed change to products, metadata included (the
+        # vector log does not see a price change), so caches can key on it; the writing
+        # transaction bumps it. The id tells catalogs apart in a shared cache. Search and
+        # click logs feed `lookalike report`.
+        """
+        CREATE TABLE catalog_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO catalog_version (id, version) VALUES (1, 0);
+        INSERT OR IGNORE INTO meta (key, value) VALUES ('catalog_id', lower(hex(randomblob(16))));
+        CREATE TABLE search_log (
+            search_id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            query_type TEXT NOT NULL,
+            result_count INTEGER NOT NULL,
+            total_found INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            product_ids TEXT NOT NULL,
+            categories TEXT NOT NULL
+        );
+        CREATE INDEX search_log_ts ON search_log (ts);
+        CREATE TABLE click_log (
+            pk INTEGER PRIMARY KEY,
+            search_id TEXT NOT NULL,
+            product_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            ts REAL NOT NULL
+        );
+        CREATE INDEX click_log_search ON click_log (search_id);
+        """,
+    ),
 ]
 
 
@@ -76,6 +124,22 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
             op SMALLINT NOT NULL
         );
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
+    (
+        "catalog version counter and identity",
+        # As SQLite's step 3: the version moves with every committed product write, so
+        # caches can key on it; the id tells catalogs apart in a shared cache. (Search and
+        # click logs stay in SQLite catalogs for now.)
+        """
+        CREATE TABLE catalog_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version BIGINT NOT NULL
+        );
+        INSERT INTO catalog_version (id, version) VALUES (1, 0);
+        INSERT INTO meta (key, value)
+            VALUES ('catalog_id', md5(random()::text || clock_timestamp()::text))
+            ON CONFLICT (key) DO NOTHING;
         """,
     ),
 ]

@@ -161,6 +161,7 @@ class PostgresCatalog:
                     )
                 for write, created, entry in planned:
                     conn.execute(*_product_insert(write, created, stamp, entry, seqs))
+            _bump_version(conn)
 
     @staticmethod
     def _allocate(conn: psycopg.Connection, count: int) -> list[int]:
@@ -183,6 +184,8 @@ class PostgresCatalog:
                     " SELECT v, %s FROM unnest(%s::bigint[]) AS v",
                     (OP_REMOVE, removed),
                 )
+            if rows:
+                _bump_version(conn)
         return len(rows)
 
     # --- reads ---------------------------------------------------------------------------
@@ -241,6 +244,11 @@ class PostgresCatalog:
     def log_head(self) -> int:
         with self._connection() as conn:
             row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM vector_log").fetchone()
+        return int(row[0])
+
+    def version(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT version FROM catalog_version WHERE id = 1").fetchone()
         return int(row[0])
 
     def changes_since(
@@ -347,6 +355,11 @@ class PostgresCatalog:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+
+def _bump_version(conn: psycopg.Connection) -> None:
+    """Inside the writing transaction: readers of `version()` see the change with the data."""
+    conn.execute("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
 
 
 def _product_insert(

@@ -87,6 +87,7 @@ class SQLiteCatalog:
         with self._write_lock, self._transaction() as conn:
             for write in writes:
                 self._upsert_one(conn, write, stamp)
+            _bump_version(conn)
 
     def _upsert_one(self, conn: sqlite3.Connection, write: ProductWrite, stamp: float) -> None:
         p = write.product
@@ -182,6 +183,8 @@ class SQLiteCatalog:
                 )
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
                 deleted += len(rows)
+            if deleted:
+                _bump_version(conn)
         return deleted
 
     # --- reads ---------------------------------------------------------------------------
@@ -242,6 +245,10 @@ class SQLiteCatalog:
         row = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM vector_log").fetchone()
         return int(row[0])
 
+    def version(self) -> int:
+        row = self._conn().execute("SELECT version FROM catalog_version WHERE id = 1").fetchone()
+        return int(row[0])
+
     def changes_since(
         self, seq: int, limit: int = 100_000, model_id: str | None = None
     ) -> VectorChanges:
@@ -294,16 +301,17 @@ class SQLiteCatalog:
 
     def filter_vector_ids(self, product_filter: ProductFilter) -> np.ndarray:
         where, params = filter_sql(product_filter, _DIALECT)
+        # Sorted here, not by ORDER BY: SQLite would walk the vector_id index (every row,
+        # embeddings included) to avoid a sort instead of using the filter's own index.
         rows = (
             self._conn()
             .execute(
-                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}"
-                " ORDER BY vector_id",
+                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}",
                 params,
             )
             .fetchall()
         )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def count_matching(self, product_filter: ProductFilter) -> int:
         where, params = filter_sql(product_filter, _DIALECT)
@@ -356,6 +364,11 @@ class SQLiteCatalog:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+
+def _bump_version(conn: sqlite3.Connection) -> None:
+    """Inside a writing transaction: readers of `version()` see the change with the data."""
+    conn.execute("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from lookalike.api.deps import (
     LimitQuery,
     RootPathDep,
     RunDep,
+    TrackerDep,
     require_api_key,
 )
 from lookalike.api.errors import errors_doc
@@ -23,7 +24,6 @@ from lookalike.api.schemas import (
     SearchResponse,
     parse_body,
     product_out,
-    search_response,
 )
 from lookalike.api.uploads import ImageUpload, read_upload
 from lookalike.catalog import Product
@@ -42,8 +42,7 @@ router = APIRouter(prefix="/v1/products", tags=["products"])
 )
 async def similar_products(
     product_id: str,
-    engine: EngineDep,
-    run: RunDep,
+    tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
     limit: LimitQuery = None,
@@ -51,7 +50,7 @@ async def similar_products(
     """More like this: neighbours of the product's stored embedding (nothing is re-encoded),
     the product itself excluded."""
     request = SearchRequest(product_id=product_id, filters=filters, limit=limit)
-    return search_response(await run(engine.search, request), root_path)
+    return await tracker.search(request, [], root_path)
 
 
 @router.get("/{product_id:path}", response_model=ProductOut, responses=errors_doc(404))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from lookalike.api.deps import EngineDep, FiltersDep, LimitQuery, RootPathDep, RunDep
+from lookalike.api.deps import EngineDep, FiltersDep, LimitQuery, RootPathDep, TrackerDep
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import (
     MAX_QUERY_IMAGES,
@@ -15,12 +14,10 @@ from lookalike.api.schemas import (
     SearchQuery,
     SearchResponse,
     parse_body,
-    search_response,
 )
-from lookalike.api.uploads import ImageUpload, decode_base64_image, decode_uploads, read_upload
-from lookalike.engine import Engine, SearchRequest
+from lookalike.api.uploads import decode_base64_image, read_upload
+from lookalike.engine import SearchRequest
 from lookalike.errors import InvalidInput, UnsupportedMediaType
-from lookalike.search import SearchResults
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -29,7 +26,7 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
 async def search_by_image(
     image: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, ...).")],
     engine: EngineDep,
-    run: RunDep,
+    tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
     limit: LimitQuery = None,
@@ -37,7 +34,7 @@ async def search_by_image(
     """Products that look like the uploaded image."""
     upload = await read_upload(image, engine.settings.max_image_bytes)
     request = SearchRequest(filters=filters, limit=limit)
-    return search_response(await run(_search, engine, request, [upload]), root_path)
+    return await tracker.search(request, [upload], root_path)
 
 
 @router.get("/text", response_model=SearchResponse, responses=errors_doc(503))
@@ -45,8 +42,7 @@ async def search_by_text(
     q: Annotated[
         str, Query(min_length=1, max_length=MAX_TEXT_CHARS, description="What to look for.")
     ],
-    engine: EngineDep,
-    run: RunDep,
+    tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
     limit: LimitQuery = None,
@@ -55,7 +51,7 @@ async def search_by_text(
     if not q.strip():
         raise InvalidInput("q must contain some text")
     request = SearchRequest(texts=[q], filters=filters, limit=limit)
-    return search_response(await run(engine.search, request), root_path)
+    return await tracker.search(request, [], root_path)
 
 
 # The body is JSON or multipart, which FastAPI cannot declare on one route; the route reads
@@ -94,7 +90,7 @@ _COMBINED_BODY: dict[str, Any] = {
     openapi_extra=_COMBINED_BODY,
 )
 async def search_combined(
-    http_request: Request, engine: EngineDep, run: RunDep, root_path: RootPathDep
+    http_request: Request, engine: EngineDep, tracker: TrackerDep, root_path: RootPathDep
 ) -> SearchResponse:
     """Any mix of images (one or several), texts, an indexed product, filters and ranking
     options. Send JSON (images base64) or multipart (`query` JSON + `image` files)."""
@@ -141,11 +137,4 @@ async def search_combined(
         diversity=query.diversity.to_diversity() if query.diversity else None,
         limit=query.limit,
     )
-    return search_response(await run(_search, engine, request, images), root_path)
-
-
-def _search(engine: Engine, request: SearchRequest, uploads: list[ImageUpload]) -> SearchResults:
-    """Decode the query images (errors name the file), then search. Blocking."""
-    if uploads:
-        request = dataclasses.replace(request, images=decode_uploads(uploads, engine.limits))
-    return engine.search(request)
+    return await tracker.search(request, images, root_path)

@@ -21,6 +21,17 @@ async function api(url, options = {}) {
   return body;
 }
 
+// Clicks on results feed the search quality report (`lookalike report`); best effort.
+function reportClick(searchId, productId, position) {
+  if (!searchId) return;
+  fetch("v1/events/click", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ search_id: searchId, product_id: productId, position }),
+    keepalive: true,
+  }).catch(() => {});
+}
+
 function filters() {
   const value = (id) => $(id).value.trim();
   const number = (id) => (value(id) === "" ? null : Number(value(id)));
@@ -111,7 +122,7 @@ async function show(request, pending) {
   document.body.classList.add("busy");
   try {
     const data = await request;
-    renderResults(data.results);
+    renderResults(data.results, data.search_id);
     const n = data.results.length;
     setStatus(
       n === 0
@@ -127,11 +138,11 @@ async function show(request, pending) {
   }
 }
 
-function renderResults(hits) {
+function renderResults(hits, searchId = null) {
   const list = $("results");
   const template = $("card-template");
   list.replaceChildren();
-  for (const hit of hits) {
+  for (const [index, hit] of hits.entries()) {
     const card = template.content.firstElementChild.cloneNode(true);
     card.dataset.id = hit.id;
     const img = card.querySelector("img");
@@ -143,7 +154,10 @@ function renderResults(hits) {
     card.querySelector(".score").textContent = `score ${hit.score.toFixed(3)}`;
     card.querySelector(".score").title = `cosine similarity ${hit.similarity.toFixed(4)}`;
     for (const button of card.querySelectorAll(".thumb, .more")) {
-      button.addEventListener("click", () => moreLikeThis(hit));
+      button.addEventListener("click", () => {
+        reportClick(searchId, hit.id, index + 1);
+        moreLikeThis(hit);
+      });
     }
     list.append(card);
   }
