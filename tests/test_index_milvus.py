@@ -300,3 +300,27 @@ def test_milvus_index_describes_itself(tmp_path, catalog):
     assert info["type"] == "milvus" and info["vectors"] == 240
     assert info["params"]["index_type"] == "FLAT"
     assert isinstance(live.index, MilvusIndex)
+
+
+def test_the_search_planner_pushes_broad_filters_down_and_the_catalog_has_the_last_word(
+    tmp_path, catalog
+):
+    from lookalike.search.filtering import CandidateFinder, FilterPolicy
+
+    live = open_index(settings_for(tmp_path), catalog, DIM, MODEL)
+    faiss = faiss_live(catalog).index
+    # Never exact by size, so a broad filter takes the index's own filtering.
+    finder = CandidateFinder(catalog, live.index, FilterPolicy(exact_max_items=0, oversample=0.01))
+    broad = ProductFilter(brands=("acme", "zed"), attributes={"size": (1, 2, 3, 4, 5, 6)})
+    plan = finder.plan(broad, 10)
+    assert plan.strategy == "pushdown"
+    query = unit(1, 7)
+    found = finder.find(query, 10, broad, plan)
+    expected = faiss.search(query, 10, allowed_ids=catalog.filter_vector_ids(broad))[1][0]
+    assert found.path == "pushdown" and found.ids.tolist() == expected.tolist()
+    # A brand change committed but not yet written to Milvus: the stale hit is dropped.
+    top = catalog.by_vector_ids([int(expected[0])])[int(expected[0])]
+    catalog.upsert([ProductWrite(Product(top.id, brand="other", model_id=MODEL))])
+    again = finder.find(query, 10, broad, finder.plan(broad, 10))
+    assert top.vector_id not in again.ids.tolist() and len(again.ids) == 10
+    assert again.ids.tolist()[:9] == expected[1:].tolist()

@@ -127,6 +127,18 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "covering indexes for filtered search",
+        # As SQLite's step 2: counts and id lists of a filter become index-only scans.
+        """
+        DROP INDEX products_category;
+        DROP INDEX products_brand;
+        DROP INDEX products_price;
+        CREATE INDEX products_category_vector ON products (category, vector_id);
+        CREATE INDEX products_brand_vector ON products (brand, vector_id);
+        CREATE INDEX products_price_vector ON products (price, vector_id);
+        """,
+    ),
+    (
         "catalog version counter and identity",
         # As SQLite's step 3: the version moves with every committed product write, so
         # caches can key on it; the id tells catalogs apart in a shared cache. (Search and
