@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from lookalike.catalog.base import Product, ProductFilter
+from lookalike.catalog.filters import SQLiteDialect, filter_sql
 from lookalike.catalog.migrations import SQLITE_MIGRATIONS, apply_sqlite_migrations
-from lookalike.catalog.sqlite import SQLiteCatalog, _filter_sql
+from lookalike.catalog.sqlite import SQLiteCatalog
 from tests.synthetic_catalog import fill_catalog, unit_vectors
 
 
@@ -24,7 +25,7 @@ from tests.synthetic_catalog import fill_catalog, unit_vectors
 )
 def test_filter_queries_use_a_covering_index(tmp_path, product_filter):
     catalog = SQLiteCatalog(tmp_path / "catalog.db")
-    where, params = _filter_sql(product_filter)
+    where, params = filter_sql(product_filter, SQLiteDialect())
     conn = sqlite3.connect(tmp_path / "catalog.db")
     for select in ("COUNT(*)", "vector_id"):
         plan = conn.execute(

@@ -389,6 +389,28 @@ def report_command(
         typer.echo(format_report(report))
 
 
+@app.command("migrate")
+@handles_errors
+def migrate_command(
+    catalog: Annotated[
+        str, typer.Option("--catalog", help="Target catalog URL, e.g. postgresql://user@host/db.")
+    ],
+    index: Annotated[
+        str | None,
+        typer.Option("--index", help="Target vector store: a Milvus URI or a Milvus Lite .db."),
+    ] = None,
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Copy this installation's products and stored embeddings to servers (no re-encoding;
+    re-running copies only what changed)."""
+    from lookalike.migrate import migrate_installation
+
+    source = build_settings(data_dir)
+    target = build_settings(data_dir, catalog_url=catalog, index_url=index)
+    typer.echo(migrate_installation(source, target, progress=not quiet).summary())
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

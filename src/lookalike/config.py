@@ -9,7 +9,7 @@ built once at an entry point (CLI, API, tests) and passed down; nothing else rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -273,6 +273,56 @@ class Settings(BaseSettings):
     )
     search_log: bool = Field(
         True, description="Log API searches and clicks in the catalog for `lookalike report`."
+    )
+
+    # --- scaling out: PostgreSQL catalog, Milvus vector store ----------------------------
+    postgres_pool_min: int = Field(
+        1, ge=0, description="PostgreSQL catalog: connections each process keeps open."
+    )
+    postgres_pool_max: int = Field(
+        10, ge=1, description="PostgreSQL catalog: most connections per process."
+    )
+    postgres_connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long to wait for a PostgreSQL connection."
+    )
+    milvus_collection: str = Field(
+        "lookalike",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Milvus collection that holds the vectors.",
+    )
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus / Zilliz Cloud token (`user:password` or an API key)."
+    )
+    milvus_index_type: Literal[
+        "AUTOINDEX", "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN"
+    ] = Field(
+        "HNSW",
+        description="Milvus index type (IVF_PQ and DISKANN need a Milvus server, not Lite).",
+    )
+    milvus_index_params: dict[str, Any] = Field(
+        {}, description='Milvus build parameters over the defaults (JSON, e.g. `{"M": 32}`).'
+    )
+    milvus_search_params: dict[str, Any] = Field(
+        {}, description='Milvus search parameters over the defaults (JSON, e.g. `{"ef": 256}`).'
+    )
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong",
+        description="Milvus consistency level; Strong: a write is searchable from every "
+        "replica when it returns.",
+    )
+    milvus_shards: int = Field(
+        1, ge=1, le=16, description="Shards of a new Milvus collection (spread writes)."
+    )
+    milvus_replicas: int = Field(
+        1, ge=1, description="In-memory replicas a Milvus cluster loads (spread queries)."
+    )
+    milvus_write_batch: int = Field(1000, ge=1, description="Rows per Milvus upsert request.")
+    filterable_attributes: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")]
+    ] = Field(
+        [],
+        description="Attributes a vector database keeps beside each vector so filters on "
+        'them run inside it (JSON list, e.g. `["color"]`); category, brand, price always do.',
     )
 
     # --- derived -------------------------------------------------------------------------

@@ -231,8 +231,7 @@ class Engine:
         existed = bool(self.catalog.get_many([item.id]))
         self.catalog.upsert([ProductWrite(product, vector)])
         self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
-        self.live_index.catch_up()
-        self.live_index.save()
+        self.live_index.apply_writes()
         return self.catalog.get(item.id)
 
     def delete(self, product_id: str) -> None:
@@ -244,8 +243,7 @@ class Engine:
         deleted = self.catalog.delete(product_ids)
         if deleted:
             self.metrics.ingest_items.labels("deleted").inc(deleted)
-            self.live_index.catch_up()
-            self.live_index.save()
+            self.live_index.apply_writes()
         return deleted
 
     def _store_media(self, digest: str, data: bytes) -> Path:
@@ -419,6 +417,16 @@ class Engine:
         directory = index_directory(self.settings)
         if self._live is not None:
             index_info: dict[str, Any] = self._live.describe()
+        elif self.settings.index_url:  # a vector database: described without connecting
+            from lookalike.redact import redact_url
+
+            index_info = {
+                "type": "milvus",
+                "params": {
+                    "uri": redact_url(self.settings.index_url),
+                    "collection": self.settings.milvus_collection,
+                },
+            }
         elif (directory / META_FILE).exists():
             meta = read_meta(directory / META_FILE)
             index_info = {

@@ -177,8 +177,7 @@ class IngestPipeline:
         if not writes:
             return
         self.catalog.upsert(writes)
-        self.index.catch_up()
-        self.index.save()
+        self.index.apply_writes()
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:
         outcome = report.record(prepared)

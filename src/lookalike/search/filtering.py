@@ -12,6 +12,9 @@ post-filtering one fixed top-k is not enough. Two strategies:
   catalog's metadata and `ProductFilter.matches`), and widen k by `filter_widen_factor`
   until enough match or the index has nothing more to give; if the index runs dry while
   the catalog says more matching items exist, fall back to the exact strategy.
+* **pushdown** — instead of **ann**, when the index evaluates filters itself (a vector
+  database storing the filterable fields, `FilteringIndex`): it returns matching items
+  only; the catalog still has the last word on each hit.
 
 Several query vectors ("best" multi-image queries) are searched together and merged by
 their best score per item; each query must see `wanted` matches of its own before the
@@ -25,20 +28,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
 from lookalike.catalog.base import Catalog, Product, ProductFilter
 from lookalike.config import Settings
-from lookalike.index.base import VectorIndex
+from lookalike.index.base import FilteringIndex, VectorIndex
 
 # Index families whose filtered search (`allowed_ids`) is exact.
 EXACT_KINDS = frozenset({"flat"})
 
-Strategy = Literal["exact", "ann"]
+Strategy = Literal["exact", "ann", "pushdown"]
 
 UNFILTERED_SPARE = 8
+MAX_PUSHDOWN_K = 16_384  # Milvus's top-k limit
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ class CandidateFinder:
             return Plan("exact", matching, selectivity)
         if self._first_k(wanted, selectivity) >= min(matching, indexed):
             return Plan("exact", matching, selectivity)
+        if isinstance(self.index, FilteringIndex) and self.index.supports_filter(product_filter):
+            return Plan("pushdown", matching, selectivity)
         return Plan("ann", matching, selectivity)
 
     def find(
@@ -128,7 +134,38 @@ class CandidateFinder:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if plan.strategy == "exact":
             return self.exact(queries, wanted, product_filter, exclude)
+        if plan.strategy == "pushdown" and product_filter is not None:
+            return self.pushdown(queries, wanted, product_filter, exclude)
         return self.ann(queries, wanted, product_filter, plan, exclude)
+
+    # --- filter inside the index ---------------------------------------------------------
+    def pushdown(
+        self,
+        queries: np.ndarray,
+        wanted: int,
+        product_filter: ProductFilter,
+        exclude: frozenset[int] = frozenset(),
+    ) -> Candidates:
+        """The index filters; hits whose product no longer matches in the catalog (a change
+        not yet written to the index) are dropped, and k widens if that left too few."""
+        index = cast(FilteringIndex, self.index)  # plan() chose pushdown for this kind
+        k = wanted + len(exclude) + UNFILTERED_SPARE
+        while True:
+            with self._timed("ann_ms"):
+                scores, found = index.search_filtered(queries, k, product_filter)
+            ids, sims = merge_best(scores, found)
+            with self._timed("metadata_ms"):
+                products = self.catalog.by_vector_ids(ids.tolist())
+            good = {
+                i: p for i, p in products.items() if i not in exclude and product_filter.matches(p)
+            }
+            ids, sims = _with_products(ids, sims, good)
+            exhausted = (found >= 0).sum(axis=1).min() < k or k >= MAX_PUSHDOWN_K
+            if len(ids) >= wanted or exhausted:
+                ids, sims = ids[:wanted], sims[:wanted]
+                kept = {int(i): good[int(i)] for i in ids}
+                return Candidates(ids, sims, kept, complete=exhausted, path="pushdown", largest_k=k)
+            k = min(MAX_PUSHDOWN_K, math.ceil(k * self.policy.widen_factor))
 
     # --- exact ---------------------------------------------------------------------------
     def exact(
