@@ -123,6 +123,27 @@ def test_ray_index_matches_local_ingest(
         assert vector_ids(distributed) == before
 
 
+@pytest.mark.slow
+def test_ray_load_reaches_a_shared_milvus_index(tmp_path, ray_address, tiny_model_dir, manifest):
+    # The load goes through the catalog and the LiveIndex like every write: with Milvus
+    # (shared, written by the writer) as with FAISS (which catches up from the log).
+    pytest.importorskip("milvus_lite", reason="needs lookalike[milvus]")
+    milvus = settings_for(tmp_path / "milvus", tiny_model_dir).model_copy(
+        update={"index_url": str(tmp_path / "vectors.db"), "milvus_index_type": "FLAT"}
+    )
+    with (
+        Engine(settings_for(tmp_path / "faiss", tiny_model_dir)) as local,
+        Engine(milvus) as distributed,
+    ):
+        local.index_path(manifest)
+        assert distributed.index_path_ray(manifest).added == GOOD
+        assert distributed.live_index.index.kind == "milvus"
+        for query in (png_bytes(3), png_bytes(5000)):
+            ours = distributed.search_image(query, limit=10).hits
+            theirs = local.search_image(query, limit=10).hits
+            assert [h.product.id for h in ours] == [h.product.id for h in theirs]
+
+
 def test_readers_are_not_fused_into_the_encoder_actors(ray_address, tiny_model_dir, capsys):
     # One reader and one single-threaded encoder actor: what Ray Data would otherwise fuse
     # into one actor that decodes and encodes in turn.

@@ -6,7 +6,7 @@ over the workers of a Ray cluster (or a local Ray started in-process).
              EncodeWorker actors: encode_pixels in batches, one model load each, a GPU each
              when the cluster has GPUs
     driver   rows grouped by shard -> shard file (Parquet, atomic) -> one catalog
-             transaction per shard -> index catch-up -> shard marked loaded
+             transaction per shard -> the index applies it -> shard marked loaded
 
 A stopped run (Ctrl-C, a crash, a killed driver) resumes from its loaded shards: they are
 counted, not redone. Bad items are reported and skipped exactly as in the local ingest.
@@ -435,12 +435,12 @@ class RayIngest:
         self._load(info, stored, report)
 
     def _load(self, info: ShardInfo, items: list[ShardItem], report: BatchReport) -> None:
-        """One catalog transaction for the shard, then the index catches up from the log."""
+        """One catalog transaction for the shard, then its writes reach the index (a local
+        index catches up from the log; a shared one, Milvus, is written here)."""
         for item in items:
             report.record(item.prepared)
         self.catalog.upsert(self._writes(items))
-        self.index.catch_up()
-        self.index.save()
+        self.index.apply_writes()
         self.state.mark_loaded(info)
         self._bar.set_postfix(shards=info.shard + 1, refresh=False)
         if self.on_shard_loaded is not None:
