@@ -13,7 +13,7 @@ from lookalike import Settings
 from lookalike.encode import create_encoder, model_source
 from lookalike.encode.sources import parse_model_source
 from lookalike.errors import ConfigError, ModelError
-from tests_support import pattern_images
+from tests.tests_support import pattern_images
 
 
 def test_local_dir_encodes_images_and_text_into_one_normalised_space(settings: Settings):
@@ -80,7 +80,7 @@ def test_model_id_tracks_weights(tmp_path: Path, tiny_model_dir: Path):
     shutil.copytree(tiny_model_dir, copy)
     first = parse_model_source("x", None, str(copy)).fingerprint()
     assert parse_model_source("x", None, str(copy)).fingerprint() == first
-    from tiny_models import build_tiny_openclip
+    from tests.tiny_models import build_tiny_openclip
 
     build_tiny_openclip(copy, seed=1)  # new weights, same place
     assert parse_model_source("x", None, str(copy)).fingerprint() != first

@@ -14,7 +14,7 @@ from lookalike.catalog import ProductFilter
 from lookalike.cli import app
 from lookalike.errors import InvalidImage, InvalidInput, NotFound
 from lookalike.ingest import ItemSpec
-from tests_support import pattern_image, write_images
+from tests.tests_support import pattern_image, write_images
 
 
 def png(seed: int) -> bytes:

@@ -16,7 +16,7 @@ import pytest
 from lookalike import Engine, Settings
 from lookalike.errors import FetchError, ImageTooLarge
 from lookalike.ingest.fetch import Fetcher
-from tests_support import pattern_image
+from tests.tests_support import pattern_image
 
 
 def png(seed: int) -> bytes:

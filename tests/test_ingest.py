@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike import Engine, Settings
-from tests_support import pattern_image, write_images
+from tests.tests_support import pattern_image, write_images
 
 
 def bad_files(folder: Path) -> dict[str, str]:
@@ -60,8 +60,8 @@ def test_exact_duplicate_comes_back_first_with_score_one(engine: Engine, photo_f
     query = photo_folder / "cat1" / "item_0007.png"
     results = engine.search_image(query.read_bytes(), limit=5)
     top = results.hits[0]
-    assert top.product.id == "cat1/item_0007.png" and abs(top.score - 1.0) < 1e-4
-    assert results.hits[1].score < top.score and results.total_found == 24
+    assert top.product.id == "cat1/item_0007.png" and abs(top.similarity - 1.0) < 1e-4
+    assert results.hits[1].similarity < top.similarity and results.total_found == 24
 
 
 def test_reindexing_is_idempotent_and_detects_changes(engine: Engine, photo_folder: Path):
@@ -114,7 +114,7 @@ def test_index_and_catalog_survive_a_restart(settings: Settings, photo_folder: P
 def test_model_change_is_detected_and_reindex_re_encodes(
     settings: Settings, photo_folder: Path, tmp_path: Path
 ):
-    from tiny_models import build_tiny_openclip
+    from tests.tiny_models import build_tiny_openclip
 
     with Engine(settings) as engine:
         engine.index_path(photo_folder)

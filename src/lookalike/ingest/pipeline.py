@@ -14,31 +14,18 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
-from lookalike.encode.images import ImageLimits, content_hash, decode_image
-from lookalike.errors import FetchError, InvalidInput
+from lookalike.encode.images import ImageLimits
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
-
-Action = Literal["encode", "metadata", "unchanged", "failed"]
-
-
-@dataclass
-class Prepared:
-    """An item after its worker thread is done with it."""
-
-    action: Action
-    product: Product | None = None
-    pixels: np.ndarray | None = None
-    failure: BadRow | None = None
-    existed: bool = False
+from lookalike.metrics import Metrics
 
 
 @dataclass
@@ -66,6 +53,24 @@ class IngestReport:
         )
         return text + (" - interrupted, run again to resume" if self.interrupted else "")
 
+    def record(self, prepared: Prepared) -> str:
+        """Count one prepared item under what the ingest does with it; returns the outcome
+        (failed, unchanged, metadata, reencoded, added)."""
+        if prepared.action == "failed":
+            self.failed.append(prepared.failure)
+            return "failed"
+        if prepared.action == "unchanged":
+            self.unchanged += 1
+            return "unchanged"
+        if prepared.action == "metadata":
+            self.metadata_updated += 1
+            return "metadata"
+        if prepared.existed:
+            self.reencoded += 1
+            return "reencoded"
+        self.added += 1
+        return "added"
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["failed_count"] = len(self.failed)
@@ -91,6 +96,8 @@ class IngestPipeline:
         batch_size: int = 32,
         workers: int = 4,
         progress: bool = False,
+        save_at_end: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
@@ -100,7 +107,8 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
-        self._model_id = encoder.model_id
+        self.save_at_end = save_at_end
+        self.metrics = metrics
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
         report = IngestReport()
@@ -127,7 +135,7 @@ class IngestPipeline:
             raise
         finally:
             bar.close()
-            self.index.save(force=True)
+            self.index.save(force=self.save_at_end)
             report.elapsed_s = time.monotonic() - started
         return report
 
@@ -156,37 +164,7 @@ class IngestPipeline:
                     future.cancel()
 
     def _prepare(self, spec: ItemSpec, existing: Product | None) -> Prepared:
-        product = Product(
-            id=spec.id,
-            title=spec.title,
-            category=spec.category,
-            brand=spec.brand,
-            price=spec.price,
-            image_source=spec.image,
-            attributes=spec.attributes,
-            model_id=self._model_id,
-        )
-        source = spec.image or spec.id
-        try:
-            if spec.image is None:
-                # Metadata without an image: kept, but only searchable if it had a vector.
-                return Prepared("metadata", product)
-            data = self.fetcher.fetch(spec.image)
-            product.content_hash = content_hash(data)
-            if (
-                existing is not None
-                and existing.vector_id is not None
-                and existing.content_hash == product.content_hash
-                and existing.model_id == self._model_id
-            ):
-                if existing.metadata_key() == product.metadata_key():
-                    return Prepared("unchanged", product)
-                return Prepared("metadata", product)
-            image = decode_image(data, self.limits, source=source)
-            pixels = self.encoder.preprocess(image)
-            return Prepared("encode", product, pixels=pixels, existed=existing is not None)
-        except (InvalidInput, FetchError) as exc:
-            return Prepared("failed", failure=BadRow(spec.id, source, _reason(exc)))
+        return prepare_item(spec, existing, self.fetcher, self.limits, self.encoder)
 
     # --- encoding thread -----------------------------------------------------------------
     def _commit(self, to_encode: list[Prepared], metadata: list[ProductWrite]) -> None:
@@ -199,24 +177,15 @@ class IngestPipeline:
         if not writes:
             return
         self.catalog.upsert(writes)
-        self.index.catch_up()
-        self.index.save()
+        self.index.apply_writes()
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:
-        if prepared.action == "failed":
-            report.failed.append(prepared.failure)
-        elif prepared.action == "unchanged":
-            report.unchanged += 1
-        elif prepared.action == "metadata":
-            report.metadata_updated += 1
-        elif prepared.existed:
-            report.reencoded += 1
-        else:
-            report.added += 1
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "reason", None) or str(exc)
+        outcome = report.record(prepared)
+        if self.metrics is not None:
+            if outcome == "failed":
+                self.metrics.ingest_errors.inc()
+            else:
+                self.metrics.ingest_items.labels(outcome).inc()
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
