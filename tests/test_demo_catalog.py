@@ -10,7 +10,6 @@ import struct
 import pytest
 from PIL import Image
 
-from fashion_idx import write_idx
 from lookalike.demo.fashion_mnist import (
     CLASSES,
     DEBIAN_DIR,
@@ -23,6 +22,7 @@ from lookalike.encode.images import ImageLimits, decode_image
 from lookalike.errors import InvalidInput
 from lookalike.ingest.sources import open_source
 from lookalike.train.captions import caption_variants
+from tests.fashion_idx import write_idx
 
 FIELDS = {
     "id",

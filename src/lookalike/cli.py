@@ -411,6 +411,8 @@ def demo_command(
     source_dir: Annotated[
         Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")
     ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
 ) -> None:
     """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
     from lookalike.demo.run import DemoOptions, run_demo
@@ -425,7 +427,9 @@ def demo_command(
         retrain=retrain,
         source_dir=source_dir,
     )
-    run_demo(build_settings(), options, echo=typer.echo)
+    run_demo(build_settings(host=host, port=port), options, echo=typer.echo)
+
+
 @app.command("serve")
 @handles_errors
 def serve_command(

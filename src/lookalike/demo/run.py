@@ -222,15 +222,10 @@ def _print_shell_usage(settings: Settings, manifest: Path, echo: Echo) -> None:
 
 
 def _serve(settings: Settings, echo: Echo) -> None:
-    """Serve the web page when the API package is present (it lands with the API issue)."""
-    try:
-        import lookalike.api as api
-    except ImportError:
-        echo("   (serving: the web API is not part of this build yet; skipping --serve)")
-        return
-    serve = getattr(api, "serve", None)
-    if serve is None:
-        echo("   (serving: lookalike.api has no serve(settings); run `lookalike serve`)")
-        return
-    echo(f"== serving on http://{settings.host}:{settings.port} (Ctrl-C to stop)")
-    serve(settings)
+    """Serve the API and the search page over the demo catalog until Ctrl-C."""
+    import uvicorn
+
+    from lookalike.api import create_app
+
+    echo(f"== serving on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
