@@ -12,7 +12,8 @@ LookalikeError
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
 │   └── ModelMismatch      catalog was indexed with another model
 ├── IndexError_            vector index problems                        (HTTP 503)
-│   └── IndexMismatch      saved index does not fit the settings
+│   ├── IndexMismatch      saved index does not fit the settings
+│   └── IndexNotTrained    a trained family (IVF-PQ) got vectors before training
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
 └── Unauthorized           write without the configured API key         (HTTP 401)
@@ -86,6 +87,10 @@ class IndexError_(LookalikeError):
 
 
 class IndexMismatch(IndexError_):
+    pass
+
+
+class IndexNotTrained(IndexError_):
     pass
 
 
