@@ -19,3 +19,15 @@ def _open_clip(source: ModelSource, settings: Settings) -> Encoder:
         cache_dir=str(settings.model_cache_dir) if settings.model_cache_dir else None,
         threads=settings.torch_threads,
     )
+
+
+@register_encoder("onnx-dir")
+def _onnx(source: ModelSource, settings: Settings) -> Encoder:
+    from lookalike.encode.onnx import OnnxEncoder
+
+    return OnnxEncoder(
+        source,
+        device=settings.device,
+        batch_size=settings.encode_batch_size,
+        threads=settings.torch_threads,
+    )
