@@ -215,6 +215,9 @@ def build_index_command(
     data_dir: DataDir = None,
 ) -> None:
     """Rebuild the vector index from stored embeddings (no re-encoding)."""
+    known = ("auto", "flat", "hnsw", "ivfpq")
+    if index_type is not None and index_type not in known:
+        raise typer.BadParameter(f"{index_type!r} is not one of {', '.join(known)}")
     with _engine(build_settings(data_dir, index_type=index_type)) as engine:
         plan = engine.plan_index()
         typer.echo(f"building {plan.describe()}")

@@ -5,7 +5,9 @@ quantisation codes (64 bytes instead of 2 KB for 512-d). It needs training on a 
 the catalog before vectors can be added; later vectors are added without retraining.
 A query scans the `nprobe` nearest cells. The PQ scores are approximate, so the best
 `rerank` x k candidates are re-scored exactly with the stored float vectors (the
-catalog's) when a vector source is attached. Deletes are real (`remove_ids`).
+catalog's) when a vector source is attached. Deletes are real (`remove_ids`). A filter
+widens the scan in proportion to how few entries it keeps: a small filtered set ends up
+scanning every cell, so its PQ ranking (then re-ranked) covers all its members.
 
 Unit vectors are indexed under L2 (with precomputed tables, faster than PQ inner
 product); for them ||q - x||^2 = 2 - 2 q.x, so scores convert back to inner products.
@@ -22,10 +24,8 @@ import numpy as np
 from lookalike.errors import IndexNotTrained
 from lookalike.index.faiss_index import FaissIndex
 from lookalike.index.gpu import train_ivf
-from lookalike.index.rerank import exact_rerank, exact_subset
+from lookalike.index.rerank import exact_rerank
 
-# Filtered sets this small are scored exactly from stored vectors, skipping the index.
-EXACT_LOOKUP_MAX = 4096
 # k-means wants ~40 points per centroid; PQ codebooks want 2^nbits centroids trained too.
 POINTS_PER_CENTROID = 40
 MAX_TRAINING = 256 * 1024
@@ -108,13 +108,6 @@ class IvfPqIndex(FaissIndex):
             return exact_rerank(queries, ids, lookup, k)
         similarity = np.where(ids >= 0, 1.0 - scores / 2.0, -np.inf).astype(np.float32)
         return similarity, ids
-
-    def _search_subset(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.vectors is None or len(allowed_ids) > EXACT_LOOKUP_MAX:
-            return None
-        return exact_subset(queries, allowed_ids, self.vectors, k)
 
     @classmethod
     def estimate_bytes(cls, vectors: int, dim: int, params: dict[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""Exact scores from stored float vectors: re-ranking compressed candidates, small subsets."""
+"""Exact scores from stored float vectors for candidates found by a compressed index."""
 
 from __future__ import annotations
 
@@ -30,17 +30,6 @@ def exact_rerank(
             scores[block] = np.einsum("bcd,bd->bc", gathered, queries[block])
         scores[~present] = -np.inf
     return _top_k(scores, candidates, k)
-
-
-def exact_subset(
-    queries: np.ndarray, allowed_ids: np.ndarray, lookup: VectorLookup, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k over the ids in `allowed_ids` only (a small filtered set)."""
-    known, matrix = _matrix(lookup, np.unique(allowed_ids), queries.shape[1])
-    if not len(known):
-        return _top_k(np.full((len(queries), 0), -np.inf, np.float32), np.zeros((0,)), k)
-    scores = queries @ matrix.T
-    return _top_k(scores, np.broadcast_to(known, scores.shape), k)
 
 
 def _matrix(lookup: VectorLookup, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:

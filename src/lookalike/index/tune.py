@@ -78,13 +78,14 @@ def exact_neighbours(
     queries: np.ndarray,
     k: int,
     *,
+    block: int = 50_000,
     progress: bool = False,
 ) -> np.ndarray:
     """Exact top-k vector ids per query over every stored embedding, streamed in blocks."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     total = catalog.stats().models.get(model_id, 0) if model_id else catalog.stats().searchable
     with tqdm(total=total, desc="exact search", unit="vec", disable=not progress) as bar:
-        for ids, vectors in catalog.iter_embeddings(batch_size=50_000, model_id=model_id):
+        for ids, vectors in catalog.iter_embeddings(batch_size=block, model_id=model_id):
             scores, positions = knn_inner_product(queries, vectors, k)
             heap.add_result(scores, np.where(positions >= 0, ids[positions.clip(0)], -1))
             bar.update(len(ids))
