@@ -114,6 +114,8 @@ def test_filtered_search_matches_exact_filtered_search(data, built):
     flat.add(ids, vectors)
     for allowed in (ids[::3], ids[::50]):  # graph walk with a filter; brute force subset
         truth = flat.search(queries, 20, allowed_ids=allowed)[1]
+        keep = np.isin(ids, allowed)
+        np.testing.assert_array_equal(truth, exact_top_k(ids[keep], vectors[keep], queries, 20))
         found = index.search(queries, 20, allowed_ids=allowed)[1]
         assert np.isin(found[found >= 0], allowed).all()
         assert recall_at_k(found, truth) >= 0.95

@@ -147,8 +147,27 @@ class FaissIndex:
             # Bound to a name: the SearchParameters must not outlive their selector.
             selector = self._selector(allowed_ids)
             params = self._search_parameters(selector, fetch, max(widen, 1.0))
-            scores, ids = self._index.search(queries, fetch, params=params)
+            scores, ids = self._search_faiss(queries, fetch, params)
         return self._finish(queries, scores, ids, k)
+
+    def _search_faiss(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, ...]:
+        if not isinstance(self._index, faiss.IndexIDMap):
+            return self._index.search(queries, k, params=params)
+        # IndexIDMap translates labels in an OpenMP loop whose start-up (milliseconds on a
+        # busy machine) dwarfs the work for a few queries; translate in numpy instead.
+        translated = None
+        if params is not None and params.sel is not None:
+            translated = faiss.IDSelectorTranslated(self._index, params.sel)
+            params.sel = translated
+        scores, nodes = self._index.index.search(queries, k, params=params)
+        return scores, np.where(nodes >= 0, self._id_view()[nodes.clip(0)], -1)
+
+    def _id_view(self) -> np.ndarray:
+        """Node -> id of an IndexIDMap, as a writable view (invalid after the next add)."""
+        size = self._index.id_map.size()
+        if not size:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(self._index.id_map.data(), size)
 
     def save(self) -> None:
         if self.directory is None:

@@ -47,13 +47,6 @@ class HnswIndex(FaissIndex):
         graph.hnsw.efConstruction = int(params["ef_construction"])
         return faiss.IndexIDMap(graph)
 
-    def _id_view(self) -> np.ndarray:
-        """A writable view of the id map (node -> id); invalid after the next add."""
-        size = self._index.id_map.size()
-        if not size:
-            return np.zeros(0, dtype=np.int64)
-        return faiss.rev_swig_ptr(self._index.id_map.data(), size)
-
     # --- protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self._index.ntotal) - self._dead
