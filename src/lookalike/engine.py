@@ -327,7 +327,7 @@ class Engine:
             k=k,
             progress=self.progress,
         )
-        live.index.save()
+        live.save(force=True, changed=True)
         return report
 
     # --- info ----------------------------------------------------------------------------

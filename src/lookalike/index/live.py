@@ -108,8 +108,11 @@ class LiveIndex:
         self._last_save = time.monotonic()
         return True
 
-    def save(self, *, force: bool = False) -> bool:
-        """Snapshot when dirty and due (or forced); returns whether it saved."""
+    def save(self, *, force: bool = False, changed: bool = False) -> bool:
+        """Snapshot when dirty and due (or forced); returns whether it saved.
+
+        `changed` marks the index dirty first (its parameters changed, e.g. by tuning)."""
+        self._dirty = self._dirty or changed
         due = time.monotonic() - self._last_save >= self.save_interval_s
         if not self._dirty or not (force or due):
             return False

@@ -116,8 +116,8 @@ def ladders(index: FaissIndex, k: int) -> list[list[dict[str, Any]]]:
     """Knob settings from cheap to expensive, in groups; a group ends when recall saturates."""
     params = index.meta.params
     if index.kind == "hnsw":
-        values = [v for v in EF_LADDER if v >= k] or [k]
-        return [[{"ef_search": v} for v in values]]
+        # efSearch below k is raised to k anyway: k itself is the cheapest setting.
+        return [[{"ef_search": v} for v in (k, *(v for v in EF_LADDER if v > k))]]
     if index.kind == "ivfpq":
         nlist = int(params["nlist"])
         probes = [p for p in NPROBE_LADDER if p < nlist] + [nlist]
