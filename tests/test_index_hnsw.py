@@ -39,7 +39,9 @@ def test_recall_meets_the_default_target(data, built):
     assert recall_at_k(found, truth) >= 0.95
     # Scores are exact inner products of the returned vectors.
     lookup = dict(zip(ids.tolist(), vectors, strict=True))
-    expected = np.array([[lookup[i] @ q for i in row] for row, q in zip(found[:5], queries[:5])])
+    expected = np.array(
+        [[lookup[i] @ q for i in row] for row, q in zip(found[:5], queries[:5], strict=True)]
+    )
     np.testing.assert_allclose(scores[:5], expected, atol=1e-5)
 
 

@@ -36,7 +36,7 @@ def trained(data) -> bytes:
     """Train once (k-means is the slow part); tests start from copies."""
     import faiss
 
-    ids, vectors, _ = data
+    _, vectors, _ = data
     index = IvfPqIndex(IndexMeta("ivfpq", DIM, params=dict(PARAMS)), None)
     index.train(vectors[:3000])
     return faiss.serialize_index(index._index).tobytes()
@@ -103,7 +103,7 @@ def test_removed_ids_are_never_returned(data, trained):
 
 
 def test_rows_deleted_from_the_store_drop_out_of_reranked_results(data, trained):
-    ids, vectors, queries = data
+    _, _, queries = data
     index = fresh(data, trained)
     top = int(index.search(queries[:1], 1)[1][0, 0])
     del index.vectors.rows[top]  # deleted in the catalog, not yet replayed into the index

@@ -151,3 +151,22 @@ def test_replaying_changes_the_saved_index_already_holds_keeps_ids_unique(tmp_pa
         row = row[row >= 0]
         assert len(row) == len(set(row.tolist()))
         assert not {1, 2} & set(row.tolist())
+
+
+def test_search_threads_apply_in_whichever_thread_searches(tmp_path):
+    import threading
+
+    import faiss
+
+    catalog = open_catalog(tmp_path, clustered(300, DIM))
+    live = open_index(settings(tmp_path, search_threads=1), catalog, DIM, MODEL)
+    seen: list[int] = []
+
+    def search() -> None:
+        live.index.search(clustered(2, DIM, seed=9), 5)
+        seen.append(faiss.omp_get_max_threads())  # OpenMP keeps the count per thread
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    worker.join()
+    assert seen == [1]

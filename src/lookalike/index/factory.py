@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import faiss
-
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
@@ -39,8 +37,6 @@ def open_index(
     """Load the saved index when it fits, else rebuild it from stored embeddings; then catch up."""
     if settings.index_url:
         raise ConfigError("external vector stores (LOOKALIKE_INDEX_URL) are not available yet")
-    if settings.search_threads:
-        faiss.omp_set_num_threads(settings.search_threads)
     planner = index_planner(settings, catalog, dim, model_id)
     index = planner.load()
     if index is None:

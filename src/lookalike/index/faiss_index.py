@@ -52,6 +52,9 @@ class FaissIndex:
         self.meta = meta
         self.directory = directory
         self.vectors = vectors
+        # OpenMP threads for FAISS calls (None: all cores). OpenMP keeps this per calling
+        # thread, so it is applied on every call, in whichever thread makes it.
+        self.threads: int | None = None
         self._lock = RWLock()
         self._index = index if index is not None else self._build(meta.dim, meta.params)
 
@@ -106,6 +109,7 @@ class FaissIndex:
         ids, vectors = self._checked(ids, vectors)
         if not len(ids):
             return
+        self._use_threads()
         with self._lock.write():
             self._index.add_with_ids(vectors, ids)
 
@@ -150,7 +154,12 @@ class FaissIndex:
             scores, ids = self._search_faiss(queries, fetch, params)
         return self._finish(queries, scores, ids, k)
 
+    def _use_threads(self) -> None:
+        if self.threads:
+            faiss.omp_set_num_threads(self.threads)
+
     def _search_faiss(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, ...]:
+        self._use_threads()
         if not isinstance(self._index, faiss.IndexIDMap):
             return self._index.search(queries, k, params=params)
         # IndexIDMap translates labels in an OpenMP loop whose start-up (milliseconds on a

@@ -63,6 +63,7 @@ class HnswIndex(FaissIndex):
         if self._removed:
             fresh = self._revive(ids, vectors)
             ids, vectors = ids[fresh], vectors[fresh]
+        self._use_threads()
         for start in range(0, len(ids), _ADD_CHUNK):
             with self._lock.write():
                 chunk = slice(start, start + _ADD_CHUNK)
@@ -117,6 +118,7 @@ class HnswIndex(FaissIndex):
     ) -> tuple[np.ndarray, np.ndarray] | None:
         if len(allowed_ids) > EXACT_BELOW * len(self):
             return None
+        self._use_threads()
         with self._lock.read():
             # Brute force over the graph's own stored vectors, only the allowed nodes.
             allowed = faiss.IDSelectorBatch(allowed_ids)

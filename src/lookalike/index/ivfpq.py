@@ -74,6 +74,7 @@ class IvfPqIndex(FaissIndex):
                 f"IVF-PQ needs at least {2 ** int(self.meta.params['nbits'])} training "
                 f"vectors, got {len(sample)}"
             )
+        self._use_threads()
         with self._lock.write():
             train_ivf(self._index, sample)
             self.meta.params["trained_on"] = len(sample)

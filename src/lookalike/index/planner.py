@@ -157,6 +157,7 @@ class IndexPlanner:
             self.directory,
             vectors=self.vectors(),
         )
+        index.threads = self.settings.search_threads
         if isinstance(index, IvfPqIndex):
             index.train(self.training_sample(index.training_size()))
         rebuild_from_catalog(index, self.catalog, progress=progress)
@@ -191,6 +192,7 @@ class IndexPlanner:
             log.warning("rebuilding the index: %s", exc)
             return None
         index.meta.params.update(self._overrides(saved))
+        index.threads = self.settings.search_threads
         return index
 
     # --- upkeep --------------------------------------------------------------------------
