@@ -54,6 +54,9 @@ class OnnxEncoder(LazyModel):
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        # Idle workers sleep instead of spinning: on a small or shared machine spinning
+        # threads stole the cores FAISS and the other workers needed (benchmarks/README.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = self._providers(ort.get_available_providers())
         try:
             self._image = ort.InferenceSession(
