@@ -116,19 +116,46 @@ def search_command(
     image_weight: Annotated[
         float | None, typer.Option(help="Image vs text weight for image+text queries.")
     ] = None,
+    negative: Annotated[
+        list[str] | None,
+        typer.Option("--not", help="Negative text: like the query, but not this (repeatable)."),
+    ] = None,
+    multi_image: Annotated[
+        str, typer.Option(help="Several images: `mean` of them, or `best` match to any.")
+    ] = "mean",
+    rerank: Annotated[
+        list[str] | None,
+        typer.Option(help="Re-rank weight override, e.g. `rating=0.1` (repeatable)."),
+    ] = None,
+    max_per_category: Annotated[
+        int | None, typer.Option(help="At most this many results per category.")
+    ] = None,
+    max_per_brand: Annotated[
+        int | None, typer.Option(help="At most this many results per brand.")
+    ] = None,
+    mmr: Annotated[
+        float | None, typer.Option(help="Diversify by MMR: 1 = relevance only, lower = varied.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Search by image, text, both, or an indexed product."""
-    from lookalike.engine import SearchRequest
+    from lookalike.engine import Diversity, SearchRequest
 
     if not (image or text or similar):
         raise typer.BadParameter("give --image, --text or --similar")
+    diversity = None
+    if max_per_category is not None or max_per_brand is not None or mmr is not None:
+        diversity = Diversity(max_per_category, max_per_brand, mmr)
     request = SearchRequest(
         images=image or [],
         texts=[text] if text else [],
+        negative_texts=negative or [],
         product_id=similar,
         image_weight=image_weight,
+        multi_image=multi_image,  # type: ignore[arg-type]  # checked by the engine
+        rerank=_weights(rerank) if rerank else None,
+        diversity=diversity,
         limit=limit,
         filters=ProductFilter(
             categories=tuple(category or ()),
@@ -143,6 +170,22 @@ def search_command(
         typer.echo(json.dumps(results.to_dict(), indent=2))
         return
     typer.echo(print_hits(results))
+
+
+def _weights(pairs: list[str]) -> dict[str, float]:
+    """`name=weight` options -> a dict; a malformed one is a typed error."""
+    from lookalike.errors import InvalidInput
+
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InvalidInput(f"--rerank wants name=weight, got {pair!r}")
+    return weights
 
 
 def print_hits(results: Any) -> str:
@@ -196,6 +239,159 @@ def config_command(
         typer.echo(settings_table())
         return
     typer.echo(Settings().model_dump_json(indent=2))
+
+
+@app.command("serve")
+@handles_errors
+def serve_command(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: settings).")
+    ] = None,
+) -> None:
+    """Serve the HTTP API and the search page (model and index load once, at start-up)."""
+    import inspect
+    import os
+
+    import uvicorn
+
+    settings = build_settings(data_dir, host=host, port=port, workers=workers)
+    typer.echo(f"Lookalike on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    if settings.workers == 1:
+        from lookalike.api import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        return
+    # Worker processes build their own app from the environment: hand them the
+    # command-line overrides that way (this is an entry point, where settings are made).
+    if data_dir is not None:
+        os.environ["LOOKALIKE_DATA_DIR"] = str(settings.data_dir)
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # A worker imports torch before it can answer the supervisor's first health check;
+        # uvicorn's 5 s default kills and restarts workers on a busy machine.
+        extra["timeout_worker_healthcheck"] = 60
+    uvicorn.run(
+        "lookalike.api.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        **extra,
+    )
+
+
+@app.command("consume")
+@handles_errors
+def consume_command(
+    data_dir: DataDir = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis with the stream (default: $LOOKALIKE_REDIS_URL).")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name (default: settings).")] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group (default: settings).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default: the host name).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Events read per batch.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics (lag, throughput) on this port.")
+    ] = None,
+) -> None:
+    """Apply product events from a Redis stream to the catalog and index, until stopped."""
+    import contextlib
+    import signal
+
+    from lookalike.ingest.consumer import StreamConsumer
+    from lookalike.ingest.redis_stream import RedisStreamSource
+
+    settings = build_settings(
+        data_dir,
+        redis_url=redis_url,
+        stream_name=stream,
+        consumer_group=group,
+        consumer_name=name,
+        consumer_batch_size=batch_size,
+    )
+    source = RedisStreamSource.from_settings(settings)  # fails fast without Redis
+    with contextlib.closing(source), _engine(settings, progress=False) as engine:
+        engine.live_index  # noqa: B018  (load the model and index before the first event)
+        consumer = StreamConsumer(
+            source,
+            engine,
+            batch_size=settings.consumer_batch_size,
+            block_ms=settings.consumer_block_ms,
+            max_deliveries=settings.max_deliveries,
+            retry_delay_s=settings.consumer_retry_delay_s,
+            metrics=engine.metrics,
+        )
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=settings.host, registry=engine.metrics.registry)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: consumer.stop())
+        typer.echo(f"consuming {source.name}; Ctrl-C to stop", err=True)
+        consumer.run()  # until a signal; leaving the engine saves the index
+    stats = consumer.stats
+    typer.echo(
+        f"stopped: {stats.applied} events applied, {stats.failed_tries} failed tries, "
+        f"{stats.dead_lettered} dead-lettered",
+        err=True,
+    )
+
+
+@app.command("report")
+@handles_errors
+def report_command(
+    data_dir: DataDir = None,
+    days: Annotated[int, typer.Option(min=1, help="Days to cover, today included.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search quality per day from the search and click logs: CTR, MRR, diversity."""
+    from lookalike.catalog import open_catalog
+    from lookalike.errors import ConfigError
+    from lookalike.quality import format_report, open_quality_store, quality_report
+
+    settings = build_settings(data_dir)
+    catalog = open_catalog(settings)
+    try:
+        store = open_quality_store(catalog)
+        if store is None:
+            raise ConfigError("search logs are kept in SQLite catalogs only, for now")
+        categories = {f["value"]: f["count"] for f in catalog.facets(limit=100_000)["category"]}
+        report = quality_report(store, categories, days)
+        store.close()
+    finally:
+        catalog.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(format_report(report))
+
+
+@app.command("migrate")
+@handles_errors
+def migrate_command(
+    catalog: Annotated[
+        str, typer.Option("--catalog", help="Target catalog URL, e.g. postgresql://user@host/db.")
+    ],
+    index: Annotated[
+        str | None,
+        typer.Option("--index", help="Target vector store: a Milvus URI or a Milvus Lite .db."),
+    ] = None,
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Copy this installation's products and stored embeddings to servers (no re-encoding;
+    re-running copies only what changed)."""
+    from lookalike.migrate import migrate_installation
+
+    source = build_settings(data_dir)
+    target = build_settings(data_dir, catalog_url=catalog, index_url=index)
+    typer.echo(migrate_installation(source, target, progress=not quiet).summary())
 
 
 @app.command("build-index")

@@ -9,7 +9,7 @@ built once at an entry point (CLI, API, tests) and passed down; nothing else rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -153,12 +153,200 @@ class Settings(BaseSettings):
         0.7, ge=0, le=1, description="Hybrid queries: weight of the image against the text."
     )
 
+    # --- search: filtering, combined queries, re-ranking, diversity ----------------------
+    filter_exact_max_items: int = Field(
+        2_000,
+        ge=0,
+        description="A filter matching at most this many items (or fewer than ANN would "
+        "fetch as candidates) is searched exactly over just those items; a broader one by "
+        "ANN with oversampling and post-filtering.",
+    )
+    filter_oversample: float = Field(
+        3.0,
+        ge=1,
+        description="Filtered ANN asks the index for (wanted / selectivity) x this many "
+        "candidates before post-filtering.",
+    )
+    filter_widen_factor: float = Field(
+        4.0,
+        gt=1,
+        description="Filtered ANN multiplies k by this until enough candidates match or the "
+        "index is exhausted (then it searches the matching items exactly).",
+    )
+    rank_pool_factor: int = Field(
+        4,
+        ge=1,
+        description="Re-ranking and diversity choose from limit x this many candidates.",
+    )
+    rank_pool_max: int = Field(
+        2_000,
+        ge=1,
+        description="Most candidates a query with diversity caps looks at to fill its limit.",
+    )
+    rerank_popularity: float = Field(
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `popularity` attribute (log-scaled count).",
+    )
+    rerank_rating: float = Field(
+        0.05,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `rating` attribute (0..rerank_rating_max).",
+    )
+    rerank_conversion: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="Re-rank weight of the `conversion` attribute (a rate in 0..1).",
+    )
+    rerank_freshness: float = Field(
+        0.02,
+        allow_inf_nan=False,
+        description="Re-rank weight of freshness: the `published_at` attribute, else when the "
+        "product entered the catalog; halves every rerank_freshness_half_life_days.",
+    )
+    rerank_popularity_full: float = Field(
+        10_000, gt=1, description="Popularity that earns the full popularity bonus (log scale)."
+    )
+    rerank_rating_max: float = Field(5.0, gt=0, description="Best possible `rating` value.")
+    rerank_freshness_half_life_days: float = Field(
+        30.0, gt=0, description="Age at which the freshness bonus is half the weight."
+    )
+    negative_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Negative texts (like this, but not red): weight of their embedding "
+        "subtracted from the query before re-normalising.",
+    )
+
     # --- HTTP API ------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="`lookalike serve` bind address.")
     port: int = Field(8000, ge=0, le=65535, description="`lookalike serve` port.")
     workers: int = Field(1, ge=1, description="`lookalike serve` worker processes.")
     api_key: SecretStr | None = Field(
         None, description="When set, write endpoints need the header `X-API-Key`."
+    )
+    max_upload_bytes: int = Field(
+        32 * MiB,
+        ge=1,
+        description="Largest HTTP request body (all uploads together); larger ones get 413 "
+        "before they are read. Each image must also fit `max_image_bytes`.",
+    )
+    api_threads: int = Field(
+        4, ge=1, description="Threads that run encoding, FAISS and SQLite work off the event loop."
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description='Origins allowed to call the API from a browser (JSON list, e.g. `["*"]`).',
+    )
+
+    # --- live catalog: caches, event stream consumer, search logs ------------------------
+    redis_url: str | None = Field(
+        None,
+        description="Redis for shared caches and the event stream, e.g. "
+        "`redis://localhost:6379/0`; unset = in-process caches (`lookalike consume` needs it).",
+    )
+    cache_max_bytes: int = Field(
+        64 * MiB,
+        ge=0,
+        description="Size bound of each in-process cache (query embeddings, results).",
+    )
+    embedding_cache_ttl_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="How long a query embedding (by image content hash or text) stays cached; "
+        "0 = no embedding cache.",
+    )
+    result_cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long search results stay cached; any catalog change invalidates them "
+        "at once. 0 = no result cache.",
+    )
+    stream_name: str = Field(
+        "lookalike:events", min_length=1, description="Redis stream of product events."
+    )
+    consumer_group: str = Field(
+        "lookalike", min_length=1, description="Consumer group `lookalike consume` reads as."
+    )
+    consumer_name: str | None = Field(
+        None,
+        description="This consumer's name in the group (unset: the host name). A restarted "
+        "consumer with the same name finishes what it had been given.",
+    )
+    consumer_batch_size: int = Field(
+        64, ge=1, description="Most events a consumer reads and commits together."
+    )
+    consumer_block_ms: int = Field(
+        1000, ge=1, description="How long a consumer waits for new events per read."
+    )
+    max_deliveries: int = Field(
+        5,
+        ge=1,
+        description="Tries before an event that keeps failing goes to the dead-letter stream "
+        "(`<stream_name>:dead`).",
+    )
+    consumer_retry_delay_s: float = Field(
+        1.0, gt=0, description="Wait before a failed event's first retry (doubles each time)."
+    )
+    consumer_claim_idle_s: float = Field(
+        60.0,
+        gt=0,
+        description="Events another consumer was given and left unacknowledged this long are "
+        "taken over (that consumer is presumed gone).",
+    )
+    search_log: bool = Field(
+        True, description="Log API searches and clicks in the catalog for `lookalike report`."
+    )
+
+    # --- scaling out: PostgreSQL catalog, Milvus vector store ----------------------------
+    postgres_pool_min: int = Field(
+        1, ge=0, description="PostgreSQL catalog: connections each process keeps open."
+    )
+    postgres_pool_max: int = Field(
+        10, ge=1, description="PostgreSQL catalog: most connections per process."
+    )
+    postgres_connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long to wait for a PostgreSQL connection."
+    )
+    milvus_collection: str = Field(
+        "lookalike",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Milvus collection that holds the vectors.",
+    )
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus / Zilliz Cloud token (`user:password` or an API key)."
+    )
+    milvus_index_type: Literal[
+        "AUTOINDEX", "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN"
+    ] = Field(
+        "HNSW",
+        description="Milvus index type (IVF_PQ and DISKANN need a Milvus server, not Lite).",
+    )
+    milvus_index_params: dict[str, Any] = Field(
+        {}, description='Milvus build parameters over the defaults (JSON, e.g. `{"M": 32}`).'
+    )
+    milvus_search_params: dict[str, Any] = Field(
+        {}, description='Milvus search parameters over the defaults (JSON, e.g. `{"ef": 256}`).'
+    )
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong",
+        description="Milvus consistency level; Strong: a write is searchable from every "
+        "replica when it returns.",
+    )
+    milvus_shards: int = Field(
+        1, ge=1, le=16, description="Shards of a new Milvus collection (spread writes)."
+    )
+    milvus_replicas: int = Field(
+        1, ge=1, description="In-memory replicas a Milvus cluster loads (spread queries)."
+    )
+    milvus_write_batch: int = Field(1000, ge=1, description="Rows per Milvus upsert request.")
+    filterable_attributes: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")]
+    ] = Field(
+        [],
+        description="Attributes a vector database keeps beside each vector so filters on "
+        'them run inside it (JSON list, e.g. `["color"]`); category, brand, price always do.',
     )
 
     # --- derived -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from lookalike.cache import open_search_caches
+from lookalike.cache.embeddings import image_key, normalise_text, text_key
 from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, open_catalog
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder, decode_image
@@ -29,18 +31,17 @@ from lookalike.index.tune import TuneReport, tune_index
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.pipeline import IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, open_source
-from lookalike.search import SearchResults, SearchService, hybrid, mean_direction
+from lookalike.metrics import Metrics
+from lookalike.search import (
+    Diversity,
+    SearchResults,
+    SearchService,
+    hybrid,
+    mean_direction,
+    subtract,
+)
 
 ImageInput = bytes | str | Path | Image.Image
-
-
-@dataclass
-class Diversity:
-    """Diversify the result list; each option is off when None."""
-
-    max_per_category: int | None = None
-    max_per_brand: int | None = None
-    mmr_lambda: float | None = None  # maximal marginal relevance: 1 = relevance only
 
 
 @dataclass
@@ -76,6 +77,13 @@ class Engine:
             timeout_s=settings.download_timeout_s,
             retries=settings.download_retries,
         )
+        self.metrics = Metrics()
+        namespace = self.catalog.get_meta("catalog_id") or self.catalog.url
+        self.caches = open_search_caches(settings, namespace)
+        self.metrics.watch_caches(self.caches.backends)
+        self.metrics.index_vectors.set_function(
+            lambda: len(self._live.index) if self._live is not None else 0
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -88,6 +96,7 @@ class Engine:
         if self._live is not None:
             self._live.save(force=True)
         self.fetcher.close()
+        self.caches.close()
         self.catalog.close()
 
     @property
@@ -116,7 +125,7 @@ class Engine:
 
     @property
     def search_service(self) -> SearchService:
-        return SearchService(self.catalog, self.live_index)
+        return SearchService(self.catalog, self.live_index, self.settings)
 
     def sync(self) -> int:
         """Pick up catalog changes made by other processes; returns log entries applied."""
@@ -137,8 +146,15 @@ class Engine:
     index_manifest = index_path
 
     def index_items(
-        self, items: Iterable[ItemSpec | BadRow], total: int | None = None
+        self,
+        items: Iterable[ItemSpec | BadRow],
+        total: int | None = None,
+        *,
+        write_report: bool = True,
+        save_at_end: bool = True,
     ) -> IngestReport:
+        """Ingest items. `save_at_end=False` leaves the index snapshot to the periodic
+        save (a stream consumer commits many small runs)."""
         pipeline = IngestPipeline(
             self.catalog,
             self.live_index,
@@ -148,10 +164,13 @@ class Engine:
             batch_size=self.settings.encode_batch_size,
             workers=self.settings.ingest_workers,
             progress=self.progress,
+            save_at_end=save_at_end,
+            metrics=self.metrics,
         )
         report = pipeline.run(items, total)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
+        if write_report:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
         return report
 
     def reindex(self) -> IngestReport:
@@ -165,7 +184,7 @@ class Engine:
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         """Add or replace one product now; searchable when this returns."""
         if image is None:
-            report = self.index_items([item])
+            report = self.index_items([item], write_report=False)
             if report.failed:
                 bad = report.failed[0]
                 raise InvalidInput(f"{bad.source}: {bad.reason}")
@@ -184,16 +203,23 @@ class Engine:
             model_id=self.encoder.model_id,
         )
         vector = self.encoder.encode_images([decoded])[0]
+        existed = bool(self.catalog.get_many([item.id]))
         self.catalog.upsert([ProductWrite(product, vector)])
-        self.live_index.catch_up()
-        self.live_index.save()
+        self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
+        self.live_index.apply_writes()
         return self.catalog.get(item.id)
 
     def delete(self, product_id: str) -> None:
-        if not self.catalog.delete([product_id]):
+        if not self.delete_many([product_id]):
             raise NotFound(f"product {product_id!r}")
-        self.live_index.catch_up()
-        self.live_index.save()
+
+    def delete_many(self, product_ids: Sequence[str]) -> int:
+        """Delete the products that exist (one transaction); returns how many did."""
+        deleted = self.catalog.delete(product_ids)
+        if deleted:
+            self.metrics.ingest_items.labels("deleted").inc(deleted)
+            self.live_index.apply_writes()
+        return deleted
 
     def _store_media(self, digest: str, data: bytes) -> Path:
         """Uploaded images are kept by content hash so results can show them."""
@@ -225,16 +251,13 @@ class Engine:
         )
 
     def search(self, request: SearchRequest) -> SearchResults:
+        """Encode and combine the query (images, texts, negative texts, a product), then
+        search with filters, re-ranking and diversity."""
         limit = self._check_limit(request.limit)
-        if (
-            request.negative_texts
-            or request.multi_image != "mean"
-            or request.rerank
-            or (request.diversity is not None)
-        ):
-            raise InvalidInput(
-                "negative texts, best-match merging, re-ranking and diversity are not supported yet"
-            )
+        if request.multi_image not in ("mean", "best"):
+            raise InvalidInput(f"multi_image must be 'mean' or 'best', not {request.multi_image!r}")
+        if request.diversity is not None:
+            request.diversity.validate()
         started = time.perf_counter()
         image_side: list[np.ndarray] = []
         exclude: list[int] = []
@@ -243,19 +266,26 @@ class Engine:
             image_side.append(embedding)
             exclude.append(vector_id)
         if request.images:
-            image_side.extend(self.encoder.encode_images([self._load(i) for i in request.images]))
-        texts = [t.strip() for t in request.texts if t and t.strip()]
-        text_vector = mean_direction(self.encoder.encode_texts(texts)) if texts else None
-        image_vector = mean_direction(np.stack(image_side)) if image_side else None
+            image_side.extend(self._encode_images(request.images))
+        texts = [t for t in map(normalise_text, request.texts) if t]
+        negatives = [t for t in map(normalise_text, request.negative_texts) if t]
+        encoded = self._encode_texts(texts + negatives) if texts or negatives else None
+        text_vector = mean_direction(encoded[: len(texts)]) if texts else None
         weight = (
             self.settings.image_weight if request.image_weight is None else request.image_weight
         )
-        query = hybrid(image_vector, text_vector, weight)
+        if request.multi_image == "best" and len(image_side) > 1:
+            # Each image (with the text side) is its own query; results merge by best score.
+            queries = np.stack([hybrid(v, text_vector, weight) for v in image_side])
+        else:
+            image_vector = mean_direction(np.stack(image_side)) if image_side else None
+            queries = hybrid(image_vector, text_vector, weight)[None, :]
+        if negatives:
+            negative = mean_direction(encoded[len(texts) :])
+            queries = subtract(queries, negative, self.settings.negative_weight)
         encode_ms = (time.perf_counter() - started) * 1000
         self._check_model()
-        results = self.search_service.by_vector(
-            query, limit, request.filters, exclude_vector_ids=exclude
-        )
+        results = self._ranked(queries, limit, request, exclude)
         results.timings_ms = {"encode_ms": encode_ms, **results.timings_ms}
         results.query_time_ms += encode_ms
         return results
@@ -281,12 +311,79 @@ class Engine:
                 "run `lookalike reindex` to re-encode, or configure the model it was built with"
             )
 
-    def _load(self, image: ImageInput) -> Image.Image:
-        if isinstance(image, Image.Image):
-            return to_rgb(image)
-        if isinstance(image, (str, Path)):
-            return decode_image(self.fetcher.fetch(str(image)), self.limits, source=str(image))
-        return decode_image(bytes(image), self.limits, source="upload")
+    def _encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Query images -> embeddings through the embedding cache (by content hash: the
+        file's bytes, or the pixels of an image decoded by the caller)."""
+        contents: list[tuple[bytes | Image.Image, str]] = []
+        for image in images:
+            if isinstance(image, (str, Path)):
+                contents.append((self.fetcher.fetch(str(image)), str(image)))
+            elif isinstance(image, Image.Image):
+                contents.append((to_rgb(image), "upload"))
+            else:
+                contents.append((bytes(image), "upload"))
+        model_id = self.encoder.model_id
+        return self.caches.embeddings.get_or_encode(
+            [image_key(model_id, content) for content, _ in contents],
+            self.encoder.info.dim,
+            lambda missing: self.encoder.encode_images(
+                [self._decode(*contents[i]) for i in missing]
+            ),
+        )
+
+    def _decode(self, content: bytes | Image.Image, source: str) -> Image.Image:
+        if isinstance(content, Image.Image):
+            return content
+        return decode_image(content, self.limits, source=source)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Normalised texts -> embeddings through the embedding cache."""
+        model_id = self.encoder.model_id
+        return self.caches.embeddings.get_or_encode(
+            [text_key(model_id, text) for text in texts],
+            self.encoder.info.dim,
+            lambda missing: self.encoder.encode_texts([texts[i] for i in missing]),
+        )
+
+    def _ranked(
+        self, queries: np.ndarray, limit: int, request: SearchRequest, exclude: list[int]
+    ) -> SearchResults:
+        """Filtered, re-ranked, diversified results for the query vectors, from the result
+        cache while the catalog and this process's index are as they were."""
+        cache = self.caches.results
+        key = None
+        if cache.enabled:
+            started = time.perf_counter()
+            key = cache.key(
+                queries,
+                {
+                    "limit": limit,
+                    "filters": request.filters,
+                    "exclude": sorted(exclude),
+                    "rerank": request.rerank,
+                    "diversity": request.diversity,
+                    "model": self.encoder.model_id,
+                    # Read before searching: a write after this changes the next key.
+                    "catalog_version": self.catalog.version(),
+                    "index_watermark": self.live_index.watermark,
+                },
+            )
+            cached = cache.get(key)
+            if cached is not None:
+                elapsed = (time.perf_counter() - started) * 1000
+                cached.query_time_ms, cached.timings_ms = elapsed, {"result_cache_ms": elapsed}
+                return cached
+        results = self.search_service.by_vector(
+            queries,
+            limit,
+            request.filters,
+            exclude_vector_ids=exclude,
+            rerank=request.rerank,
+            diversity=request.diversity,
+        )
+        if key is not None:
+            cache.put(key, results)
+        return results
 
     # --- index maintenance ---------------------------------------------------------------
     def plan_index(self) -> IndexPlan:
@@ -337,6 +434,16 @@ class Engine:
         directory = index_directory(self.settings)
         if self._live is not None:
             index_info: dict[str, Any] = self._live.describe()
+        elif self.settings.index_url:  # a vector database: described without connecting
+            from lookalike.redact import redact_url
+
+            index_info = {
+                "type": "milvus",
+                "params": {
+                    "uri": redact_url(self.settings.index_url),
+                    "collection": self.settings.milvus_collection,
+                },
+            }
         elif (directory / META_FILE).exists():
             meta = read_meta(directory / META_FILE)
             index_info = {

@@ -6,7 +6,9 @@ LookalikeError
 │   ├── InvalidImage       corrupt, truncated, not an image, too small  (HTTP 400)
 │   │   ├── UnsupportedImage   not an image format we can read          (HTTP 415)
 │   │   └── ImageTooLarge      over the byte or pixel limit             (HTTP 413)
-│   └── ManifestError      a manifest we cannot read at all
+│   │       └── DecompressionBomb  small file, too many pixels           (HTTP 400)
+│   ├── ManifestError      a manifest we cannot read at all
+│   └── UnsupportedMediaType  a request body of a type the endpoint does not take (HTTP 415)
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
@@ -16,6 +18,7 @@ LookalikeError
 │   └── IndexNotTrained    a trained family (IVF-PQ) got vectors before training
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
+├── QueueError             the event stream (Redis, Kafka) cannot be read or written (HTTP 503)
 └── Unauthorized           write without the configured API key         (HTTP 401)
 """
 
@@ -58,8 +61,18 @@ class ImageTooLarge(InvalidImage):
     http_status = 413
 
 
+class DecompressionBomb(ImageTooLarge):
+    """Over the pixel limit: the upload itself may be small, so not 413 but a bad image."""
+
+    http_status = 400
+
+
 class ManifestError(InvalidInput):
     pass
+
+
+class UnsupportedMediaType(InvalidInput):
+    http_status = 415
 
 
 class FetchError(LookalikeError):
@@ -100,6 +113,10 @@ class CatalogError(LookalikeError):
 
 class StoreLocked(CatalogError):
     pass
+
+
+class QueueError(LookalikeError):
+    http_status = 503
 
 
 class Unauthorized(LookalikeError):

@@ -87,7 +87,9 @@ class ProductFilter:
         if self.price_max is not None and (product.price is None or product.price > self.price_max):
             return False
         return all(
-            product.attributes.get(name) in allowed for name, allowed in self.attributes.items()
+            product.attributes.get(name) in allowed
+            for name, allowed in self.attributes.items()
+            if allowed  # an empty tuple is no condition, as for the other fields
         )
 
 
@@ -99,10 +101,14 @@ class VectorChanges:
     add_ids: np.ndarray  # int64
     add_vectors: np.ndarray  # float32 (n, dim)
     head: int  # last sequence number covered
+    # Vectors that stay but whose product metadata changed (for indexes that keep
+    # filterable attributes beside the vectors; others ignore them).
+    update_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    update_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     @property
     def is_empty(self) -> bool:
-        return len(self.remove_ids) == 0 and len(self.add_ids) == 0
+        return len(self.remove_ids) == 0 and len(self.add_ids) == 0 and len(self.update_ids) == 0
 
 
 @dataclass
@@ -147,6 +153,11 @@ class Catalog(Protocol):
 
     def log_head(self) -> int:
         """Sequence number of the newest change-log entry (0 when empty)."""
+        ...
+
+    def version(self) -> int:
+        """A counter that moves with every committed product write (metadata-only changes
+        and deletes included), never backwards: caches key results on it."""
         ...
 
     def changes_since(

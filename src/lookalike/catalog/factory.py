@@ -14,7 +14,16 @@ def open_catalog(settings: Settings) -> Catalog:
 
         return SQLiteCatalog(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        from lookalike.catalog.postgres import PostgresCatalog  # type: ignore[import-not-found]
-
-        return PostgresCatalog(url)
+        try:
+            from lookalike.catalog.postgres import PostgresCatalog
+        except ImportError as exc:
+            raise ConfigError(
+                f"a PostgreSQL catalog needs `pip install lookalike[postgres]` ({exc})"
+            ) from exc
+        return PostgresCatalog(
+            url,
+            pool_min=settings.postgres_pool_min,
+            pool_max=settings.postgres_pool_max,
+            connect_timeout_s=settings.postgres_connect_timeout_s,
+        )
     raise ConfigError(f"unsupported catalog URL {url!r}: use sqlite:///path or postgresql://...")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,16 +19,15 @@ from lookalike.catalog.base import (
     VectorChanges,
     now,
 )
+from lookalike.catalog.changes import OP_METADATA, net_changes
+from lookalike.catalog.filters import SQLiteDialect, filter_sql
 from lookalike.catalog.migrations import SQLITE_MIGRATIONS, apply_sqlite_migrations
-from lookalike.errors import CatalogError, InvalidInput, NotFound
+from lookalike.catalog.rows import PRODUCT_COLUMNS, dump_attributes
+from lookalike.catalog.rows import product_from_row as _product
+from lookalike.errors import CatalogError, NotFound
 
-_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")
 _CHUNK = 900  # stays under SQLite's bound-parameter limit
-
-PRODUCT_COLUMNS = (
-    "id, title, category, brand, price, image_source, attributes, content_hash, model_id, "
-    "vector_id, created_at, updated_at"
-)
+_DIALECT = SQLiteDialect()
 
 
 class SQLiteCatalog:
@@ -90,6 +87,7 @@ class SQLiteCatalog:
         with self._write_lock, self._transaction() as conn:
             for write in writes:
                 self._upsert_one(conn, write, stamp)
+            _bump_version(conn)
 
     def _upsert_one(self, conn: sqlite3.Connection, write: ProductWrite, stamp: float) -> None:
         p = write.product
@@ -97,7 +95,7 @@ class SQLiteCatalog:
             "SELECT vector_id, created_at FROM products WHERE id = ?", (p.id,)
         ).fetchone()
         old_vector_id, created_at = (row[0], row[1]) if row else (None, stamp)
-        attributes = json.dumps(p.attributes, sort_keys=True, default=str)
+        attributes = dump_attributes(p.attributes)
         if write.embedding is None:
             if row is None:
                 conn.execute(
@@ -133,6 +131,11 @@ class SQLiteCatalog:
                         p.id,
                     ),
                 )
+                if old_vector_id is not None:
+                    conn.execute(
+                        "INSERT INTO vector_log (vector_id, op) VALUES (?, ?)",
+                        (old_vector_id, OP_METADATA),
+                    )
             return
         embedding = np.ascontiguousarray(write.embedding, dtype=np.float32)
         if old_vector_id is not None:
@@ -180,6 +183,8 @@ class SQLiteCatalog:
                 )
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
                 deleted += len(rows)
+            if deleted:
+                _bump_version(conn)
         return deleted
 
     # --- reads ---------------------------------------------------------------------------
@@ -240,6 +245,10 @@ class SQLiteCatalog:
         row = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM vector_log").fetchone()
         return int(row[0])
 
+    def version(self) -> int:
+        row = self._conn().execute("SELECT version FROM catalog_version WHERE id = 1").fetchone()
+        return int(row[0])
+
     def changes_since(
         self, seq: int, limit: int = 100_000, model_id: str | None = None
     ) -> VectorChanges:
@@ -291,20 +300,21 @@ class SQLiteCatalog:
             last = rows[-1][0]
 
     def filter_vector_ids(self, product_filter: ProductFilter) -> np.ndarray:
-        where, params = _filter_sql(product_filter)
+        where, params = filter_sql(product_filter, _DIALECT)
+        # Sorted here, not by ORDER BY: SQLite would walk the vector_id index (every row,
+        # embeddings included) to avoid a sort instead of using the filter's own index.
         rows = (
             self._conn()
             .execute(
-                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}"
-                " ORDER BY vector_id",
+                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}",
                 params,
             )
             .fetchall()
         )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def count_matching(self, product_filter: ProductFilter) -> int:
-        where, params = _filter_sql(product_filter)
+        where, params = filter_sql(product_filter, _DIALECT)
         row = (
             self._conn()
             .execute(
@@ -356,77 +366,14 @@ class SQLiteCatalog:
             )
 
 
-# --- helpers shared with other SQL backends ------------------------------------------------
+def _bump_version(conn: sqlite3.Connection) -> None:
+    """Inside a writing transaction: readers of `version()` see the change with the data."""
+    conn.execute("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
+
+
+# --- helpers ----------------------------------------------------------------------------
 def _model_clause(model_id: str | None) -> tuple[str, list[str]]:
     return (" AND model_id = ?", [model_id]) if model_id is not None else ("", [])
-
-
-def net_changes(ops: list, after: int, fetch_embeddings) -> VectorChanges:
-    """Fold log entries (seq, vector_id, op) into removes and adds (shared by SQL backends)."""
-    last_op: dict[int, int] = {}
-    head = after
-    for seq, vector_id, op in ops:
-        last_op[int(vector_id)] = int(op)
-        head = int(seq)
-    removes = [vid for vid, op in last_op.items() if op < 0]
-    wanted = [vid for vid, op in last_op.items() if op > 0]
-    found = fetch_embeddings(wanted) if wanted else {}
-    add_ids = [vid for vid in wanted if vid in found]
-    # An add whose row has since been replaced or deleted is followed by a remove later on.
-    removes.extend(vid for vid in wanted if vid not in found)
-    vectors = (
-        np.stack([found[vid] for vid in add_ids]).astype(np.float32)
-        if add_ids
-        else np.zeros((0, 0), dtype=np.float32)
-    )
-    return VectorChanges(
-        np.asarray(removes, dtype=np.int64), np.asarray(add_ids, dtype=np.int64), vectors, head
-    )
-
-
-def _filter_sql(product_filter: ProductFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, values in (
-        ("category", product_filter.categories),
-        ("brand", product_filter.brands),
-    ):
-        if values:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-    if product_filter.price_min is not None:
-        clauses.append("price >= ?")
-        params.append(product_filter.price_min)
-    if product_filter.price_max is not None:
-        clauses.append("price <= ?")
-        params.append(product_filter.price_max)
-    for name, values in product_filter.attributes.items():
-        if not _ATTRIBUTE_NAME.match(name):
-            raise InvalidInput(f"bad attribute name {name!r}")
-        if not values:
-            continue
-        clauses.append(
-            f"json_extract(attributes, '$.\"{name}\"') IN ({','.join('?' * len(values))})"
-        )
-        params.extend(values)
-    return (" AND ".join(clauses) or "1=1"), params
-
-
-def _product(row: tuple) -> Product:
-    return Product(
-        id=row[0],
-        title=row[1] or "",
-        category=row[2],
-        brand=row[3],
-        price=row[4],
-        image_source=row[5],
-        attributes=json.loads(row[6]) if row[6] else {},
-        content_hash=row[7],
-        model_id=row[8],
-        vector_id=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-    )
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from lookalike.errors import ImageTooLarge, InvalidImage, UnsupportedImage
+from lookalike.errors import DecompressionBomb, ImageTooLarge, InvalidImage, UnsupportedImage
 
 # Truncated files must fail loudly, never decode as half-grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -45,7 +45,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, source: str | None = None)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > limits.max_pixels:
-                raise ImageTooLarge(
+                raise DecompressionBomb(
                     f"{width}x{height} pixels is over the limit of {limits.max_pixels} "
                     "(possible decompression bomb)",
                     source=source,
@@ -54,7 +54,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, source: str | None = None)
     except UnidentifiedImageError as exc:
         raise UnsupportedImage("not an image, or a format we cannot read", source=source) from exc
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"decompression bomb: {exc}", source=source) from exc
+        raise DecompressionBomb(f"decompression bomb: {exc}", source=source) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"corrupt or truncated image: {exc}", source=source) from exc
     if min(width, height) < limits.min_side:

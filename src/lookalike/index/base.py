@@ -7,6 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from lookalike.catalog.base import ProductFilter
+
 
 @dataclass
 class IndexMeta:
@@ -58,4 +60,29 @@ class VectorIndex(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Type, size, parameters, memory: what `lookalike info` prints."""
+        ...
+
+
+@runtime_checkable
+class FilteringIndex(Protocol):
+    """An index that evaluates product filters itself (a vector database that stores the
+    filterable fields beside each vector) instead of taking the catalog's allowed ids."""
+
+    def supports_filter(self, product_filter: ProductFilter) -> bool:
+        """Whether every condition of the filter can be evaluated inside the index."""
+        ...
+
+    def search_filtered(
+        self, queries: np.ndarray, k: int, product_filter: ProductFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k among vectors whose products match the filter; same shapes as `search`."""
+        ...
+
+
+@runtime_checkable
+class SharedIndex(Protocol):
+    """A `shared` index records its watermark where every writer reads it (the catalog)."""
+
+    def load_watermark(self) -> int:
+        """The watermark all writers share: every log entry up to it has been applied."""
         ...

@@ -8,8 +8,9 @@ from pathlib import Path
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
+from lookalike.index.base import IndexMeta
 from lookalike.index.families import FAISS_FAMILIES
-from lookalike.index.live import LiveIndex
+from lookalike.index.live import LiveIndex, rebuild_from_catalog
 from lookalike.index.planner import IndexPlanner, choose_kind
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def open_index(
 ) -> LiveIndex:
     """Load the saved index when it fits, else rebuild it from stored embeddings; then catch up."""
     if settings.index_url:
-        raise ConfigError("external vector stores (LOOKALIKE_INDEX_URL) are not available yet")
+        return open_shared_index(settings, catalog, dim, model_id, progress=progress)
     planner = index_planner(settings, catalog, dim, model_id)
     index = planner.load()
     if index is None:
@@ -53,4 +54,27 @@ def open_index(
     )
     live.catch_up()
     live.maintain()  # e.g. tombstones piled up before the last save
+    return live
+
+
+def open_shared_index(
+    settings: Settings, catalog: Catalog, dim: int, model_id: str, *, progress: bool = False
+) -> LiveIndex:
+    """The vector database at LOOKALIKE_INDEX_URL (Milvus): create and fill its collection
+    from stored embeddings when new, then replay what the last writers did not apply."""
+    try:
+        from lookalike.index.milvus import MilvusConfig, MilvusIndex
+    except ImportError as exc:
+        raise ConfigError(
+            f"LOOKALIKE_INDEX_URL needs `pip install lookalike[milvus]` ({exc})"
+        ) from exc
+    index = MilvusIndex(
+        IndexMeta("milvus", dim, model_id), MilvusConfig.from_settings(settings), catalog
+    )
+    if index.created:
+        rebuild_from_catalog(index, catalog, progress=progress)
+        index.flush()
+        index.save()
+    live = LiveIndex(index, catalog, save_interval_s=settings.index_save_interval_s)
+    live.apply_writes()
     return live

@@ -73,17 +73,53 @@ class LiveIndex:
                 self._maintain()
         return applied
 
+    def apply_writes(self, batch: int = 100_000) -> int:
+        """Make committed catalog writes searchable: every write path calls this right after
+        its catalog commit; returns log entries applied.
+
+        A local index catches up from its own watermark (and saves when due). A shared
+        index (one store every replica reads) is written here, by the writer: it replays
+        the log from the watermark all writers share, so the writes of a writer that
+        crashed after its commit are not lost, and upserts by id make replaying
+        idempotent. Writers apply concurrently, so one may write an older view of a
+        product after another wrote a newer one; but every replay ends by reading the log
+        again after its last write, so a change committed before then is applied again
+        (fresh), and one committed after is applied by its own writer, later. The new
+        watermark is recorded at once, so the next writer starts from there.
+        """
+        if not self.index.shared:
+            applied = self.catch_up(batch)
+            self.save()
+            return applied
+        with self._sync_lock:
+            self.index.meta.watermark = self.index.load_watermark()  # type: ignore[attr-defined]
+            applied = self._replay(self.index, batch)
+            if applied:
+                self.index.save()
+                self._dirty = False
+        return applied
+
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
+        """Apply the log after `index`'s watermark to it; returns entries applied."""
         applied = 0
         while True:
             changes = self.catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
             if changes.head == index.meta.watermark:
                 return applied
-            # Removing the ids about to be added makes replaying an entry idempotent.
-            stale = np.union1d(changes.remove_ids, changes.add_ids)
-            index.remove(stale)
-            if len(changes.add_ids):
-                index.add(changes.add_ids, changes.add_vectors)
+            if index.shared:
+                # Upserts: an add replaces a row of the same id, and metadata updates
+                # rewrite the filterable fields stored beside the vector.
+                index.remove(changes.remove_ids)
+                ids = np.concatenate([changes.add_ids, changes.update_ids])
+                if len(ids):
+                    vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
+                    index.add(ids, np.concatenate(vectors))
+            else:
+                # Removing the ids about to be added makes replaying an entry idempotent.
+                stale = np.union1d(changes.remove_ids, changes.add_ids)
+                index.remove(stale)
+                if len(changes.add_ids):
+                    index.add(changes.add_ids, changes.add_vectors)
             applied += changes.head - index.meta.watermark
             index.meta.watermark = changes.head
 

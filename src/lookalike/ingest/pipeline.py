@@ -26,6 +26,7 @@ from lookalike.errors import FetchError, InvalidInput
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
+from lookalike.metrics import Metrics
 
 Action = Literal["encode", "metadata", "unchanged", "failed"]
 
@@ -91,6 +92,8 @@ class IngestPipeline:
         batch_size: int = 32,
         workers: int = 4,
         progress: bool = False,
+        save_at_end: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
@@ -100,6 +103,8 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
+        self.save_at_end = save_at_end
+        self.metrics = metrics
         self._model_id = encoder.model_id
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
@@ -127,7 +132,7 @@ class IngestPipeline:
             raise
         finally:
             bar.close()
-            self.index.save(force=True)
+            self.index.save(force=self.save_at_end)
             report.elapsed_s = time.monotonic() - started
         return report
 
@@ -199,20 +204,29 @@ class IngestPipeline:
         if not writes:
             return
         self.catalog.upsert(writes)
-        self.index.catch_up()
-        self.index.save()
+        self.index.apply_writes()
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:
         if prepared.action == "failed":
             report.failed.append(prepared.failure)
+            outcome = "failed"
         elif prepared.action == "unchanged":
             report.unchanged += 1
+            outcome = "unchanged"
         elif prepared.action == "metadata":
             report.metadata_updated += 1
+            outcome = "metadata"
         elif prepared.existed:
             report.reencoded += 1
+            outcome = "reencoded"
         else:
             report.added += 1
+            outcome = "added"
+        if self.metrics is not None:
+            if outcome == "failed":
+                self.metrics.ingest_errors.inc()
+            else:
+                self.metrics.ingest_items.labels(outcome).inc()
 
 
 def _reason(exc: Exception) -> str:

@@ -28,3 +28,18 @@ def hybrid(
     return l2_normalize(
         image_weight * l2_normalize(image_vector) + (1.0 - image_weight) * l2_normalize(text_vector)
     )
+
+
+def subtract(query: np.ndarray, negative: np.ndarray, weight: float) -> np.ndarray:
+    """Like this, but not that: query - weight * negative, re-normalised.
+
+    Works on one query (dim,) or several (n, dim) against one negative direction. A query
+    that the subtraction cancels (it *is* the negative) is refused rather than turned into
+    noise.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise InvalidInput(f"negative weight must be within [0, 1], got {weight}")
+    shifted = l2_normalize(query) - weight * l2_normalize(negative)
+    if np.any(np.linalg.norm(np.atleast_2d(shifted), axis=-1) < 1e-6):
+        raise InvalidInput("the negative text cancels the whole query")
+    return l2_normalize(shifted)

@@ -35,6 +35,7 @@ class SearchResults:
     total_found: int  # searchable items that match the filters
     query_time_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)  # encode / ann / metadata
+    strategy: str = ""  # how candidates were found: "exact", "ann" or "ann+exact"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,18 @@
+"""What the catalog holds, for filter UIs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from lookalike.api.deps import EngineDep, RunDep
+from lookalike.api.schemas import Facets
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+@router.get("/facets", response_model=Facets)
+async def facets(engine: EngineDep, run: RunDep) -> Any:
+    """Categories and brands with their counts, and the price range."""
+    return await run(engine.catalog.facets)

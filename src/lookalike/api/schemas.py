@@ -1,0 +1,302 @@
+"""Request and response bodies (pydantic); conversions to and from engine types."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lookalike.catalog import Product, ProductFilter
+from lookalike.engine import Diversity
+from lookalike.errors import InvalidInput
+from lookalike.search import SearchResults
+
+MAX_QUERY_IMAGES = 16
+MAX_TEXT_CHARS = 2000
+THUMBNAIL_SIZE = 256  # what result URLs ask for; the grid shows ~200 px cards
+
+Scalar = str | int | float | bool
+QueryText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+# --- errors ------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    type: str = Field(description="Error class, e.g. `InvalidImage`, `NotFound`.")
+    message: str = Field(description="What was wrong, for a person to read.")
+    details: Any = Field(None, description="Per-field problems, for validation errors.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- search ------------------------------------------------------------------------------
+class Filters(BaseModel):
+    """Conditions every result must meet; empty lists and nulls mean "any"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[str] = Field([], description="Any of these categories.")
+    brands: list[str] = Field([], description="Any of these brands.")
+    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    attributes: dict[str, list[Scalar]] = Field(
+        {}, description='Attribute name -> allowed values, e.g. `{"color": ["red"]}`.'
+    )
+
+    def to_filter(self) -> ProductFilter:
+        return product_filter(
+            self.categories,
+            self.brands,
+            self.price_min,
+            self.price_max,
+            {name: tuple(values) for name, values in self.attributes.items()},
+        )
+
+
+class DiversityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_per_category: int | None = Field(None, ge=1)
+    max_per_brand: int | None = Field(None, ge=1)
+    mmr_lambda: float | None = Field(
+        None, ge=0, le=1, description="Maximal marginal relevance: 1 = relevance only."
+    )
+
+    def to_diversity(self) -> Diversity:
+        return Diversity(self.max_per_category, self.max_per_brand, self.mmr_lambda)
+
+
+class SearchQuery(BaseModel):
+    """A combined query. As JSON, images are base64 strings (data URLs are fine); as
+    multipart, this object is the `query` field and images are `image` file parts."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "red sneakers", "filters": {"price_max": 80}, "limit": 10},
+                {"product_id": "SKU-123", "texts": ["in blue"], "image_weight": 0.6},
+            ]
+        },
+    )
+
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Query text.")
+    texts: list[QueryText] = Field(
+        [], max_length=MAX_QUERY_IMAGES, description="More query texts (averaged)."
+    )
+    negative_texts: list[QueryText] = Field(
+        [], max_length=MAX_QUERY_IMAGES, description='"Like this, but not ...".'
+    )
+    images: list[str] = Field(
+        [], max_length=MAX_QUERY_IMAGES, description="Query images, base64-encoded."
+    )
+    product_id: str | None = Field(
+        None, description="An indexed product: its stored embedding joins the image side."
+    )
+    image_weight: float | None = Field(
+        None, ge=0, le=1, description="Image side vs text side (default from settings)."
+    )
+    multi_image: Literal["mean", "best"] = Field(
+        "mean", description="Several images: average them, or merge each one's results."
+    )
+    filters: Filters = Field(default_factory=Filters)
+    rerank: dict[str, float] | None = Field(
+        None, description="Business-signal weights for re-ranking (null: settings)."
+    )
+    diversity: DiversityIn | None = None
+    limit: int | None = Field(None, ge=1, description="Results wanted (default 20).")
+
+    def all_texts(self) -> list[str]:
+        return ([self.text] if self.text else []) + list(self.texts)
+
+
+class SearchHitOut(BaseModel):
+    id: str
+    title: str
+    image_url: str = Field(description="The product's image (`GET /v1/images/{id}`).")
+    thumbnail_url: str = Field(description="A small JPEG of the image for result grids.")
+    category: str | None
+    brand: str | None
+    price: float | None
+    score: float = Field(description="Final score (after any re-ranking); higher is better.")
+    similarity: float = Field(description="Cosine similarity to the query.")
+    attributes: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHitOut]
+    total_found: int = Field(description="Searchable items matching the filters.")
+    query_time_ms: float
+    timings_ms: dict[str, float] = Field(description="Where the time went.")
+    search_id: str | None = Field(
+        None, description="Send it back with `POST /v1/events/click` when a result is clicked."
+    )
+
+
+# --- products ----------------------------------------------------------------------------
+class ProductIn(BaseModel):
+    """Metadata for `PUT /v1/products/{id}`. The image is an uploaded file (multipart) or
+    `image_url`: an http(s) URL or a path on the server. Without either, an existing
+    product keeps its image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field("", max_length=1000)
+    category: str | None = Field(None, max_length=200)
+    brand: str | None = Field(None, max_length=200)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    attributes: dict[str, Any] = Field({}, description="Any other fields, kept as given.")
+    image_url: str | None = Field(None, min_length=1, max_length=4000)
+
+
+class ProductOut(BaseModel):
+    id: str
+    title: str
+    category: str | None
+    brand: str | None
+    price: float | None
+    attributes: dict[str, Any]
+    image_url: str
+    thumbnail_url: str
+    searchable: bool = Field(description="Whether it has an embedding (shows up in search).")
+    model_id: str | None
+    created_at: float
+    updated_at: float
+
+
+# --- catalog -----------------------------------------------------------------------------
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class PriceRange(BaseModel):
+    min: float | None
+    max: float | None
+
+
+class Facets(BaseModel):
+    category: list[FacetValue]
+    brand: list[FacetValue]
+    price: PriceRange
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    products: int
+    searchable: int
+    index_vectors: int
+    model: str
+
+
+# --- events ------------------------------------------------------------------------------
+class ClickIn(BaseModel):
+    """A click on a search result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="The `search_id` of the search response."
+    )
+    product_id: str = Field(min_length=1, max_length=1000, description="The clicked result.")
+    position: int = Field(ge=1, le=1000, description="Its position in the results (1 = first).")
+
+
+class EventAccepted(BaseModel):
+    status: Literal["recorded"] = "recorded"
+
+
+# --- conversions -------------------------------------------------------------------------
+def product_filter(
+    categories: list[str],
+    brands: list[str],
+    price_min: float | None,
+    price_max: float | None,
+    attributes: dict[str, tuple[Any, ...]] | None = None,
+) -> ProductFilter:
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidInput(f"price_min {price_min:g} is above price_max {price_max:g}")
+    return ProductFilter(
+        categories=tuple(categories),
+        brands=tuple(brands),
+        price_min=price_min,
+        price_max=price_max,
+        attributes=attributes or {},
+    )
+
+
+def image_urls(product: Product, root_path: str = "") -> tuple[str, str]:
+    """(full image URL, thumbnail URL); the content hash busts browser caches on change."""
+    url = f"{root_path}/v1/images/{quote(product.id, safe='')}"
+    version = f"v={product.content_hash[:12]}" if product.content_hash else ""
+    thumb = f"{url}?size={THUMBNAIL_SIZE}" + (f"&{version}" if version else "")
+    return (f"{url}?{version}" if version else url), thumb
+
+
+def product_out(product: Product, root_path: str = "") -> ProductOut:
+    image_url, thumbnail_url = image_urls(product, root_path)
+    return ProductOut(
+        id=product.id,
+        title=product.title,
+        category=product.category,
+        brand=product.brand,
+        price=product.price,
+        attributes=product.attributes,
+        image_url=image_url,
+        thumbnail_url=thumbnail_url,
+        searchable=product.vector_id is not None,
+        model_id=product.model_id,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )
+
+
+def search_response(
+    results: SearchResults, root_path: str = "", *, search_id: str | None = None
+) -> SearchResponse:
+    hits = []
+    for hit in results.hits:
+        p = hit.product
+        image_url, thumbnail_url = image_urls(p, root_path)
+        hits.append(
+            SearchHitOut(
+                id=p.id,
+                title=p.title,
+                image_url=image_url,
+                thumbnail_url=thumbnail_url,
+                category=p.category,
+                brand=p.brand,
+                price=p.price,
+                score=round(hit.score, 6),
+                similarity=round(hit.similarity, 6),
+                attributes=p.attributes,
+            )
+        )
+    return SearchResponse(
+        results=hits,
+        total_found=results.total_found,
+        query_time_ms=round(results.query_time_ms, 3),
+        timings_ms={k: round(v, 3) for k, v in results.timings_ms.items()},
+        search_id=search_id,
+    )
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse_body(model: type[Model], raw: str | bytes | dict[str, Any]) -> Model:
+    """Validate a body a route read itself; problems become the usual 422, located in it."""
+    try:
+        if isinstance(raw, dict):
+            return model.model_validate(raw)
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from exc

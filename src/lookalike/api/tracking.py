@@ -1,0 +1,75 @@
+"""Every API search is timed and counted by query type, gets a search id (returned to the
+client, which sends it back with clicks), and is logged for the quality report."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from typing import Literal
+
+from lookalike.api.blocking import BlockingRunner
+from lookalike.api.schemas import SearchResponse, search_response
+from lookalike.api.uploads import ImageUpload, decode_uploads
+from lookalike.engine import Engine, SearchRequest
+from lookalike.errors import LookalikeError
+from lookalike.quality import SearchLogger, SearchRecord
+from lookalike.search import SearchResults
+
+QueryType = Literal["image", "text", "hybrid"]
+
+
+def query_type(request: SearchRequest, uploads: list[ImageUpload]) -> QueryType:
+    """An indexed product's embedding counts as an image: it is one."""
+    has_image = bool(request.images or uploads or request.product_id)
+    has_text = any(text.strip() for text in request.texts)
+    if has_image and has_text:
+        return "hybrid"
+    return "image" if has_image else "text"
+
+
+class SearchTracker:
+    def __init__(self, engine: Engine, run: BlockingRunner, log: SearchLogger | None) -> None:
+        self.engine = engine
+        self.run = run
+        self.log = log
+
+    async def search(
+        self, request: SearchRequest, uploads: list[ImageUpload], root_path: str = ""
+    ) -> SearchResponse:
+        """Run the search on the thread pool; time, count and log it."""
+        metrics = self.engine.metrics
+        kind = query_type(request, uploads)
+        started = time.perf_counter()
+        try:
+            results = await self.run(_search, self.engine, request, uploads)
+        except LookalikeError as exc:
+            metrics.search_requests.labels(kind, str(exc.http_status)).inc()
+            raise
+        except Exception:
+            metrics.search_requests.labels(kind, "500").inc()
+            raise
+        elapsed = time.perf_counter() - started
+        metrics.search_seconds.labels(kind).observe(elapsed)
+        metrics.search_requests.labels(kind, "200").inc()
+        search_id = uuid.uuid4().hex
+        if self.log is not None:
+            self.log.record(
+                SearchRecord(
+                    search_id=search_id,
+                    ts=time.time(),
+                    query_type=kind,
+                    product_ids=tuple(hit.product.id for hit in results.hits),
+                    categories=tuple(hit.product.category for hit in results.hits),
+                    total_found=results.total_found,
+                    latency_ms=elapsed * 1000,
+                )
+            )
+        return search_response(results, root_path, search_id=search_id)
+
+
+def _search(engine: Engine, request: SearchRequest, uploads: list[ImageUpload]) -> SearchResults:
+    """Decode the query images (errors name the file), then search. Blocking."""
+    if uploads:
+        request = dataclasses.replace(request, images=decode_uploads(uploads, engine.limits))
+    return engine.search(request)

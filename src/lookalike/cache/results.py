@@ -1,0 +1,91 @@
+"""Search result cache: (query vectors, filters, ranking options, limit, catalog state) ->
+results as JSON.
+
+The key includes the catalog's version (moved by every product write, metadata-only ones
+included) and the index's watermark (how much of the change log this process's index has
+applied), both read before searching. A write therefore changes the key at once, and a
+server whose index still lags a write made elsewhere never stores its stale answer under
+the newer state. Entries also expire after a short TTL (re-ranking by freshness drifts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from lookalike.cache.base import Cache
+from lookalike.catalog.base import Product
+from lookalike.search.results import SearchHit, SearchResults
+
+log = logging.getLogger(__name__)
+
+FORMAT = "results/1"  # part of every key: a new layout never reads an old entry
+
+
+class ResultCache:
+    def __init__(self, cache: Cache | None, ttl_s: float, namespace: str) -> None:
+        self.cache = cache if ttl_s > 0 else None
+        self.ttl_s = ttl_s
+        self.namespace = namespace  # tells catalogs sharing one Redis apart
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache is not None
+
+    def key(self, queries: np.ndarray, params: dict[str, Any]) -> str:
+        """Key for query vectors and everything else the results depend on."""
+        digest = hashlib.blake2b(digest_size=20)
+        digest.update(f"{FORMAT}\0{self.namespace}\0".encode())
+        digest.update(json.dumps(params, sort_keys=True, default=_jsonable).encode())
+        digest.update(np.ascontiguousarray(queries, dtype="<f4").tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> SearchResults | None:
+        if self.cache is None:
+            return None
+        raw = self.cache.get_many([key])[0]
+        if raw is None:
+            return None
+        try:
+            return _load(raw)
+        except (ValueError, TypeError, KeyError) as exc:  # written by another version
+            log.warning("ignoring an unreadable result cache entry: %s", exc)
+            return None
+
+    def put(self, key: str, results: SearchResults) -> None:
+        if self.cache is not None:
+            self.cache.set(key, _dump(results), self.ttl_s)
+
+
+def _dump(results: SearchResults) -> bytes:
+    return json.dumps(
+        {
+            "hits": [
+                [dataclasses.asdict(hit.product), hit.score, hit.similarity] for hit in results.hits
+            ],
+            "total_found": results.total_found,
+            "strategy": results.strategy,
+        }
+    ).encode()
+
+
+def _load(raw: bytes) -> SearchResults:
+    data = json.loads(raw)
+    hits = [
+        SearchHit(Product(**product), float(score), float(similarity))
+        for product, score, similarity in data["hits"]
+    ]
+    return SearchResults(hits, int(data["total_found"]), strategy=str(data["strategy"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)

@@ -1,0 +1,188 @@
+"""A ProductFilter as a WHERE clause, with the exact semantics of `ProductFilter.matches`.
+
+`matches` is Python's `in`: a string equals only the same string; numbers compare by value
+and a boolean counts as the number 1 or 0 (`True == 1 == 1.0`); `None` matches a missing
+attribute or a JSON null; a list or object value never equals a scalar. Each SQL dialect
+renders the same checked conditions; the congruence tests hold them to `matches`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lookalike.catalog.base import ProductFilter
+from lookalike.errors import InvalidInput
+
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """The allowed values of one field, split by how they compare."""
+
+    strings: tuple[str, ...] = ()
+    numbers: tuple[int | float, ...] = ()  # booleans become 1 / 0
+    null: bool = False  # None allowed: a missing value matches
+
+    def __bool__(self) -> bool:
+        return bool(self.strings or self.numbers or self.null)
+
+
+@dataclass(frozen=True)
+class CheckedFilter:
+    """A validated ProductFilter, ready for any backend to render."""
+
+    categories: ValueSet
+    brands: ValueSet
+    price_min: float | None
+    price_max: float | None
+    attributes: tuple[tuple[str, ValueSet], ...]
+
+
+def check_filter(product_filter: ProductFilter) -> CheckedFilter:
+    """Validate names and values (InvalidInput on anything a backend could not match exactly)."""
+    attributes = []
+    for name, values in product_filter.attributes.items():
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
+            raise InvalidInput(f"bad attribute name {name!r}")
+        if values:
+            attributes.append((name, _value_set(f"attribute {name!r}", values, numbers=True)))
+    return CheckedFilter(
+        categories=_value_set("category", product_filter.categories, numbers=False),
+        brands=_value_set("brand", product_filter.brands, numbers=False),
+        price_min=_bound("price_min", product_filter.price_min),
+        price_max=_bound("price_max", product_filter.price_max),
+        attributes=tuple(attributes),
+    )
+
+
+def _value_set(what: str, values: Any, *, numbers: bool) -> ValueSet:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidInput(f"{what}: give a list of values, not {values!r}")
+    strings: list[str] = []
+    nums: list[int | float] = []
+    null = False
+    for value in values:
+        if value is None:
+            null = True
+        elif isinstance(value, str):
+            strings.append(value)
+        elif numbers and isinstance(value, (bool, int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidInput(f"{what}: {value!r} is not a finite number")
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise InvalidInput(f"{what}: {value!r} is out of the 64-bit range")
+            nums.append(int(value) if isinstance(value, bool) else value)
+        else:
+            kinds = "strings, numbers, booleans or null" if numbers else "strings"
+            raise InvalidInput(f"{what}: filter values must be {kinds}, not {value!r}")
+    return ValueSet(tuple(dict.fromkeys(strings)), tuple(dict.fromkeys(nums)), null)
+
+
+def _bound(what: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number, not {value!r}")
+    return float(value)
+
+
+class SqlDialect(Protocol):
+    """How one database spells the conditions a CheckedFilter needs."""
+
+    def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]: ...
+
+    def param(self) -> str: ...
+
+    def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]: ...
+
+
+def filter_sql(product_filter: ProductFilter, dialect: SqlDialect) -> tuple[str, list[Any]]:
+    """(WHERE clause, parameters) for the products table; `1=1` when there is no condition."""
+    checked = check_filter(product_filter)
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in (("category", checked.categories), ("brand", checked.brands)):
+        if not values:
+            continue
+        parts = []
+        if values.strings:
+            sql, column_params = dialect.column_in(column, values.strings)
+            parts.append(sql)
+            params.extend(column_params)
+        if values.null:
+            parts.append(f"{column} IS NULL")
+        clauses.append("(" + " OR ".join(parts) + ")")
+    for op, bound in ((">=", checked.price_min), ("<=", checked.price_max)):
+        if bound is not None:
+            clauses.append(f"price {op} {dialect.param()}")
+            params.append(bound)
+    for name, values in checked.attributes:
+        sql, attribute_params = dialect.attribute(name, values)
+        clauses.append(sql)
+        params.extend(attribute_params)
+    return (" AND ".join(clauses) or "1=1"), params
+
+
+class SQLiteDialect:
+    """JSON1: `json_extract` gives strings as TEXT, numbers as INTEGER/REAL, booleans as 1/0,
+    arrays and objects as JSON TEXT (hence the `json_type` guard on string matches)."""
+
+    def param(self) -> str:
+        return "?"
+
+    def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]:
+        path = f"'$.\"{name}\"'"  # the name is checked against ATTRIBUTE_NAME
+        value = f"json_extract(attributes, {path})"
+        kind = f"json_type(attributes, {path})"
+        parts: list[str] = []
+        params: list[Any] = []
+        if values.strings:
+            marks = ",".join("?" * len(values.strings))
+            parts.append(f"({kind} = 'text' AND {value} IN ({marks}))")
+            params.extend(values.strings)
+        if values.numbers:
+            marks = ",".join("?" * len(values.numbers))
+            parts.append(f"({kind} IN ('integer','real','true','false') AND {value} IN ({marks}))")
+            params.extend(values.numbers)
+        if values.null:
+            parts.append(f"{value} IS NULL")
+        return "(" + " OR ".join(parts) + ")", params
+
+
+class PostgresDialect:
+    """jsonb: strings compare as jsonb strings; numbers (and booleans as 1/0) as `numeric`,
+    so 5, 5.0 and true/1 compare the way Python does."""
+
+    def param(self) -> str:
+        return "%s"
+
+    def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if values.strings:
+            parts.append("(attributes -> %s) = ANY(%s::jsonb[])")
+            params.extend([name, [json.dumps(s) for s in values.strings]])
+        if values.numbers:
+            parts.append(
+                "(CASE jsonb_typeof(attributes -> %s)"
+                " WHEN 'number' THEN (attributes ->> %s)::numeric"
+                " WHEN 'boolean' THEN CASE WHEN (attributes ->> %s)::boolean THEN 1 ELSE 0 END"
+                " END) = ANY(%s::numeric[])"
+            )
+            # Decimal text, not float8: Python's repr round-trips, so equality stays exact.
+            params.extend([name, name, name, [repr(n) for n in values.numbers]])
+        if values.null:
+            parts.append("(attributes -> %s IS NULL OR jsonb_typeof(attributes -> %s) = 'null')")
+            params.extend([name, name])
+        return "(" + " OR ".join(parts) + ")", params

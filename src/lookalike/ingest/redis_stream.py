@@ -1,0 +1,248 @@
+"""Product events from a Redis Stream, read by a consumer group.
+
+- new events: XREADGROUP `>`; an event stays in the group's pending list until XACK;
+- after a crash, the consumer (same name) first re-reads its own pending list (id `0`);
+- a failed event is taken again with XCLAIM, which counts the delivery;
+- events a vanished consumer left pending for `claim_idle_s` are taken over (XAUTOCLAIM);
+- dead letters: XADD to `<stream>:dead` and XACK in one MULTI/EXEC transaction.
+
+Publishing an event: `XADD lookalike:events * event '{"type": "product_created", ...}'`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lookalike.config import Settings
+from lookalike.errors import QueueError
+from lookalike.ingest.consumer import Delivery
+
+if TYPE_CHECKING:
+    import redis
+
+T = TypeVar("T")
+
+RECOVER_BATCH = 500
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}:dead"
+
+
+class RedisStreamSource:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        claim_idle_s: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.dead_stream = dead_letter_stream(stream)
+        self.name = f"redis stream {stream} (group {group}, consumer {consumer})"
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self._next_claim = 0.0
+        self._call(self._ensure_group)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStreamSource:
+        from lookalike.cache.redis import connect_redis
+        from lookalike.errors import ConfigError
+
+        if not settings.redis_url:
+            raise ConfigError("the event stream needs LOOKALIKE_REDIS_URL (redis://host:port/db)")
+        # Blocking reads last up to consumer_block_ms: the socket must wait longer.
+        client = connect_redis(
+            settings.redis_url, socket_timeout=settings.consumer_block_ms / 1000 + 10
+        )
+        return cls(
+            client,
+            settings.stream_name,
+            settings.consumer_group,
+            settings.consumer_name or socket.gethostname(),
+            claim_idle_s=settings.consumer_claim_idle_s,
+        )
+
+    def _ensure_group(self) -> None:
+        import redis
+
+        try:
+            # From the start of the stream: events published before the first consumer
+            # ever ran are applied too.
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # --- reading -------------------------------------------------------------------------
+    def recover(self) -> list[Delivery]:
+        out: list[Delivery] = []
+        last = "0"
+        while True:
+            reply = self._call(
+                self.client.xreadgroup,
+                self.group,
+                self.consumer,
+                {self.stream: last},
+                count=RECOVER_BATCH,
+            )
+            entries = reply[0][1] if reply else []
+            if not entries:
+                break
+            # An entry deleted from the stream while pending comes back without fields:
+            # nothing is left to apply.
+            gone = [entry_id for entry_id, fields in entries if not fields]
+            if gone:
+                self._call(self.client.xack, self.stream, self.group, *gone)
+            found = [(entry_id, fields) for entry_id, fields in entries if fields]
+            counts = self._delivery_counts([entry_id for entry_id, _ in found])
+            out.extend(
+                _delivery(entry_id, fields, counts.get(_text(entry_id), 1))
+                for entry_id, fields in found
+            )
+            last = _text(entries[-1][0])
+        return out
+
+    def receive(self, count: int, block_ms: int) -> list[Delivery]:
+        claimed = self._claim_abandoned(count)
+        if claimed:
+            return claimed
+        reply = self._call(
+            self.client.xreadgroup,
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=count,
+            block=block_ms if block_ms > 0 else None,
+        )
+        if not reply:
+            return []
+        return [_delivery(entry_id, fields, 1) for entry_id, fields in reply[0][1]]
+
+    def _claim_abandoned(self, count: int) -> list[Delivery]:
+        """Events another consumer was given and left idle too long (it is gone)."""
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + self.claim_idle_ms / 2000
+        reply = self._call(
+            self.client.xautoclaim,
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        entries = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id and fields]
+        if not entries:
+            return []
+        counts = self._delivery_counts([entry_id for entry_id, _ in entries])
+        return [
+            _delivery(entry_id, fields, counts.get(_text(entry_id), 1))
+            for entry_id, fields in entries
+        ]
+
+    def redeliver(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        if not deliveries:
+            return []
+        before = {d.id: d.deliveries for d in deliveries}
+        entries = self._call(
+            self.client.xclaim,
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=0,
+            message_ids=list(before),
+        )
+        # Entries deleted from the stream meanwhile are not returned (Redis drops them from
+        # the pending list).
+        return [
+            _delivery(entry_id, fields, before[_text(entry_id)] + 1)
+            for entry_id, fields in entries
+            if entry_id and fields
+        ]
+
+    def _delivery_counts(self, entry_ids: list[Any]) -> dict[str, int]:
+        if not entry_ids:
+            return {}
+        rows = self._call(
+            self.client.xpending_range,
+            self.stream,
+            self.group,
+            min=entry_ids[0],
+            max=entry_ids[-1],
+            count=len(entry_ids) + 100,
+            consumername=self.consumer,
+        )
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    # --- outcomes ------------------------------------------------------------------------
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            self._call(self.client.xack, self.stream, self.group, *[d.id for d in deliveries])
+
+    def dead_letter(self, delivery: Delivery, error: str, attempts: int) -> None:
+        event = delivery.fields.get("event")
+        if event is None or len(delivery.fields) > 1:
+            event = json.dumps(delivery.fields)
+        record = {
+            "event": event,
+            "error": error,
+            "source_id": delivery.id,
+            "attempts": str(attempts),
+            "consumer": self.consumer,
+            "failed_at": f"{time.time():.3f}",
+        }
+
+        def both() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(self.dead_stream, record)
+            pipe.xack(self.stream, self.group, delivery.id)
+            pipe.execute()
+
+        self._call(both)
+
+    def lag(self) -> dict[str, int]:
+        for group in self._call(self.client.xinfo_groups, self.stream):
+            if _text(group["name"]) == self.group:
+                return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
+        return {"lag": 0, "pending": 0}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Redis failures become QueueError: the consumer waits them out."""
+        import redis
+
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise QueueError(f"{self.name}: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _delivery(entry_id: bytes | str, fields: dict, deliveries: int) -> Delivery:
+    decoded = {
+        _text(key): value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        for key, value in fields.items()
+    }
+    return Delivery(_text(entry_id), decoded, deliveries)
+
+
+def publish(client: redis.Redis, stream: str, event: dict[str, Any]) -> str:
+    """Add one event to the stream (as JSON in its `event` field); returns the entry id."""
+    return _text(client.xadd(stream, {"event": json.dumps(event)}))

@@ -1,0 +1,84 @@
+"""Search and click logging off the request path: records queue up in memory and a
+background thread writes them in batches (one transaction per second at most), so a busy
+server adds one small write a second to the catalog database, not one per search."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from lookalike.errors import LookalikeError
+from lookalike.quality.store import ClickRecord, SearchRecord, SQLiteQualityStore
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED = 100_000  # beyond this, records are dropped (and counted) rather than kept
+
+
+class SearchLogger:
+    def __init__(self, store: SQLiteQualityStore, *, flush_interval_s: float = 1.0) -> None:
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.dropped = 0
+        self._queue: queue.Queue[SearchRecord | ClickRecord] = queue.Queue(MAX_QUEUED)
+        self._flushed = threading.Condition()
+        self._wanted = 0  # flush requests made
+        self._done = 0  # flush requests served
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="search-log", daemon=True)
+        self._thread.start()
+
+    def record(self, record: SearchRecord | ClickRecord) -> None:
+        """Queue a record; never blocks the caller."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until everything recorded so far is written."""
+        with self._flushed:
+            self._wanted += 1
+            ticket = self._wanted
+            self._wake.set()
+            self._flushed.wait_for(lambda: self._done >= ticket, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Write what is queued and stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.store.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            with self._flushed:
+                wanted = self._wanted
+            self._write_queued()
+            with self._flushed:
+                self._done = wanted
+                self._flushed.notify_all()
+            if self._stop.is_set():
+                return
+
+    def _write_queued(self) -> None:
+        searches: list[SearchRecord] = []
+        clicks: list[ClickRecord] = []
+        while True:
+            try:
+                record = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            (searches if isinstance(record, SearchRecord) else clicks).append(record)
+        if not (searches or clicks):
+            return
+        try:
+            self.store.add(searches, clicks)
+        except LookalikeError as exc:  # logs must never take the server down
+            log.warning(
+                "dropped %d search and %d click records: %s", len(searches), len(clicks), exc
+            )

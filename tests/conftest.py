@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny real-architecture model, settings in a temp dir, image sets, and
+real servers (PostgreSQL, a Milvus endpoint) started on free local ports, stopped after."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lookalike import Engine, Settings
+from tests.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
+from tests.tests_support import write_images
+from tests.tiny_models import build_tiny_openclip
+
+# Fixtures of real servers the tests start (each skips when its server is not installed).
+pytest_plugins = ["tests.redis_server"]
+
+# Tests never touch a model hub: an accidental download fails at once instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_openclip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_model_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        model_checkpoint=str(tiny_model_dir),
+        device="cpu",
+        encode_batch_size=8,
+        ingest_workers=2,
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings):
+    with Engine(settings) as eng:
+        yield eng
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    write_images(folder, 24)
+    return folder
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session (skipped when the binaries are absent)."""
+    pytest.importorskip("psycopg", reason="needs lookalike[postgres]")
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
+    try:
+        server = PostgresServer(bin_dir)
+    except KeyError:
+        pytest.skip("running as root needs the `postgres` user that Debian's package creates")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"test_{next(_databases)}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def milvus_server(tmp_path: Path) -> Iterator[MilvusLiteServer]:
+    """A Milvus gRPC endpoint (Milvus Lite's server) that several processes can share."""
+    pytest.importorskip("pymilvus", reason="needs lookalike[milvus]")
+    pytest.importorskip("milvus_lite", reason="needs lookalike[milvus]")
+    server = MilvusLiteServer(tmp_path / "milvus-server").start()
+    try:
+        yield server
+    finally:
+        server.stop()
