@@ -73,11 +73,28 @@ def index_command(
     batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
     workers: Annotated[int | None, typer.Option(help="Reader/decoder threads.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    engine_name: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="local: this process; ray: Ray workers (needs the ray extra)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster for --engine ray (ray://head:10001); default: local Ray."),
+    ] = None,
 ) -> None:
     """Add a folder or manifest to the catalog and index (re-runs skip unchanged items)."""
-    settings = build_settings(data_dir, encode_batch_size=batch_size, ingest_workers=workers)
+    if engine_name not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray")
+    settings = build_settings(
+        data_dir, encode_batch_size=batch_size, ingest_workers=workers, ray_address=address
+    )
     with _engine(settings, progress=not quiet) as engine:
-        report = engine.index_path(source)
+        if engine_name == "ray":
+            report = engine.index_path_ray(source)
+        else:
+            report = engine.index_path(source)
         _print_report(report)
 
 

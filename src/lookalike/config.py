@@ -146,6 +146,33 @@ class Settings(BaseSettings):
         3, ge=0, description="Retries for a failed download (connect errors, 5xx, 429)."
     )
 
+    # --- batch indexing on Ray (`lookalike index --engine ray`) --------------------------
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster for `--engine ray` (`ray://head:10001`, `auto`); "
+        "unset = a local Ray started in-process.",
+    )
+    ray_encoder_actors: int = Field(
+        1, ge=1, description="Encoder actors (one model load each; one GPU each on GPU nodes)."
+    )
+    ray_read_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Ray tasks at a time that read, download, validate and preprocess "
+        "images (each with `ingest_workers` threads and its own model copy for preprocessing).",
+    )
+    ray_shard_size: int = Field(
+        1000,
+        ge=1,
+        description="Items per shard: the unit of resume and of one catalog transaction.",
+    )
+    ray_shards_per_pass: int = Field(
+        256,
+        ge=1,
+        description="Shards handed to Ray at a time (bounds the driver's memory on huge "
+        "manifests; encoder actors start once per pass).",
+    )
+
     # --- search --------------------------------------------------------------------------
     default_limit: int = Field(20, ge=1, description="Results per query unless asked otherwise.")
     max_limit: int = Field(100, ge=1, description="Most results a query may ask for.")

@@ -21,7 +21,7 @@ from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, ope
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder, decode_image
 from lookalike.encode.images import to_rgb
-from lookalike.errors import InvalidInput, ModelMismatch, NotFound
+from lookalike.errors import ConfigError, InvalidInput, ModelMismatch, NotFound
 from lookalike.index import LiveIndex, open_index
 from lookalike.index.factory import index_directory, index_planner
 from lookalike.index.faiss_index import META_FILE, FaissIndex
@@ -171,6 +171,33 @@ class Engine:
         if write_report:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             report.write(self.settings.data_dir / "reports" / f"ingest-{stamp}.json")
+        return report
+
+    def index_path_ray(self, location: str | Path, **options: Any) -> IngestReport:
+        """`index_path` on Ray (`lookalike index --engine ray`): the same items, checks and
+        results, spread over a Ray cluster's workers; a stopped run resumes. `options` go
+        to `RayIngest` (`on_shard_loaded`)."""
+        try:
+            from lookalike.ingest.ray_pipeline import RayIngest
+        except ImportError as exc:
+            raise ConfigError(
+                f"the Ray engine needs the ray extra: pip install 'lookalike[ray]' ({exc})"
+            ) from exc
+        info = self.encoder.info
+        pipeline = RayIngest(
+            self.settings,
+            self.catalog,
+            self.live_index,
+            model_id=info.model_id,
+            dim=info.dim,
+            progress=self.progress,
+            **options,
+        )
+        report = pipeline.run(
+            open_source(location), count_items(location), source=str(Path(location).resolve())
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        report.write(self.settings.data_dir / "reports" / f"ingest-ray-{stamp}.json")
         return report
 
     def reindex(self) -> IngestReport:

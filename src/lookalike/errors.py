@@ -19,6 +19,7 @@ LookalikeError
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
 ├── QueueError             the event stream (Redis, Kafka) cannot be read or written (HTTP 503)
+├── BatchIndexError        a distributed batch run failed (Ray cluster) (HTTP 503)
 └── Unauthorized           write without the configured API key         (HTTP 401)
 """
 
@@ -116,6 +117,12 @@ class StoreLocked(CatalogError):
 
 
 class QueueError(LookalikeError):
+    http_status = 503
+
+
+class BatchIndexError(LookalikeError):
+    """The distributed engine could not be reached or lost work; rerun to resume."""
+
     http_status = 503
 
 

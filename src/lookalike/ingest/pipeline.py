@@ -14,32 +14,18 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
-from lookalike.encode.images import ImageLimits, content_hash, decode_image
-from lookalike.errors import FetchError, InvalidInput
+from lookalike.encode.images import ImageLimits
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
-
-Action = Literal["encode", "metadata", "unchanged", "failed"]
-
-
-@dataclass
-class Prepared:
-    """An item after its worker thread is done with it."""
-
-    action: Action
-    product: Product | None = None
-    pixels: np.ndarray | None = None
-    failure: BadRow | None = None
-    existed: bool = False
 
 
 @dataclass
@@ -66,6 +52,24 @@ class IngestReport:
             f"in {self.elapsed_s:.1f}s ({rate:.1f} items/s)"
         )
         return text + (" - interrupted, run again to resume" if self.interrupted else "")
+
+    def record(self, prepared: Prepared) -> str:
+        """Count one prepared item under what the ingest does with it; returns the outcome
+        (failed, unchanged, metadata, reencoded, added)."""
+        if prepared.action == "failed":
+            self.failed.append(prepared.failure)
+            return "failed"
+        if prepared.action == "unchanged":
+            self.unchanged += 1
+            return "unchanged"
+        if prepared.action == "metadata":
+            self.metadata_updated += 1
+            return "metadata"
+        if prepared.existed:
+            self.reencoded += 1
+            return "reencoded"
+        self.added += 1
+        return "added"
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -105,7 +109,6 @@ class IngestPipeline:
         self.progress = progress
         self.save_at_end = save_at_end
         self.metrics = metrics
-        self._model_id = encoder.model_id
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
         report = IngestReport()
@@ -161,37 +164,7 @@ class IngestPipeline:
                     future.cancel()
 
     def _prepare(self, spec: ItemSpec, existing: Product | None) -> Prepared:
-        product = Product(
-            id=spec.id,
-            title=spec.title,
-            category=spec.category,
-            brand=spec.brand,
-            price=spec.price,
-            image_source=spec.image,
-            attributes=spec.attributes,
-            model_id=self._model_id,
-        )
-        source = spec.image or spec.id
-        try:
-            if spec.image is None:
-                # Metadata without an image: kept, but only searchable if it had a vector.
-                return Prepared("metadata", product)
-            data = self.fetcher.fetch(spec.image)
-            product.content_hash = content_hash(data)
-            if (
-                existing is not None
-                and existing.vector_id is not None
-                and existing.content_hash == product.content_hash
-                and existing.model_id == self._model_id
-            ):
-                if existing.metadata_key() == product.metadata_key():
-                    return Prepared("unchanged", product)
-                return Prepared("metadata", product)
-            image = decode_image(data, self.limits, source=source)
-            pixels = self.encoder.preprocess(image)
-            return Prepared("encode", product, pixels=pixels, existed=existing is not None)
-        except (InvalidInput, FetchError) as exc:
-            return Prepared("failed", failure=BadRow(spec.id, source, _reason(exc)))
+        return prepare_item(spec, existing, self.fetcher, self.limits, self.encoder)
 
     # --- encoding thread -----------------------------------------------------------------
     def _commit(self, to_encode: list[Prepared], metadata: list[ProductWrite]) -> None:
@@ -207,30 +180,12 @@ class IngestPipeline:
         self.index.apply_writes()
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:
-        if prepared.action == "failed":
-            report.failed.append(prepared.failure)
-            outcome = "failed"
-        elif prepared.action == "unchanged":
-            report.unchanged += 1
-            outcome = "unchanged"
-        elif prepared.action == "metadata":
-            report.metadata_updated += 1
-            outcome = "metadata"
-        elif prepared.existed:
-            report.reencoded += 1
-            outcome = "reencoded"
-        else:
-            report.added += 1
-            outcome = "added"
+        outcome = report.record(prepared)
         if self.metrics is not None:
             if outcome == "failed":
                 self.metrics.ingest_errors.inc()
             else:
                 self.metrics.ingest_items.labels(outcome).inc()
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "reason", None) or str(exc)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:

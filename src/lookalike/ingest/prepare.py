@@ -1,0 +1,89 @@
+"""One item's preparation, shared by every ingest engine (local threads, Ray workers).
+
+fetch -> content hash -> skip-unchanged decision -> decode + validate -> model preprocessing.
+Bad items come back as `failed` with a reason; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from lookalike.catalog.base import Product
+from lookalike.encode.base import Encoder
+from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.errors import FetchError, InvalidInput
+from lookalike.ingest.fetch import Fetcher
+from lookalike.ingest.sources import BadRow, ItemSpec
+
+Action = Literal["encode", "metadata", "unchanged", "failed"]
+
+
+@dataclass
+class Prepared:
+    """An item after its worker is done with it."""
+
+    action: Action
+    product: Product | None = None
+    pixels: np.ndarray | None = None
+    failure: BadRow | None = None
+    existed: bool = False
+
+
+def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
+    """The catalog record an item would become (content hash filled in once read)."""
+    return Product(
+        id=spec.id,
+        title=spec.title,
+        category=spec.category,
+        brand=spec.brand,
+        price=spec.price,
+        image_source=spec.image,
+        attributes=spec.attributes,
+        model_id=model_id,
+    )
+
+
+def skip_action(existing: Product | None, product: Product) -> Action | None:
+    """`unchanged` / `metadata` when the stored embedding still fits (same content hash and
+    model), else None: the image must be encoded."""
+    if (
+        existing is None
+        or existing.vector_id is None
+        or existing.content_hash != product.content_hash
+        or existing.model_id != product.model_id
+    ):
+        return None
+    return "unchanged" if existing.metadata_key() == product.metadata_key() else "metadata"
+
+
+def prepare_item(
+    spec: ItemSpec,
+    existing: Product | None,
+    fetcher: Fetcher,
+    limits: ImageLimits,
+    encoder: Encoder,
+) -> Prepared:
+    """Read, hash, decide and preprocess one item; `existing` is its catalog record, if any."""
+    product = product_from_spec(spec, encoder.model_id)
+    source = spec.image or spec.id
+    try:
+        if spec.image is None:
+            # Metadata without an image: kept, but only searchable if it had a vector.
+            return Prepared("metadata", product)
+        data = fetcher.fetch(spec.image)
+        product.content_hash = content_hash(data)
+        skip = skip_action(existing, product)
+        if skip is not None:
+            return Prepared(skip, product)
+        image = decode_image(data, limits, source=source)
+        pixels = encoder.preprocess(image)
+        return Prepared("encode", product, pixels=pixels, existed=existing is not None)
+    except (InvalidInput, FetchError) as exc:
+        return Prepared("failed", failure=BadRow(spec.id, source, failure_reason(exc)))
+
+
+def failure_reason(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or str(exc)
