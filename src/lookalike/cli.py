@@ -583,6 +583,79 @@ def migrate_command(
     typer.echo(migrate_installation(source, target, progress=not quiet).summary())
 
 
+@app.command("build-index")
+@handles_errors
+def build_index_command(
+    index_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="flat, hnsw, ivfpq or auto (default: $LOOKALIKE_INDEX_TYPE); set the "
+            "variable too, or the next run rebuilds what it names.",
+        ),
+    ] = None,
+    tune: Annotated[
+        bool, typer.Option(help="Tune efSearch / nprobe to the recall target afterwards.")
+    ] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Rebuild the vector index from stored embeddings (no re-encoding)."""
+    known = ("auto", "flat", "hnsw", "ivfpq")
+    if index_type is not None and index_type not in known:
+        raise typer.BadParameter(f"{index_type!r} is not one of {', '.join(known)}")
+    with _engine(build_settings(data_dir, index_type=index_type)) as engine:
+        plan = engine.plan_index()
+        typer.echo(f"building {plan.describe()}")
+        described = engine.build_index(plan)
+        typer.echo(f"built {described['type']} index with {described['vectors']} vectors")
+        if tune:
+            _print_tune(engine.tune_index())
+
+
+@app.command("tune")
+@handles_errors
+def tune_command(
+    target: Annotated[
+        float | None, typer.Option(help="Recall@k to reach (default: $LOOKALIKE_RECALL_TARGET).")
+    ] = None,
+    queries: Annotated[int, typer.Option(min=2, help="Held-out queries from the catalog.")] = 200,
+    k: Annotated[int, typer.Option(min=1, help="Recall@k.")] = 100,
+    data_dir: DataDir = None,
+) -> None:
+    """Set efSearch / nprobe to the cheapest value meeting the recall target."""
+    with _engine(build_settings(data_dir)) as engine:
+        _print_tune(engine.tune_index(target, queries=queries, k=k))
+
+
+def _print_tune(report: Any) -> None:
+    if not report.steps:
+        typer.echo(f"{report.kind} index is exact: nothing to tune")
+        return
+    typer.echo(
+        f"{report.kind}: {report.queries} held-out queries, {report.vectors} vectors, "
+        f"target Recall@{report.k} >= {report.target}"
+    )
+    for step in report.steps:
+        typer.echo(f"  {json.dumps(step.params):<36} recall {step.recall:.4f}  {step.qps:9.0f} q/s")
+    verdict = "meets the target" if report.met else "is the best found (target NOT met)"
+    typer.echo(f"chosen {json.dumps(report.chosen)}: recall {report.recall:.4f} {verdict}")
+
+
+@app.command("export-onnx")
+@handles_errors
+def export_onnx_command(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the ONNX model into.")],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also quantise weights to int8 (smaller, faster).")
+    ] = False,
+) -> None:
+    """Export the configured open_clip model's image and text towers to ONNX."""
+    from lookalike.encode.onnx_export import export_onnx
+
+    written = export_onnx(build_settings(), out_dir, int8=int8)
+    typer.echo(f"wrote {written}; use it with LOOKALIKE_MODEL_CHECKPOINT={written}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

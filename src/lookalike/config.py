@@ -72,7 +72,9 @@ class Settings(BaseSettings):
 
     # --- vector index --------------------------------------------------------------------
     index_type: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
-        "flat", description="FAISS index family."
+        "auto",
+        description="FAISS index family; auto picks by catalog size (flat, then HNSW, then "
+        "IVF-PQ) and rebuilds when the catalog grows past a threshold.",
     )
     index_sync_interval_s: float = Field(
         0.5, gt=0, description="How often a server picks up catalog changes made elsewhere."
@@ -82,6 +84,55 @@ class Settings(BaseSettings):
     )
     search_threads: int | None = Field(
         None, ge=1, description="Threads FAISS may use (unset: all cores)."
+    )
+    index_auto_hnsw_at: int = Field(
+        100_000, ge=1, description="auto: catalogs with at least this many vectors use HNSW."
+    )
+    index_auto_ivfpq_at: int = Field(
+        1_000_000, ge=1, description="auto: catalogs with at least this many vectors use IVF-PQ."
+    )
+    recall_target: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Recall@100 against exact search that `lookalike tune` sets efSearch / "
+        "nprobe to reach at the lowest cost.",
+    )
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW links per node (build time).")
+    hnsw_ef_construction: int = Field(
+        80, ge=8, description="HNSW candidate list while building (build time)."
+    )
+    hnsw_ef_search: int = Field(
+        128,
+        ge=1,
+        description="HNSW candidate list per query; `lookalike tune` stores a tuned value "
+        "with the index, which wins unless this is set explicitly.",
+    )
+    ivfpq_nlist: int | None = Field(
+        None, ge=1, description="IVF-PQ inverted lists (unset: about 2 x sqrt(vectors))."
+    )
+    ivfpq_m: int = Field(
+        64, ge=1, description="IVF-PQ sub-quantizers (bytes per vector at 8 bits)."
+    )
+    ivfpq_nbits: int = Field(8, ge=4, le=12, description="IVF-PQ bits per sub-quantizer code.")
+    ivfpq_nprobe: int = Field(
+        32,
+        ge=1,
+        description="IVF-PQ lists scanned per query; a tuned value stored with the index wins "
+        "unless this is set explicitly.",
+    )
+    ivfpq_rerank: int = Field(
+        4,
+        ge=0,
+        description="IVF-PQ: re-rank limit x this many PQ candidates exactly with the stored "
+        "float vectors (0 or 1 = off).",
+    )
+    index_compact_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Rebuild an HNSW index from the catalog when this fraction of its nodes "
+        "are deleted (tombstoned).",
     )
 
     # --- ingest --------------------------------------------------------------------------

@@ -23,9 +23,11 @@ from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder,
 from lookalike.encode.images import to_rgb
 from lookalike.errors import ConfigError, InvalidInput, ModelMismatch, NotFound
 from lookalike.index import LiveIndex, open_index
-from lookalike.index.factory import index_directory
-from lookalike.index.faiss_index import META_FILE
+from lookalike.index.factory import index_directory, index_planner
+from lookalike.index.faiss_index import META_FILE, FaissIndex
 from lookalike.index.persist import atomic_write, read_meta
+from lookalike.index.planner import IndexPlan
+from lookalike.index.tune import TuneReport, tune_index
 from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.pipeline import IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, open_source
@@ -409,6 +411,48 @@ class Engine:
         if key is not None:
             cache.put(key, results)
         return results
+
+    # --- index maintenance ---------------------------------------------------------------
+    def plan_index(self) -> IndexPlan:
+        """The index a rebuild would make now (family, parameters, memory estimate)."""
+        info = self.encoder.info
+        return index_planner(self.settings, self.catalog, info.dim, info.model_id).plan()
+
+    def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
+        """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
+        info = self.encoder.info
+        planner = index_planner(self.settings, self.catalog, info.dim, info.model_id)
+        index = planner.build(plan or planner.plan(), progress=self.progress)
+        index.save()
+        with self._open_lock:
+            self._live = LiveIndex(
+                index,
+                self.catalog,
+                save_interval_s=self.settings.index_save_interval_s,
+                maintainer=planner,
+                progress=self.progress,
+            )
+        self._live.catch_up()
+        return self._live.describe()
+
+    def tune_index(
+        self, target: float | None = None, queries: int = 200, k: int = 100
+    ) -> TuneReport:
+        """Set efSearch / nprobe to the cheapest value meeting the recall target; saved."""
+        live = self.live_index
+        live.catch_up()
+        if not isinstance(live.index, FaissIndex):
+            raise InvalidInput("only FAISS indexes can be tuned")
+        report = tune_index(
+            live.index,
+            self.catalog,
+            target=self.settings.recall_target if target is None else target,
+            queries=queries,
+            k=k,
+            progress=self.progress,
+        )
+        live.save(force=True, changed=True)
+        return report
 
     # --- info ----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

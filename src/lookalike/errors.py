@@ -15,7 +15,8 @@ LookalikeError
 │   ├── ModelMismatch      catalog was indexed with another model
 │   └── CheckpointError    a training state we cannot resume from        (CLI 2)
 ├── IndexError_            vector index problems                        (HTTP 503)
-│   └── IndexMismatch      saved index does not fit the settings
+│   ├── IndexMismatch      saved index does not fit the settings
+│   └── IndexNotTrained    a trained family (IVF-PQ) got vectors before training
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
 ├── QueueError             the event stream (Redis, Kafka) cannot be read or written (HTTP 503)
@@ -105,6 +106,10 @@ class IndexError_(LookalikeError):
 
 
 class IndexMismatch(IndexError_):
+    pass
+
+
+class IndexNotTrained(IndexError_):
     pass
 
 

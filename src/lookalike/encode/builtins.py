@@ -32,3 +32,15 @@ def _lit(source: ModelSource, settings: Settings) -> Encoder:
         batch_size=settings.encode_batch_size,
         threads=settings.torch_threads,
     )
+
+
+@register_encoder("onnx-dir")
+def _onnx(source: ModelSource, settings: Settings) -> Encoder:
+    from lookalike.encode.onnx import OnnxEncoder
+
+    return OnnxEncoder(
+        source,
+        device=settings.device,
+        batch_size=settings.encode_batch_size,
+        threads=settings.torch_threads,
+    )

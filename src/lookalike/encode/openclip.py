@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,6 +55,11 @@ class OpenClipEncoder(LazyModel):
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    def torch_parts(self) -> tuple[Any, dict[str, Any], Any]:
+        """(model, preprocess config, tokenizer) of the loaded model, for exporting it."""
+        self.ensure_loaded()
+        return self._model, dict(self._model.visual.preprocess_cfg), self._tokenizer
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         self.ensure_loaded()

@@ -3,6 +3,16 @@
 from lookalike.index.base import IndexMeta, VectorIndex
 from lookalike.index.factory import open_index
 from lookalike.index.faiss_index import FlatIndex
+from lookalike.index.hnsw import HnswIndex
+from lookalike.index.ivfpq import IvfPqIndex
 from lookalike.index.live import LiveIndex
 
-__all__ = ["FlatIndex", "IndexMeta", "LiveIndex", "VectorIndex", "open_index"]
+__all__ = [
+    "FlatIndex",
+    "HnswIndex",
+    "IndexMeta",
+    "IvfPqIndex",
+    "LiveIndex",
+    "VectorIndex",
+    "open_index",
+]

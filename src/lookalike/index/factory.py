@@ -7,28 +7,29 @@ from pathlib import Path
 
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
-from lookalike.errors import ConfigError, IndexMismatch
-from lookalike.index.base import IndexMeta, VectorIndex
-from lookalike.index.faiss_index import FaissIndex, FlatIndex, saved_kind
+from lookalike.errors import ConfigError
+from lookalike.index.base import IndexMeta
+from lookalike.index.families import FAISS_FAMILIES
 from lookalike.index.live import LiveIndex, rebuild_from_catalog
+from lookalike.index.planner import IndexPlanner, choose_kind
 
 log = logging.getLogger(__name__)
 
-FAISS_FAMILIES: dict[str, type[FaissIndex]] = {"flat": FlatIndex}
+__all__ = ["FAISS_FAMILIES", "index_directory", "index_planner", "open_index", "resolve_kind"]
 
 
 def index_directory(settings: Settings) -> Path:
     return settings.data_dir / "index"
 
 
-def resolve_kind(settings: Settings, catalog_size: int) -> str:
-    """The FAISS family for this catalog. `auto` is exact until a larger family lands."""
-    kind = settings.index_type
-    if kind == "auto":
-        return "flat"
-    if kind not in FAISS_FAMILIES:
-        raise ConfigError(f"index type {kind!r} is not available; known: {sorted(FAISS_FAMILIES)}")
-    return kind
+def resolve_kind(settings: Settings, catalog_size: int, current: str | None = None) -> str:
+    """The FAISS family for a catalog of this size (`auto` goes by the size thresholds)."""
+    return choose_kind(settings, catalog_size, current)
+
+
+def index_planner(settings: Settings, catalog: Catalog, dim: int, model_id: str) -> IndexPlanner:
+    """The planner that builds, loads and reviews this data directory's index."""
+    return IndexPlanner(settings, catalog, dim, model_id, index_directory(settings))
 
 
 def open_index(
@@ -37,28 +38,22 @@ def open_index(
     """Load the saved index when it fits, else rebuild it from stored embeddings; then catch up."""
     if settings.index_url:
         return open_shared_index(settings, catalog, dim, model_id, progress=progress)
-    directory = index_directory(settings)
-    kind = resolve_kind(settings, catalog.stats().searchable)
-    family = FAISS_FAMILIES[kind]
-    index: VectorIndex | None = None
-    if saved_kind(directory) == kind:
-        try:
-            index = family.load(directory)
-            if (index.meta.dim, index.meta.model_id) != (dim, model_id):
-                raise IndexMismatch(
-                    f"saved index holds model {index.meta.model_id} (dim {index.meta.dim}), "
-                    f"the encoder is {model_id} (dim {dim})"
-                )
-        except IndexMismatch as exc:
-            log.warning("rebuilding the index: %s", exc)
-            index = None
+    planner = index_planner(settings, catalog, dim, model_id)
+    index = planner.load()
     if index is None:
-        index = rebuild_from_catalog(
-            family(IndexMeta(kind, dim, model_id), directory), catalog, progress=progress
-        )
+        plan = planner.plan()
+        log.info("building the index: %s", plan.describe())
+        index = planner.build(plan, progress=progress)
         index.save()
-    live = LiveIndex(index, catalog, save_interval_s=settings.index_save_interval_s)
+    live = LiveIndex(
+        index,
+        catalog,
+        save_interval_s=settings.index_save_interval_s,
+        maintainer=planner,
+        progress=progress,
+    )
     live.catch_up()
+    live.maintain()  # e.g. tombstones piled up before the last save
     return live
 
 

@@ -1,11 +1,13 @@
 """FAISS indexes kept in-process and saved as `index.faiss` + `index.json`.
 
 `FaissIndex` holds what every FAISS family shares (ids, locking, atomic save, filtered
-search); a family only says how to build its FAISS object and how to set search-time knobs.
+search); a family says how to build its FAISS object, how to set search-time knobs, and how
+to turn raw candidates into final results (IVF-PQ re-ranks them exactly).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,42 +22,105 @@ from lookalike.index.rwlock import RWLock
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
 
+# Stored float vectors by id (the catalog's), for exact re-ranking and small filtered sets.
+VectorSource = Callable[[np.ndarray], dict[int, np.ndarray]]
+
 
 class FaissIndex:
-    """Base for FAISS families. Subclasses set `kind` and implement `_build`."""
+    """Base for FAISS families. Subclasses set `kind` and implement `_build`.
+
+    `vectors`, when given, looks up stored float vectors by id; families that keep only
+    compressed codes use it to score candidates exactly.
+    """
 
     kind: ClassVar[str] = ""
     shared = False
+    # Parameters a family reads from `meta.params`, with their defaults.
+    defaults: ClassVar[dict[str, Any]] = {}
+    # Search-time knobs among them (settings may override them; `tune` sets them).
+    search_knobs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, meta: IndexMeta, directory: Path | None, index: Any = None) -> None:
+    def __init__(
+        self,
+        meta: IndexMeta,
+        directory: Path | None,
+        index: Any = None,
+        *,
+        vectors: VectorSource | None = None,
+    ) -> None:
+        meta.params = {**self.defaults, **meta.params}
         self.meta = meta
         self.directory = directory
+        self.vectors = vectors
+        # OpenMP threads for FAISS calls (None: all cores). OpenMP keeps this per calling
+        # thread, so it is applied on every call, in whichever thread makes it.
+        self.threads: int | None = None
         self._lock = RWLock()
         self._index = index if index is not None else self._build(meta.dim, meta.params)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    @property
+    def stale_fraction(self) -> float:
+        """Share of stored entries that are deleted but still take space (tombstones)."""
+        return 0.0
 
     # --- family hooks --------------------------------------------------------------------
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def _search_parameters(self, selector: Any) -> Any:
-        """Family-specific SearchParameters carrying the id selector (None = default)."""
+    def _search_parameters(self, selector: Any, k: int, widen: float) -> Any:
+        """Family-specific SearchParameters carrying the id selector (None = default).
+
+        `widen` >= 1 is how much rarer matching entries are than entries in the index
+        (a filter keeps 1/widen of them): graph and list searches look that much wider.
+        """
         return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def _selector(self, allowed_ids: np.ndarray | None) -> Any:
+        """The FAISS IDSelector for a search (None = every entry)."""
+        if allowed_ids is None:
+            return None
+        return faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+
+    def _candidates(self, k: int) -> int:
+        """How many raw candidates to fetch for a final top-k."""
+        return k
+
+    def _finish(
+        self, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw FAISS results -> final (scores, ids), inner products, best first."""
+        return scores, ids
+
+    def _search_subset(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact search over a small allowed set, or None to use the index with a filter."""
+        return None
 
     # --- protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ids, vectors = self._checked(ids, vectors)
         if not len(ids):
             return
+        self._use_threads()
+        with self._lock.write():
+            self._index.add_with_ids(vectors, ids)
+
+    def _checked(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(ids), self.meta.dim):
+        if len(ids) and vectors.shape != (len(ids), self.meta.dim):
             raise IndexMismatch(
                 f"vectors of shape {vectors.shape} do not fit ids {len(ids)} x dim {self.meta.dim}"
             )
-        with self._lock.write():
-            self._index.add_with_ids(vectors, ids)
+        return ids, vectors
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -68,15 +133,50 @@ class FaissIndex:
         self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.meta.dim:
+            raise IndexMismatch(f"queries have dim {queries.shape[1]}, the index {self.meta.dim}")
         if k <= 0 or len(self) == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             return _empty(len(queries), max(k, 0))
-        selector = None
+        widen = 1.0
         if allowed_ids is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-        params = self._search_parameters(selector)
+            allowed_ids = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+            subset = self._search_subset(queries, k, allowed_ids)
+            if subset is not None:
+                return subset
+            widen = len(self) / max(len(allowed_ids), 1)
+        # Entries that are stored but deleted dilute results just as a filter does.
+        widen *= 1.0 / max(1.0 - self.stale_fraction, 1e-3)
+        fetch = self._candidates(k)
         with self._lock.read():
-            scores, ids = self._index.search(queries, k, params=params)
-        return scores, ids
+            # Bound to a name: the SearchParameters must not outlive their selector.
+            selector = self._selector(allowed_ids)
+            params = self._search_parameters(selector, fetch, max(widen, 1.0))
+            scores, ids = self._search_faiss(queries, fetch, params)
+        return self._finish(queries, scores, ids, k)
+
+    def _use_threads(self) -> None:
+        if self.threads:
+            faiss.omp_set_num_threads(self.threads)
+
+    def _search_faiss(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, ...]:
+        self._use_threads()
+        if not isinstance(self._index, faiss.IndexIDMap):
+            return self._index.search(queries, k, params=params)
+        # IndexIDMap translates labels in an OpenMP loop whose start-up (milliseconds on a
+        # busy machine) dwarfs the work for a few queries; translate in numpy instead.
+        translated = None
+        if params is not None and params.sel is not None:
+            translated = faiss.IDSelectorTranslated(self._index, params.sel)
+            params.sel = translated
+        scores, nodes = self._index.index.search(queries, k, params=params)
+        return scores, np.where(nodes >= 0, self._id_view()[nodes.clip(0)], -1)
+
+    def _id_view(self) -> np.ndarray:
+        """Node -> id of an IndexIDMap, as a writable view (invalid after the next add)."""
+        size = self._index.id_map.size()
+        if not size:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(self._index.id_map.data(), size)
 
     def save(self) -> None:
         if self.directory is None:
@@ -100,11 +200,24 @@ class FaissIndex:
         }
 
     def memory_bytes(self) -> int:
-        return len(self) * self.meta.dim * 4
+        return self.estimate_bytes(int(self._index.ntotal), self.meta.dim, self.meta.params)
+
+    @classmethod
+    def estimate_bytes(cls, vectors: int, dim: int, params: dict[str, Any]) -> int:
+        """Memory the index needs for `vectors` entries (printed before a build)."""
+        return vectors * (dim * 4 + 8)
+
+    def set_search_params(self, **values: Any) -> None:
+        """Change search-time knobs (efSearch, nprobe, ...); saved with the index."""
+        unknown = set(values) - set(self.search_knobs)
+        if unknown:
+            raise IndexMismatch(f"{self.kind} has no search parameter {sorted(unknown)}")
+        with self._lock.write():
+            self.meta.params.update(values)
 
     # --- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, directory: Path) -> FaissIndex:
+    def load(cls, directory: Path, *, vectors: VectorSource | None = None) -> FaissIndex:
         meta = read_meta(directory / META_FILE)
         if meta.kind != cls.kind:
             raise IndexMismatch(f"saved index is {meta.kind!r}, not {cls.kind!r}")
@@ -114,7 +227,7 @@ class FaissIndex:
             raise IndexMismatch(f"unreadable index file in {directory}: {exc}") from exc
         if index.d != meta.dim:
             raise IndexMismatch(f"index file has dim {index.d}, metadata says {meta.dim}")
-        return cls(meta, directory, index)
+        return cls(meta, directory, index, vectors=vectors)
 
 
 class FlatIndex(FaissIndex):
@@ -124,6 +237,11 @@ class FlatIndex(FaissIndex):
 
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         return faiss.IndexIDMap(faiss.IndexFlatIP(dim))
+
+
+def empty_results(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) with nothing found: -inf scores, -1 ids."""
+    return _empty(queries, k)
 
 
 def _empty(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:

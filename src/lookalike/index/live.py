@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -19,8 +19,26 @@ log = logging.getLogger(__name__)
 IndexOpener = Callable[[IndexMeta], VectorIndex]
 
 
+class BuildPlan(Protocol):
+    def describe(self) -> str: ...
+
+
+class Maintainer(Protocol):
+    """Decides when an index should be rebuilt, and rebuilds it (the planner)."""
+
+    def review(self, index: VectorIndex) -> str | None: ...
+
+    def plan(self, *, previous: VectorIndex | None = None) -> BuildPlan: ...
+
+    def build(self, plan: Any = None, *, progress: bool = False) -> VectorIndex: ...
+
+
 class LiveIndex:
-    """Wraps a VectorIndex; `catch_up()` applies catalog changes made by anyone, anywhere."""
+    """Wraps a VectorIndex; `catch_up()` applies catalog changes made by anyone, anywhere.
+
+    With a `maintainer`, an index that the changes have outgrown (the catalog passed a
+    size threshold, too many tombstones) is rebuilt from the catalog and swapped in.
+    """
 
     def __init__(
         self,
@@ -28,10 +46,14 @@ class LiveIndex:
         catalog: Catalog,
         *,
         save_interval_s: float = 30.0,
+        maintainer: Maintainer | None = None,
+        progress: bool = False,
     ) -> None:
         self.index = index
         self.catalog = catalog
         self.save_interval_s = save_interval_s
+        self.maintainer = maintainer
+        self.progress = progress
         self._sync_lock = threading.Lock()
         self._last_save = time.monotonic()
         self._dirty = False
@@ -45,7 +67,11 @@ class LiveIndex:
         if self.index.shared:
             return 0  # a shared engine is written directly by the catalog's writers
         with self._sync_lock:
-            return self._replay(batch)
+            applied = self._replay(self.index, batch)
+            if applied:
+                self._dirty = True
+                self._maintain()
+        return applied
 
     def apply_writes(self, batch: int = 100_000) -> int:
         """Make committed catalog writes searchable: every write path calls this right after
@@ -67,41 +93,62 @@ class LiveIndex:
             return applied
         with self._sync_lock:
             self.index.meta.watermark = self.index.load_watermark()  # type: ignore[attr-defined]
-            applied = self._replay(batch)
+            applied = self._replay(self.index, batch)
             if applied:
                 self.index.save()
                 self._dirty = False
-            return applied
+        return applied
 
-    def _replay(self, batch: int) -> int:
+    def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
+        """Apply the log after `index`'s watermark to it; returns entries applied."""
         applied = 0
         while True:
-            changes = self.catalog.changes_since(
-                self.index.meta.watermark, batch, self.index.meta.model_id
-            )
-            if changes.head == self.index.meta.watermark:
-                break
-            if self.index.shared:
+            changes = self.catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
+            if changes.head == index.meta.watermark:
+                return applied
+            if index.shared:
                 # Upserts: an add replaces a row of the same id, and metadata updates
                 # rewrite the filterable fields stored beside the vector.
-                self.index.remove(changes.remove_ids)
+                index.remove(changes.remove_ids)
                 ids = np.concatenate([changes.add_ids, changes.update_ids])
                 if len(ids):
                     vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
-                    self.index.add(ids, np.concatenate(vectors))
+                    index.add(ids, np.concatenate(vectors))
             else:
                 # Removing the ids about to be added makes replaying an entry idempotent.
                 stale = np.union1d(changes.remove_ids, changes.add_ids)
-                self.index.remove(stale)
+                index.remove(stale)
                 if len(changes.add_ids):
-                    self.index.add(changes.add_ids, changes.add_vectors)
-            applied += changes.head - self.index.meta.watermark
-            self.index.meta.watermark = changes.head
-            self._dirty = True
-        return applied
+                    index.add(changes.add_ids, changes.add_vectors)
+            applied += changes.head - index.meta.watermark
+            index.meta.watermark = changes.head
 
-    def save(self, *, force: bool = False) -> bool:
-        """Snapshot when dirty and due (or forced); returns whether it saved."""
+    def maintain(self) -> bool:
+        """Rebuild the index now if the maintainer says it is due; returns whether it did."""
+        with self._sync_lock:
+            return self._maintain()
+
+    def _maintain(self) -> bool:
+        if self.maintainer is None:
+            return False
+        reason = self.maintainer.review(self.index)
+        if reason is None:
+            return False
+        plan = self.maintainer.plan(previous=self.index)
+        log.warning("rebuilding the index (%s): %s", reason, plan.describe())
+        fresh = self.maintainer.build(plan, progress=self.progress)
+        self._replay(fresh)  # writes made while it was building
+        fresh.save()
+        self.index = fresh
+        self._dirty = False
+        self._last_save = time.monotonic()
+        return True
+
+    def save(self, *, force: bool = False, changed: bool = False) -> bool:
+        """Snapshot when dirty and due (or forced); returns whether it saved.
+
+        `changed` marks the index dirty first (its parameters changed, e.g. by tuning)."""
+        self._dirty = self._dirty or changed
         due = time.monotonic() - self._last_save >= self.save_interval_s
         if not self._dirty or not (force or due):
             return False
@@ -123,7 +170,9 @@ def rebuild_from_catalog(
     index.meta.watermark = catalog.log_head()
     model_id = index.meta.model_id
     total = catalog.stats().models.get(model_id, 0) if model_id else catalog.stats().searchable
-    with tqdm(total=total, desc="index", unit="vec", disable=not progress) as bar:
+    with tqdm(
+        total=total, desc=f"{index.meta.kind} index", unit="vec", disable=not progress
+    ) as bar:
         for ids, vectors in catalog.iter_embeddings(model_id=model_id):
             index.add(ids, vectors)
             bar.update(len(ids))

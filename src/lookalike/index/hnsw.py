@@ -1,0 +1,137 @@
+"""HNSW graph index (FAISS IndexHNSWFlat): fast, exact scores, deletes by tombstone.
+
+FAISS cannot remove nodes from an HNSW graph. A removed id's node stays in the graph (its
+links keep the graph connected) but its entry in the id map is overwritten with a
+tombstone, and every search filters tombstones out, so a deleted id is never returned.
+The tombstones live inside the saved FAISS file, so index and deletions are saved in one
+atomic step. When tombstones pass a fraction of the graph the planner rebuilds it from
+the catalog (compaction).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import faiss
+import numpy as np
+
+from lookalike.index.faiss_index import FaissIndex
+
+TOMBSTONE = -1
+# Filters that keep less than this share of entries are searched exactly (brute force over
+# the matching stored vectors): cheaper than a graph walk that must skip most nodes.
+EXACT_BELOW = 0.05
+MAX_EF = 4096
+_ADD_CHUNK = 10_000  # vectors added per write lock, so searches interleave with big adds
+_ALL_IDS = (0, np.iinfo(np.int64).max)
+
+
+class HnswIndex(FaissIndex):
+    kind = "hnsw"
+    defaults: ClassVar[dict[str, Any]] = {"m": 32, "ef_construction": 80, "ef_search": 128}
+    search_knobs = ("ef_search",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._graph = faiss.downcast_index(self._index.index)
+        ids = self._id_view()
+        self._dead = int((ids == TOMBSTONE).sum())
+        self._max_id = int(ids.max()) if len(ids) else -1
+        # Recently removed id -> its node: re-adding the same vector revives the node
+        # instead of growing the graph (replaying the change log does exactly that).
+        self._removed: dict[int, int] = {}
+
+    def _build(self, dim: int, params: dict[str, Any]) -> Any:
+        graph = faiss.IndexHNSWFlat(dim, int(params["m"]), faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = int(params["ef_construction"])
+        return faiss.IndexIDMap(graph)
+
+    # --- protocol ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._index.ntotal) - self._dead
+
+    @property
+    def stale_fraction(self) -> float:
+        total = int(self._index.ntotal)
+        return self._dead / total if total else 0.0
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vectors = self._checked(ids, vectors)
+        if not len(ids):
+            return
+        if self._removed:
+            fresh = self._revive(ids, vectors)
+            ids, vectors = ids[fresh], vectors[fresh]
+        self._use_threads()
+        for start in range(0, len(ids), _ADD_CHUNK):
+            with self._lock.write():
+                chunk = slice(start, start + _ADD_CHUNK)
+                self._index.add_with_ids(vectors[chunk], ids[chunk])
+                self._max_id = max(self._max_id, int(ids[chunk].max()))
+
+    def _revive(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Un-tombstone nodes re-added with their old vector; returns the ids still to add."""
+        fresh = np.ones(len(ids), dtype=bool)
+        with self._lock.write():
+            view = self._id_view()
+            for row, vector_id in enumerate(ids.tolist()):
+                node = self._removed.get(vector_id)
+                if node is None or view[node] != TOMBSTONE:
+                    continue
+                if np.array_equal(self._graph.reconstruct(node), vectors[row]):
+                    view[node] = vector_id
+                    self._dead -= 1
+                    fresh[row] = False
+                    del self._removed[vector_id]
+        return fresh
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        # New ids (above every stored one) cannot be present: skip the scan for them.
+        ids = ids[(ids >= 0) & (ids <= self._max_id)]
+        if not len(ids):
+            return 0
+        with self._lock.write():
+            view = self._id_view()
+            nodes = np.flatnonzero(np.isin(view, ids))
+            self._removed.update(zip(view[nodes].tolist(), nodes.tolist(), strict=True))
+            view[nodes] = TOMBSTONE
+            self._dead += len(nodes)
+        return len(nodes)
+
+    # --- search hooks --------------------------------------------------------------------
+    def _selector(self, allowed_ids: np.ndarray | None) -> Any:
+        if allowed_ids is not None:
+            return super()._selector(allowed_ids)  # never contains the tombstone id
+        return faiss.IDSelectorRange(*_ALL_IDS) if self._dead else None
+
+    def _search_parameters(self, selector: Any, k: int, widen: float) -> Any:
+        ef = int(min(max(math.ceil(self.meta.params["ef_search"] * widen), k), MAX_EF))
+        params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+        if selector is not None:
+            params.sel = selector
+        return params
+
+    def _search_subset(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if len(allowed_ids) > EXACT_BELOW * len(self):
+            return None
+        self._use_threads()
+        with self._lock.read():
+            # Brute force over the graph's own stored vectors, only the allowed nodes.
+            allowed = faiss.IDSelectorBatch(allowed_ids)
+            selector = faiss.IDSelectorTranslated(self._index, allowed)
+            params = faiss.SearchParameters(sel=selector)
+            scores, nodes = self._graph.storage.search(queries, k, params=params)
+            ids = np.where(nodes >= 0, self._id_view()[nodes.clip(0)], -1)
+        return scores, ids
+
+    @classmethod
+    def estimate_bytes(cls, vectors: int, dim: int, params: dict[str, Any]) -> int:
+        m = int(params.get("m", cls.defaults["m"]))
+        # Float vectors, 2M level-0 links (int32), the upper levels (M links for a 1/M
+        # share of nodes, a geometric series), level and offset tables, the id map.
+        per_vector = dim * 4 + 2 * m * 4 + 4 * m / max(m - 1, 1) + 4 + 8 + 8
+        return int(vectors * per_vector)
