@@ -182,7 +182,7 @@ def _example_searches(engine, catalog_dir: Path, echo: Echo) -> dict[str, list[s
         hits = engine.search_text(text, limit=5).hits
         shown[text] = [hit.product.category or "" for hit in hits]
         echo(f"   {text!r:24} -> {', '.join(shown[text])}")
-    echo("== image searches (a test-split image; it finds itself first when indexed)")
+    echo("== image searches (a test-split image as the query; top 6 categories)")
     for category in IMAGE_EXAMPLES:
         query = _first_test_image(engine, category, ProductFilter)
         if query is None:
