@@ -393,5 +393,6 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "unset" if default is None else f"`{default}`"
-        rows.append(f"| `LOOKALIKE_{name.upper()}` | {shown} | {field.description or ''} |")
+        meaning = (field.description or "").replace("|", "\\|")  # a bare | splits the cell
+        rows.append(f"| `LOOKALIKE_{name.upper()}` | {shown} | {meaning} |")
     return "\n".join(rows)
