@@ -7,12 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ann_vectors import catalog_writes, clustered
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.cli import app
 from lookalike.config import Settings
 from lookalike.encode import create_encoder
-from tiny_models import build_tiny_openclip
+from tests.ann_vectors import catalog_writes, clustered
+from tests.tiny_models import build_tiny_openclip
 
 VECTORS = 1500
 

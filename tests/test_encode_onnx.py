@@ -22,7 +22,7 @@ from lookalike.encode.onnx_export import export_onnx
 from lookalike.encode.sources import ONNX_CONFIG
 from lookalike.engine import Engine
 from lookalike.errors import ConfigError
-from tiny_models import build_tiny_openclip
+from tests.tiny_models import build_tiny_openclip
 
 FP32_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.98

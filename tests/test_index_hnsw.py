@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ann_vectors import clustered, exact_top_k, recall_at_k
 from lookalike.index import FlatIndex, HnswIndex, IndexMeta
+from tests.ann_vectors import clustered, exact_top_k, recall_at_k
 
 DIM = 64
 N = 5000

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ann_vectors import clustered, exact_top_k, recall_at_k
 from lookalike.errors import IndexNotTrained
 from lookalike.index import IndexMeta, IvfPqIndex
 from lookalike.index.ivfpq import sub_quantizers
+from tests.ann_vectors import clustered, exact_top_k, recall_at_k
 
 DIM = 64
 N = 6000

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ann_vectors import catalog_writes, clustered, exact_top_k, recall_at_k
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.config import Settings
 from lookalike.index.factory import index_directory, index_planner, open_index
 from lookalike.index.faiss_index import META_FILE, saved_kind
 from lookalike.index.persist import read_meta, write_meta
 from lookalike.index.planner import choose_kind
+from tests.ann_vectors import catalog_writes, clustered, exact_top_k, recall_at_k
 
 DIM = 64
 MODEL = "test-model"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ann_vectors import catalog_writes, clustered
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.config import Settings
 from lookalike.index import HnswIndex
 from lookalike.index.factory import index_directory, open_index
 from lookalike.index.tune import exact_neighbours, recall, sample_queries, tune_index
+from tests.ann_vectors import catalog_writes, clustered
 
 DIM = 64
 MODEL = "test-model"
