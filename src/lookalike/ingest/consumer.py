@@ -61,7 +61,7 @@ class Delivery:
 
 
 class EventSource(Protocol):
-    """A queue of product events with acknowledgements (Redis Streams, Kafka)."""
+    """A queue of product events with acknowledgements (Redis Streams; Kafka would fit)."""
 
     name: str
 
