@@ -22,7 +22,6 @@ near 100% means reading and decoding are hidden behind the model.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
@@ -35,33 +34,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = [
-    "T-shirt",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (the MNIST format): big-endian dims after a 4-byte magic number."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from lookalike.demo.fashion_mnist import CLASSES, DEBIAN_DIR, read_split
 
 
 def build_catalog(root: Path, count: int, side: int = 224) -> Path:
-    images = read_idx(FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[:count]
-    labels = read_idx(FASHION_MNIST / "t10k-labels-idx1-ubyte.gz")[:count]
+    images, labels = read_split(DEBIAN_DIR, "test")
+    images, labels = images[:count], labels[:count]
     folder = root / "images"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
