@@ -25,7 +25,7 @@ Echo = Callable[[str], None]
 
 # Measured on Fashion-MNIST with 2 CPU cores: see README "Demo model".
 DEMO_EPOCHS = 2
-PRETRAINED_CPU_LIMIT = 5_000  # ViT-B-32 encodes ~20-40 images/s on 2 CPU cores
+PRETRAINED_CPU_LIMIT = 5_000  # ViT-B-32 encodes 5-9 images/s on 2 CPU cores (benchmarks/README.md)
 TEXT_EXAMPLES = ("a photo of a sneaker", "running shoes", "handbag", "winter jacket")
 IMAGE_EXAMPLES = ("Bag", "Sneaker", "Dress")  # one test image of each is a query
 
