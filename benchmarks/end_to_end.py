@@ -204,7 +204,15 @@ def run(args: argparse.Namespace) -> None:
     print(f"run {run_id}: {args.items} items, {os.cpu_count()} cpus, load {os.getloadavg()}")
     rows = []
     for backend in args.backends:
-        settings = Settings(data_dir=data_dir, model_checkpoint=str(dirs[backend]), device="cpu")
+        # Caches off: every query pays its full cost (benchmarks/live_catalog.py measures
+        # cache hits); the queries repeat a few texts and images.
+        settings = Settings(
+            data_dir=data_dir,
+            model_checkpoint=str(dirs[backend]),
+            device="cpu",
+            embedding_cache_ttl_s=0,
+            result_cache_ttl_s=0,
+        )
         with Engine(settings) as engine:
             index = engine.live_index.describe()
             for kind in args.kinds:

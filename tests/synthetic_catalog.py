@@ -66,6 +66,25 @@ def hnsw_live_index(catalog: SQLiteCatalog, dim: int) -> LiveIndex:
     return LiveIndex(index, catalog)
 
 
+def ivfpq_live_index(catalog: SQLiteCatalog, dim: int, **params: Any) -> LiveIndex:
+    """A trained IVF-PQ index (small cells, 8-byte codes) that re-ranks exactly from the
+    catalog's stored vectors, as the engine builds it."""
+    from lookalike.index.ivfpq import IvfPqIndex
+
+    settings = {"nlist": 32, "m": 8, "nbits": 8, "nprobe": 4, "rerank": 4, **params}
+    index = IvfPqIndex(
+        IndexMeta("ivfpq", dim, MODEL_ID, params=settings),
+        None,
+        vectors=lambda ids: catalog.embeddings_by_vector_ids(ids, MODEL_ID),
+    )
+    batches = list(catalog.iter_embeddings(model_id=MODEL_ID))
+    index.train(np.concatenate([vectors for _, vectors in batches]))
+    for ids, vectors in batches:
+        index.add(ids, vectors)
+    index.meta.watermark = catalog.log_head()
+    return LiveIndex(index, catalog)
+
+
 def brute_force(
     products: Sequence[Product],
     vectors: np.ndarray,

@@ -19,6 +19,7 @@ from tests.synthetic_catalog import (
     fill_catalog,
     flat_live_index,
     hnsw_live_index,
+    ivfpq_live_index,
     unit_vectors,
 )
 
@@ -93,6 +94,27 @@ def test_rare_category_through_ann_still_fills_the_limit(rare, index_kind):
             assert found.path == "ann" and found.largest_k > 400  # it had to widen
         else:
             assert found.path == "ann+exact"
+
+
+def test_ivfpq_filter_searches_only_matching_ids(rare):
+    """IVF-PQ takes the filter into its scan (an id selector, more cells probed) instead of
+    post-filtering: every hit matches, the limit is filled, recall against brute force
+    stays at the unfiltered level, and the scores are the exact re-ranked similarities."""
+    catalog, products, vectors, _ = rare
+    live = ivfpq_live_index(catalog, DIM)
+    service = SearchService(catalog, live, ANN)
+    category = ProductFilter(categories=("c3",))  # about 10% of the items
+    recalls = []
+    for query in unit_vectors(20, DIM, np.random.default_rng(12)):
+        results = service.by_vector(query, 20, category, rerank=SIMILARITY_ONLY)
+        assert results.strategy == "ann" and len(results.hits) == 20
+        assert {hit.product.category for hit in results.hits} == {"c3"}
+        reference = dict(brute_force(products, vectors, query, 20, category))
+        found = {hit.product.id: hit.similarity for hit in results.hits}
+        recalls.append(len(found.keys() & reference.keys()) / 20)
+        for product_id in found.keys() & reference.keys():
+            assert found[product_id] == pytest.approx(reference[product_id], abs=1e-5)
+    assert np.mean(recalls) >= 0.9
 
 
 def test_hnsw_broad_filter_keeps_the_limit(rare):

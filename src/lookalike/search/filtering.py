@@ -38,6 +38,12 @@ from lookalike.index.base import FilteringIndex, VectorIndex
 
 # Index families whose filtered search (`allowed_ids`) is exact.
 EXACT_KINDS = frozenset({"flat"})
+# Index families whose `allowed_ids` search scans their probed lists with an id selector
+# and widens nprobe by 1/selectivity, so a filter costs them recall no more than it costs
+# the unfiltered search. Post-filtering an IVF-PQ result instead re-ranks thousands of
+# candidates that the filter then throws away (1M vectors, a 2% filter: recall@20 0.77 at
+# ~100 ms against 0.996 at ~7 ms with the selector).
+SELECTOR_KINDS = frozenset({"ivfpq"})
 
 Strategy = Literal["exact", "ann", "pushdown"]
 
@@ -240,6 +246,8 @@ class CandidateFinder:
         if indexed == 0 or wanted <= 0:
             return _no_candidates()
         unfiltered = product_filter is None or product_filter.is_empty
+        if not unfiltered and self.index.meta.kind in SELECTOR_KINDS:
+            return self._selector_ann(queries, wanted, cast(ProductFilter, product_filter), exclude)
         excluded = _id_array(exclude)
         products: dict[int, Product] = {}  # fetched candidates that match
         rejected: set[int] = set(exclude)  # excluded, deleted since, or not matching
@@ -275,6 +283,31 @@ class CandidateFinder:
             fallback.path, fallback.largest_k = "ann+exact", k
             return fallback
         return self._take(ids, sims, wanted, products, complete=True, k=k)
+
+    def _selector_ann(
+        self,
+        queries: np.ndarray,
+        wanted: int,
+        product_filter: ProductFilter,
+        exclude: frozenset[int],
+    ) -> Candidates:
+        """The index searches only the matching ids; exact scoring covers any shortfall."""
+        with self._timed("filter_ms"):
+            allowed = self.catalog.filter_vector_ids(product_filter)
+            if exclude:
+                allowed = allowed[~np.isin(allowed, _id_array(exclude))]
+        if len(allowed) == 0:
+            return _no_candidates()
+        k = min(wanted, len(allowed))
+        with self._timed("ann_ms"):
+            scores, found = self.index.search(queries, k, allowed_ids=allowed)
+        if (found >= 0).sum(axis=1).min() < k:
+            # The widened probes held too few matches (or rows were deleted since).
+            fallback = self.exact(queries, wanted, product_filter, exclude)
+            fallback.path, fallback.largest_k = "ann+exact", k
+            return fallback
+        ids, sims = merge_best(scores, found)
+        return self._take(ids, sims, wanted, {}, complete=wanted >= len(allowed), k=k)
 
     def _fetch_matching(
         self,
