@@ -41,8 +41,8 @@ EXACT_KINDS = frozenset({"flat"})
 # Index families whose `allowed_ids` search scans their probed lists with an id selector
 # and widens nprobe by 1/selectivity, so a filter costs them recall no more than it costs
 # the unfiltered search. Post-filtering an IVF-PQ result instead re-ranks thousands of
-# candidates that the filter then throws away (1M vectors, a 2% filter: recall@20 0.77 at
-# ~100 ms against 0.996 at ~7 ms with the selector).
+# candidates that the filter then throws away (1M vectors, a 2% filter: recall@20 0.79 at
+# 114 ms against 0.996 at 16 ms with the selector; benchmarks/ivfpq_filter.py).
 SELECTOR_KINDS = frozenset({"ivfpq"})
 
 Strategy = Literal["exact", "ann", "pushdown"]
