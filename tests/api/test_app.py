@@ -40,6 +40,16 @@ def test_a_caller_owned_engine_is_used_and_left_open(tmp_path: Path, indexed_dat
         assert engine.get_product("sku-000").id == "sku-000"  # still open
 
 
+def test_api_docs_page_is_served_without_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "/openapi.json" in page.text
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in page.text
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 10_000, asset
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]

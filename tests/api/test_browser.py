@@ -206,3 +206,11 @@ def test_price_filter_and_api_errors_are_shown(page, catalog_items, problems) ->
         "(Unprocessable Entity)"
     ]
     problems.clear()
+
+
+def test_api_docs_render_offline(page, live_server: LiveServer) -> None:
+    """Swagger UI draws the API from this server's own assets (no CDN reachable here)."""
+    page.goto(f"{live_server.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Lookalike")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/v1/search/text")).to_have_count(1)

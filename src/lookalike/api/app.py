@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
@@ -90,6 +91,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served below from the fastapi-offline package: FastAPI's default pages load
+        # their scripts from a CDN, blank on air-gapped machines.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -101,6 +106,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
+
+    _serve_api_docs(app)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
@@ -114,6 +121,24 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # outermost: counts what the others answer too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _serve_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its scripts and styles from this server."""
+    # Swagger UI 5 (OpenAPI 3.1, which FastAPI writes), as packaged by fastapi-offline.
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs-assets/favicon.png",
+        )
 
 
 def create_app_from_env() -> FastAPI:
