@@ -115,7 +115,12 @@ def test_search_by_text_image_and_more_like_this(
         "title", "cosine similarity 1.0000"
     )
     expect(first.get_by_test_id("result-price")).to_contain_text(f"{item.price:.2f}")
-    assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    # The thumbnail loads after the result card is drawn: wait for it (or time out, failing).
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0",
+        arg=first.locator("img").element_handle(),
+        timeout=30_000,
+    )
 
     shot = Path(os.environ.get("LOOKALIKE_SCREENSHOT") or tmp_path / "page.png")
     page.screenshot(path=str(shot))

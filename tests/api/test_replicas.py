@@ -106,7 +106,12 @@ def test_replicas_answer_alike_and_see_each_others_writes(
         lambda s: httpx.get(f"{s.url}/v1/products/{catalog_items[3].id}/similar"),
     ]
     for ask in questions:
-        assert ranked(ask(a)) == ranked(ask(b))
+        from_a, from_b = ranked(ask(a)), ranked(ask(b))
+        assert [name for name, _ in from_a] == [name for name, _ in from_b]
+        # Two processes may sum floats in another order (BLAS threads): last-digit noise.
+        assert [score for _, score in from_a] == pytest.approx(
+            [score for _, score in from_b], abs=1e-5
+        )
 
     # Added through A: found through B by its own image.
     fresh = catalog_items[5]
