@@ -31,9 +31,9 @@ from pathlib import Path
 
 import redis
 from fastapi.testclient import TestClient
-from tests.redis_server import RedisServer
-from tests.tests_support import write_images
-from tests.tiny_models import build_tiny_openclip
+from tests.support.images import write_images
+from tests.support.redis_server import RedisServer
+from tests.support.tiny_models import build_tiny_openclip
 
 from lookalike.api import create_app
 from lookalike.config import Settings

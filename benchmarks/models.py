@@ -13,7 +13,7 @@ from pathlib import Path
 from lookalike.config import Settings
 from lookalike.encode.onnx_export import export_onnx
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "support"))
 from tiny_models import build_tiny_openclip
 
 

@@ -108,7 +108,7 @@ def prepare_rate(settings, manifest: Path, images: int = 128) -> float:
     """Images/s of `prepare_item` (read, hash, decode, validate, preprocess) on one thread:
     how many CPU cores a worker needs to keep its encoder fed."""
     from lookalike.encode import ImageLimits, create_encoder
-    from lookalike.ingest.fetch import Fetcher
+    from lookalike.files.fetch import Fetcher
     from lookalike.ingest.prepare import prepare_item
     from lookalike.ingest.sources import open_source
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from lookalike import Engine, Settings
-from tests.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
-from tests.tests_support import write_images
-from tests.tiny_models import build_tiny_openclip
+from tests.support.images import write_images
+from tests.support.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
+from tests.support.tiny_models import build_tiny_openclip
 
 # Fixtures of real servers the tests start (each skips when its server is not installed).
-pytest_plugins = ["tests.redis_server"]
+pytest_plugins = ["tests.support.redis_server", "tests.support.api_catalog"]
 
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,19 +16,20 @@ import numpy as np
 from PIL import Image
 
 from lookalike.cache import open_search_caches
-from lookalike.cache.embeddings import image_key, normalise_text, text_key
+from lookalike.cache.embeddings import image_key, text_key
 from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, open_catalog
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, content_hash, create_encoder, decode_image
 from lookalike.encode.images import to_rgb
 from lookalike.errors import ConfigError, InvalidInput, ModelMismatch, NotFound
+from lookalike.files.atomic import atomic_write
+from lookalike.files.fetch import Fetcher
 from lookalike.index import LiveIndex, open_index
 from lookalike.index.factory import index_directory, index_planner
 from lookalike.index.faiss_index import META_FILE, FaissIndex
-from lookalike.index.persist import atomic_write, read_meta
+from lookalike.index.persist import read_meta
 from lookalike.index.planner import IndexPlan
 from lookalike.index.tune import TuneReport, tune_index
-from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.pipeline import IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, open_source
 from lookalike.metrics import Metrics
@@ -40,6 +41,7 @@ from lookalike.search import (
     mean_direction,
     subtract,
 )
+from lookalike.text import normalise_text
 
 ImageInput = bytes | str | Path | Image.Image
 

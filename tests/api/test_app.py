@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from lookalike.api import create_app
 from lookalike.engine import Engine
 from lookalike.ingest.sources import ItemSpec
-from tests.api.conftest import api_settings, copy_data, draw_product, png_bytes
+from tests.support.api_catalog import api_settings, copy_data, draw_product, png_bytes
 
 
 def test_health_and_readiness(client: TestClient, catalog_items) -> None:

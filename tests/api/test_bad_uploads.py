@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.api.conftest import (
+from tests.support.api_catalog import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     MAX_UPLOAD_BYTES,

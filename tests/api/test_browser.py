@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import CatalogItem, LiveServer
+from tests.support.api_catalog import CatalogItem, LiveServer
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 

@@ -23,7 +23,7 @@ import lookalike
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.index.faiss_index import FlatIndex
 from lookalike.ingest.redis_stream import publish
-from tests.api.conftest import CatalogItem, ImageServer, free_port
+from tests.support.api_catalog import CatalogItem, ImageServer, free_port
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.api.conftest import CatalogItem, draw_product, png_bytes
+from tests.support.api_catalog import CatalogItem, draw_product, png_bytes
 
 
 def test_full_image_is_the_products_file(client: TestClient, catalog_items: list[CatalogItem]):

@@ -15,7 +15,13 @@ import pytest
 from lookalike.engine import Engine
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
-from tests.api.conftest import api_settings, copy_data, draw_product, start_server, stop_server
+from tests.support.api_catalog import (
+    api_settings,
+    copy_data,
+    draw_product,
+    start_server,
+    stop_server,
+)
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 

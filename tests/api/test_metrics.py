@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import CatalogItem, draw_product, png_bytes
+from tests.support.api_catalog import CatalogItem, draw_product, png_bytes
 
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset], float]:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
-from tests.api.conftest import (
+from tests.support.api_catalog import (
     CatalogItem,
     ImageServer,
     api_settings,

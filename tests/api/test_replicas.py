@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from lookalike.engine import Engine
-from tests.api.conftest import (
+from tests.support.api_catalog import (
     CatalogItem,
     ImageServer,
     LiveServer,

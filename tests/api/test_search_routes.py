@@ -8,7 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import CatalogItem
+from tests.support.api_catalog import CatalogItem
 
 HIT_FIELDS = {
     "id",

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.conftest import (
+from tests.support.api_catalog import (
     MAX_UPLOAD_BYTES,
     CatalogItem,
     ImageServer,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lookalike.encode import ImageLimits, decode_image
 from lookalike.errors import ImageTooLarge
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 
 # Sizes are rounded up to one of these so the cache holds a few files per image, not one
 # per size anybody asked for.

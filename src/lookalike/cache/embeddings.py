@@ -7,7 +7,6 @@ mixes embedding spaces. Vectors are stored as raw little-endian float32 bytes.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,11 +15,6 @@ from PIL import Image
 from lookalike.cache.base import Cache
 
 FLOAT32 = np.dtype("<f4")
-
-
-def normalise_text(text: str) -> str:
-    """The text as it is encoded and cached: NFC, whitespace runs collapsed, trimmed."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def text_key(model_id: str, text: str) -> str:

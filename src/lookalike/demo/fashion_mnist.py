@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lookalike.errors import FetchError, InvalidInput
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 
 CLASSES = (
     "T-shirt/top",

@@ -147,7 +147,7 @@ def save_model(directory: Path, model: LitModel, config: LitConfig) -> None:
     """Write weights (config in the header), then the marker JSON; each file atomically."""
     from safetensors.torch import save_file
 
-    from lookalike.index.persist import atomic_write
+    from lookalike.files.atomic import atomic_write
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -15,8 +15,9 @@ import faiss
 import numpy as np
 
 from lookalike.errors import IndexMismatch
+from lookalike.files.atomic import atomic_write
 from lookalike.index.base import IndexMeta
-from lookalike.index.persist import atomic_write, read_meta, write_meta
+from lookalike.index.persist import read_meta, write_meta
 from lookalike.index.rwlock import RWLock
 
 INDEX_FILE = "index.faiss"

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
+from lookalike.files.fetch import Fetcher
 from lookalike.index.live import LiveIndex
-from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
@@ -77,7 +77,7 @@ class IngestReport:
         return data
 
     def write(self, path: Path) -> Path:
-        from lookalike.index.persist import atomic_write
+        from lookalike.files.atomic import atomic_write
 
         text = json.dumps(self.to_dict(), indent=2)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))

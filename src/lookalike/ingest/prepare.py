@@ -15,7 +15,7 @@ from lookalike.catalog.base import Product
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
 from lookalike.errors import FetchError, InvalidInput
-from lookalike.ingest.fetch import Fetcher
+from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
 
 Action = Literal["encode", "metadata", "unchanged", "failed"]

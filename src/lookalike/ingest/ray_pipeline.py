@@ -35,8 +35,8 @@ from lookalike.encode.base import Encoder
 from lookalike.encode.factory import create_encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.errors import BatchIndexError, ConfigError
+from lookalike.files.fetch import Fetcher
 from lookalike.index.live import LiveIndex
-from lookalike.ingest.fetch import Fetcher
 from lookalike.ingest.pipeline import IngestReport, _chunked
 from lookalike.ingest.prepare import Prepared, prepare_item, skip_action
 from lookalike.ingest.shards import (

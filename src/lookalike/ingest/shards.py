@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from lookalike.catalog.base import Product
 from lookalike.errors import StoreLocked
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 from lookalike.ingest.prepare import Prepared
 from lookalike.ingest.sources import BadRow, ItemSpec
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import InvalidInput, ManifestError
+from lookalike.files.fetch import is_url
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 IMAGE_KEYS = ("image", "image_url", "image_path", "url", "path")
@@ -38,10 +39,6 @@ class BadRow:
     id: str
     source: str
     reason: str
-
-
-def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://", "file://"))
 
 
 def open_source(location: str | Path) -> Iterator[ItemSpec | BadRow]:

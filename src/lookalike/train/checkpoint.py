@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from lookalike.errors import CheckpointError
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 
 STATE_FILE = "train_state.safetensors"
 STATE_KEY = "lookalike_train_state"

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from lookalike.encode.images import ImageLimits, decode_image
 from lookalike.errors import FetchError, InvalidInput
-from lookalike.ingest.fetch import Fetcher
+from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec, open_source
 from lookalike.train.captions import caption_variants
 

@@ -24,7 +24,7 @@ from lookalike.config import Settings
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.errors import InvalidInput
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 from lookalike.ingest.sources import ItemSpec
 from lookalike.train.data import ImageStore, read_items
 from lookalike.train.metrics import (

@@ -22,7 +22,7 @@ from lookalike.encode.lit import LitConfig, LitModel, build_config, preprocess_i
 from lookalike.encode.sentence import TextTower, load_text_tower
 from lookalike.encode.sources import OPENCLIP_CONFIG, ModelSource
 from lookalike.errors import CheckpointError, ModelError
-from lookalike.index.persist import atomic_write
+from lookalike.files.atomic import atomic_write
 
 OPENCLIP_WEIGHTS = "open_clip_model.safetensors"
 
