@@ -419,6 +419,7 @@ def _trainable(settings: Settings, config: TrainConfig, device: str, output: Pat
             image_size=config.image_size,
             embed_dim=config.embed_dim,
             text_projection=config.text_projection,
+            threads=settings.torch_threads,
         )
         with torch.no_grad():
             trainable.logit_scale.fill_(math.log(1 / config.temperature))
