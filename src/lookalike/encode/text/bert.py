@@ -11,6 +11,7 @@ measured latencies beside the sentence-transformers path.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ MODEL_TYPES = ("bert",)
 # "0.auto_model." before.
 STATE_PREFIX = "0.model."
 OLDER_STATE_PREFIXES = ("0.auto_model.",)
+SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+MAX_HEADER_BYTES = 100 << 20
 # Bound one forward pass: attention holds batch x heads x length^2 floats.
 MAX_BATCH = 64
 MAX_BATCH_SQUARES = 1 << 20
@@ -50,7 +63,9 @@ def claims(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class _Layer:
-    qkv: np.ndarray  # (hidden, 3 * hidden): query, key, value in one product
+    # Dense weights stay (out, in) as torch's Linear stores them (and mapped from the file,
+    # so worker processes share one copy); `x @ w.T` hands BLAS the transposed view.
+    qkv: np.ndarray  # (3 * hidden, hidden): query, key, value in one product
     qkv_bias: np.ndarray
     attention_out: np.ndarray
     attention_out_bias: np.ndarray
@@ -126,8 +141,7 @@ class NumpyBertTower:
             return get(f"{prefix}.weight"), get(f"{prefix}.bias")
 
         def dense(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-            # Stored (out, in) as torch's Linear keeps it; x @ W.T is done once here.
-            return np.ascontiguousarray(get(f"{prefix}.weight").T), get(f"{prefix}.bias")
+            return get(f"{prefix}.weight"), get(f"{prefix}.bias")
 
         self.word = get("embeddings.word_embeddings.weight")
         self.positions = get("embeddings.position_embeddings.weight")
@@ -142,7 +156,7 @@ class NumpyBertTower:
             down, down_bias = dense(f"{p}.output.dense")
             self.layers.append(
                 _Layer(
-                    qkv=np.ascontiguousarray(np.concatenate([w for w, _ in parts], axis=1)),
+                    qkv=np.concatenate([w for w, _ in parts]),
                     qkv_bias=np.concatenate([b for _, b in parts]),
                     attention_out=out,
                     attention_out_bias=out_bias,
@@ -171,15 +185,17 @@ class NumpyBertTower:
         head_dim = self.dim // self.heads
         scale = np.float32(1.0 / math.sqrt(head_dim))
         for layer in self.layers:
-            qkv = x @ layer.qkv + layer.qkv_bias
+            qkv = x @ layer.qkv.T + layer.qkv_bias
             qkv = qkv.reshape(count, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
             scores = (qkv[0] * scale) @ qkv[1].transpose(0, 1, 3, 2) + key_bias
             context = _softmax(scores) @ qkv[2]
             context = context.transpose(0, 2, 1, 3).reshape(count * length, self.dim)
-            attended = context @ layer.attention_out + layer.attention_out_bias
+            attended = context @ layer.attention_out.T + layer.attention_out_bias
             x = _layer_norm(x + attended, *layer.attention_norm, self.eps)
-            hidden = _gelu(x @ layer.up + layer.up_bias)
-            x = _layer_norm(x + hidden @ layer.down + layer.down_bias, *layer.output_norm, self.eps)
+            hidden = _gelu(x @ layer.up.T + layer.up_bias)
+            x = _layer_norm(
+                x + hidden @ layer.down.T + layer.down_bias, *layer.output_norm, self.eps
+            )
         return _pool(x.reshape(count, length, self.dim), mask, self.folder.pooling)
 
 
@@ -191,13 +207,39 @@ def build(source: TextSource, options: TextTowerOptions) -> NumpyBertTower:
 
 
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """The tensors of a safetensors file as read-only arrays mapped from it (no copy).
 
+    The format is an 8-byte little-endian header size, a JSON header naming each tensor's
+    dtype, shape and byte range, then the bytes. Mapping it lets processes share the
+    pages and reads only what is touched (the rows of the embedding table a query needs).
+    """
     try:
-        return load_file(str(path))
-    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated, bf16
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= MAX_HEADER_BYTES:
+                raise ValueError(f"header size {size} is not plausible")
+            header = json.loads(handle.read(size))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+        tensors = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = entry["data_offsets"]
+            shape = tuple(int(n) for n in entry["shape"])
+            tensors[name] = _as_array(data[begin:end], entry["dtype"], shape)
+        return tensors
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, truncated, foreign
         raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+def _as_array(raw: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "BF16":  # numpy has no bfloat16: its bits are the top half of a float32
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ValueError(f"tensor dtype {dtype} is not supported")
+    array = raw.view(SAFETENSORS_DTYPES[dtype]).reshape(shape)
+    # Writers pad the header so data is aligned; a file that is not gets a private copy.
+    return array if array.flags.aligned else array.copy()
 
 
 def _fingerprints(
