@@ -126,13 +126,10 @@ def _pretrained_unavailable(settings: Settings) -> str | None:
     """Why a pretrained CLIP cannot load here, or None; decided in seconds, not minutes."""
     if settings.model_checkpoint:
         return None  # a local model: loading it is quick and tells the truth
-    import httpx
+    from lookalike.encode.hub import hub_unreachable
 
-    try:
-        httpx.head("https://huggingface.co", timeout=3.0)
-    except httpx.HTTPError as exc:
-        return f"the model hub is unreachable: {type(exc).__name__}"
-    return None
+    reason = hub_unreachable()  # honours HF_HUB_OFFLINE, HF_ENDPOINT and proxies
+    return f"the model hub is unreachable: {reason}" if reason else None
 
 
 def _ensure_offline_model(
