@@ -91,13 +91,18 @@ def test_a_hub_text_model_offline_fails_with_the_hint(offline, tmp_path: Path):
 
 
 def test_a_cached_hub_text_model_loads_offline(offline, tmp_path: Path, minilm_folder: Path):
-    seed_hub_cache(
-        tmp_path / "hub",
-        "example-org/tiny-bert",
-        write_tiny_bert_folder(tmp_path / "tiny", minilm_folder),
-    )
-    tower = load_text_tower("example-org/tiny-bert", cache_dir=str(tmp_path / "hub"))
+    cache = tmp_path / "hub"
+    tiny = write_tiny_bert_folder(tmp_path / "tiny", minilm_folder)
+    seed_hub_cache(cache, "example-org/tiny-bert", tiny)
+    tower = load_text_tower("example-org/tiny-bert", cache_dir=str(cache))
     assert isinstance(tower, NumpyBertTower) and tower.encode(["red dress"]).shape == (1, 32)
+    # A forced kind reads its hub name through the same cache, and fails as fast.
+    pytest.importorskip("sentence_transformers")
+    forced = load_text_tower("sentence-transformers:example-org/tiny-bert", cache_dir=str(cache))
+    assert type(forced).__name__ == "LibraryTower"
+    assert forced.fingerprint == tower.fingerprint
+    with pytest.raises(ModelError, match="LOOKALIKE_TEXT_MODEL"):
+        load_text_tower("sentence-transformers:example-org/missing", cache_dir=str(cache))
 
 
 OPEN_CLIP_PROBE = """

@@ -43,6 +43,7 @@ class TextSource:
     kind: str  # the registry key: "bert", "sentence-transformers", "hub", ...
     location: str  # a local folder, a hub repo id, or a name the kind knows itself
     name: str  # the name as given; trained models record it
+    from_hub: bool = False  # `location` is a hub repo id to download for this kind
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,10 @@ def parse_text_source(name: str) -> TextSource:
     prefix, _, rest = name.partition(":")
     if rest and prefix in _KINDS:
         path = Path(rest).expanduser()
-        location = str(path.resolve()) if path.is_dir() else rest
-        return TextSource(prefix, location, name)
+        if path.is_dir():
+            return TextSource(prefix, str(path.resolve()), name)
+        # A kind that loads folders reads anything else as a hub repo id.
+        return TextSource(prefix, rest, name, from_hub=_KINDS[prefix].claims is not None)
     if name in _PACKAGED:
         located = _PACKAGED[name](name)
         if located is not None:
@@ -125,11 +127,14 @@ def load_text_tower(
 
 
 def _build(source: TextSource, options: TextTowerOptions) -> TextTower:
-    if source.kind == HUB:
+    if source.kind == HUB or source.from_hub:
         from lookalike.encode.text.download import download_text_model
 
         folder = download_text_model(source.location, options.cache_dir)
-        source = folder_source(folder, source.name)
+        if source.kind == HUB:
+            source = folder_source(folder, source.name)
+        else:
+            source = TextSource(source.kind, str(folder), source.name)
     kind = _KINDS.get(source.kind)
     if kind is None:
         raise ConfigError(f"no text tower of kind {source.kind!r}; known: {sorted(_KINDS)}")
