@@ -167,7 +167,8 @@ def cached_engine(request, tmp_path: Path, tiny_model_dir: Path, photo_folder: P
 
 
 def _stats(engine: Engine) -> dict[str, tuple[int, int]]:
-    return {c.name: (c.stats().hits, c.stats().misses) for c in engine.caches.backends}
+    caches = (engine.caches.embeddings.cache, engine.caches.results.cache)
+    return {c.name: (c.stats().hits, c.stats().misses) for c in caches}
 
 
 def test_repeated_query_is_answered_from_the_caches(cached_engine: Engine, photo_folder) -> None:
