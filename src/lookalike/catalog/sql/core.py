@@ -166,13 +166,9 @@ class SQLCatalog(ABC):
 
     def embedding(self, product_id: str) -> tuple[int, np.ndarray]:
         p = self.dialect.param
-        with self._reading() as conn:
-            row = self.dialect.execute(
-                conn,
-                f"SELECT vector_id, embedding FROM products WHERE id = {p}",
-                (product_id,),
-                binary=True,
-            ).fetchone()
+        row = self._row(
+            f"SELECT vector_id, embedding FROM products WHERE id = {p}", (product_id,), binary=True
+        )
         if row is None or row[1] is None:
             raise NotFound(f"product {product_id!r}" + (" has no embedding" if row else ""))
         return int(row[0]), np.frombuffer(row[1], dtype=np.float32).copy()
@@ -195,29 +191,19 @@ class SQLCatalog(ABC):
         return {int(vid): np.frombuffer(blob, dtype=np.float32) for vid, blob in rows}
 
     def log_head(self) -> int:
-        with self._reading() as conn:
-            row = self.dialect.execute(
-                conn, "SELECT COALESCE(MAX(seq), 0) FROM vector_log"
-            ).fetchone()
-        return int(row[0])
+        return int(self._row("SELECT COALESCE(MAX(seq), 0) FROM vector_log")[0])
 
     def version(self) -> int:
-        with self._reading() as conn:
-            row = self.dialect.execute(
-                conn, "SELECT version FROM catalog_version WHERE id = 1"
-            ).fetchone()
-        return int(row[0])
+        return int(self._row("SELECT version FROM catalog_version WHERE id = 1")[0])
 
     def changes_since(
         self, seq: int, limit: int = 100_000, model_id: str | None = None
     ) -> VectorChanges:
         p = self.dialect.param
-        with self._reading() as conn:
-            ops = self.dialect.execute(
-                conn,
-                f"SELECT seq, vector_id, op FROM vector_log WHERE seq > {p} ORDER BY seq LIMIT {p}",
-                (seq, limit),
-            ).fetchall()
+        ops = self._rows(
+            f"SELECT seq, vector_id, op FROM vector_log WHERE seq > {p} ORDER BY seq LIMIT {p}",
+            (seq, limit),
+        )
         return net_changes(ops, seq, lambda ids: self.embeddings_by_vector_ids(ids, model_id))
 
     def iter_embeddings(
@@ -227,14 +213,12 @@ class SQLCatalog(ABC):
         model_sql, model_params = self._model_clause(model_id)
         last = -1
         while True:
-            with self._reading() as conn:
-                rows = self.dialect.execute(
-                    conn,
-                    f"SELECT vector_id, embedding FROM products WHERE vector_id > {p}{model_sql}"
-                    f" ORDER BY vector_id LIMIT {p}",
-                    (last, *model_params, batch_size),
-                    binary=True,
-                ).fetchall()
+            rows = self._rows(
+                f"SELECT vector_id, embedding FROM products WHERE vector_id > {p}{model_sql}"
+                f" ORDER BY vector_id LIMIT {p}",
+                (last, *model_params, batch_size),
+                binary=True,
+            )
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -245,39 +229,31 @@ class SQLCatalog(ABC):
         p = self.dialect.param
         last = 0
         while True:
-            with self._reading() as conn:
-                rows = self.dialect.execute(
-                    conn,
-                    f"SELECT pk, {PRODUCT_COLUMNS} FROM products WHERE pk > {p}"
-                    f" ORDER BY pk LIMIT {p}",
-                    (last, batch_size),
-                ).fetchall()
+            rows = self._rows(
+                f"SELECT pk, {PRODUCT_COLUMNS} FROM products WHERE pk > {p} ORDER BY pk LIMIT {p}",
+                (last, batch_size),
+            )
             if not rows:
                 return
             yield from (product_from_row(row[1:]) for row in rows)
             last = rows[-1][0]
 
     def filter_vector_ids(self, product_filter: ProductFilter) -> np.ndarray:
-        where, params = filter_sql(product_filter, self.dialect)
         # Sorted here, not by ORDER BY: SQLite would walk the vector_id index (every row,
         # embeddings included) to avoid a sort instead of using the filter's own index.
-        with self._reading() as conn:
-            rows = self.dialect.execute(
-                conn,
-                f"SELECT vector_id FROM products WHERE vector_id IS NOT NULL AND {where}",
-                params,
-            ).fetchall()
+        rows = self._searchable("vector_id", product_filter)
         return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def count_matching(self, product_filter: ProductFilter) -> int:
+        return int(self._searchable("COUNT(*)", product_filter)[0][0])
+
+    def _searchable(self, select: str, product_filter: ProductFilter) -> list[tuple]:
+        """`select` over the searchable products the filter matches (covering indexes
+        answer both uses without reading the wide rows)."""
         where, params = filter_sql(product_filter, self.dialect)
-        with self._reading() as conn:
-            row = self.dialect.execute(
-                conn,
-                f"SELECT COUNT(*) FROM products WHERE vector_id IS NOT NULL AND {where}",
-                params,
-            ).fetchone()
-        return int(row[0])
+        return self._rows(
+            f"SELECT {select} FROM products WHERE vector_id IS NOT NULL AND {where}", params
+        )
 
     def facets(self, limit: int = 50) -> dict[str, Any]:
         p, order = self.dialect.param, self.dialect.byte_order
@@ -314,10 +290,7 @@ class SQLCatalog(ABC):
         return CatalogStats(int(total), int(searchable), models, last, self.log_head())
 
     def get_meta(self, key: str) -> str | None:
-        with self._reading() as conn:
-            row = self.dialect.execute(
-                conn, f"SELECT value FROM meta WHERE key = {self.dialect.param}", (key,)
-            ).fetchone()
+        row = self._row(f"SELECT value FROM meta WHERE key = {self.dialect.param}", (key,))
         return row[0] if row else None
 
     # --- search and click logs ---------------------------------------------------------
@@ -346,10 +319,7 @@ class SQLCatalog(ABC):
                 )
 
     def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
-        with self._reading() as conn:
-            rows = self.dialect.execute(
-                conn, _daily_totals_sql(self.dialect), (since_ts,)
-            ).fetchall()
+        rows = self._rows(_daily_totals_sql(self.dialect), (since_ts,))
         # PostgreSQL sums to `numeric`: Decimals, made plain numbers here.
         return [
             DayTotals(
@@ -366,6 +336,14 @@ class SQLCatalog(ABC):
         ]
 
     # --- helpers -----------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[tuple]:
+        with self._reading() as conn:
+            return self.dialect.execute(conn, sql, params, binary=binary).fetchall()
+
+    def _row(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> tuple | None:
+        with self._reading() as conn:
+            return self.dialect.execute(conn, sql, params, binary=binary).fetchone()
+
     def _where_in(
         self,
         conn: Any,
