@@ -110,7 +110,9 @@ class SQLCatalog(ABC):
         if not ids:
             return 0
         with self._writing() as conn:
-            rows = self._where_in(conn, "DELETE FROM products", "id", ids, " RETURNING vector_id")
+            # SELECT, then DELETE: no RETURNING, which SQLite before 3.35 lacks.
+            rows = self._where_in(conn, "SELECT vector_id FROM products", "id", ids)
+            self._where_in(conn, "DELETE FROM products", "id", ids, fetch=False)
             removed = [int(vector_id) for (vector_id,) in rows if vector_id is not None]
             seqs = self._number_entries(conn, len(removed))
             self._append_log(conn, [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)])
@@ -355,20 +357,21 @@ class SQLCatalog(ABC):
         *,
         sql_type: str = "text",
         binary: bool = False,
+        fetch: bool = True,
     ) -> list[tuple]:
         """Rows of `statement WHERE column IN values more_sql`, the list bound in chunks
-        the dialect can take."""
+        the dialect can take (`fetch=False` for a statement that returns none)."""
         rows: list[tuple] = []
         for chunk in self.dialect.chunks(values):
             clause, params = self.dialect.column_in(column, chunk, sql_type)
-            rows.extend(
-                self.dialect.execute(
-                    conn,
-                    f"{statement} WHERE {clause}{more_sql}",
-                    [*params, *more_params],
-                    binary=binary,
-                ).fetchall()
+            cursor = self.dialect.execute(
+                conn,
+                f"{statement} WHERE {clause}{more_sql}",
+                [*params, *more_params],
+                binary=binary,
             )
+            if fetch:
+                rows.extend(cursor.fetchall())
         return rows
 
     def _model_clause(self, model_id: str | None) -> tuple[str, list[str]]:
