@@ -546,18 +546,11 @@ def report_command(
 ) -> None:
     """Search quality per day from the search and click logs: CTR, MRR, diversity."""
     from lookalike.catalog import open_catalog
-    from lookalike.errors import ConfigError
-    from lookalike.quality import format_report, open_quality_store, quality_report
+    from lookalike.quality import format_report, quality_report
 
-    settings = build_settings(data_dir)
-    catalog = open_catalog(settings)
+    catalog = open_catalog(build_settings(data_dir))
     try:
-        store = open_quality_store(catalog)
-        if store is None:
-            raise ConfigError("search logs are kept in SQLite catalogs only, for now")
-        categories = {f["value"]: f["count"] for f in catalog.facets(limit=100_000)["category"]}
-        report = quality_report(store, categories, days)
-        store.close()
+        report = quality_report(catalog, days)
     finally:
         catalog.close()
     if as_json:
