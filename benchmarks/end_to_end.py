@@ -155,7 +155,7 @@ def build_index(data_dir: Path, dirs: dict[str, Path]) -> None:
     settings = Settings(data_dir=data_dir, model_checkpoint=str(dirs["torch"]), device="cpu")
     with Engine(settings, progress=True) as engine:
         started = time.perf_counter()
-        plan = engine.plan_index()
+        plan = engine.index_admin.plan()
         print(f"building {plan.describe()}")
         described = engine.build_index(plan)
         build_s = time.perf_counter() - started
@@ -174,7 +174,7 @@ def tune_index(data_dir: Path, dirs: dict[str, Path]) -> None:
     settings = Settings(data_dir=data_dir, model_checkpoint=str(dirs["torch"]), device="cpu")
     with Engine(settings, progress=True) as engine:
         started = time.perf_counter()
-        tuned = engine.tune_index()
+        tuned = engine.index_admin.tune(engine.live_index)
         tune_s = time.perf_counter() - started
     record(data_dir, tuned=tuned.chosen, recall=tuned.recall, tune_s=round(tune_s, 1))
     print(f"tuned {tuned.chosen} (Recall@100 {tuned.recall:.3f}) in {tune_s:.0f} s")

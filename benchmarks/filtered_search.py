@@ -11,11 +11,11 @@ the matching items, computed in the same run:
 
 * brute force     numpy over the matching vectors held in memory (the reference)
 * top-100 post    HNSW top-100 without the filter, then filtered (what not to do)
-* auto            Lookalike's SearchService on an HNSW index, strategy chosen by selectivity
+* auto            Lookalike's SearchPipeline on an HNSW index, strategy chosen by selectivity
 * ann (forced)    ANN + post-filter + widening even where the planner would go exact
                   (skipped at 0.05%: k would be most of the index, seconds per query)
-* exact (forced)  SearchService scoring every filter's matches exactly
-* flat auto       SearchService on the exact flat index
+* exact (forced)  SearchPipeline scoring every filter's matches exactly
+* flat auto       SearchPipeline on the exact flat index
 
 The "none" rows (no filter) give the HNSW index's own recall at this efSearch: a filtered
 ANN search cannot beat it.
@@ -46,13 +46,13 @@ from lookalike.config import Settings
 from lookalike.index.base import IndexMeta
 from lookalike.index.faiss_index import FaissIndex, FlatIndex
 from lookalike.index.live import LiveIndex
-from lookalike.search import Reranker, RerankWeights, SearchService
-from lookalike.search.filtering import CandidateFinder, FilterPolicy, Plan
+from lookalike.search import HandWeightedRanker, RerankWeights, SearchPipeline
+from lookalike.search.candidates import CandidateFinder, FilterPolicy, Plan
 
 SELECTIVITIES = (0.5, 0.05, 0.005, 0.0005)
 PRICE_TOP = 1000.0
 MODEL_ID = "synthetic"
-SIMILARITY_ONLY = Reranker(RerankWeights())
+SIMILARITY_ONLY = HandWeightedRanker(RerankWeights())
 
 
 class BenchHNSW(FaissIndex):
@@ -165,7 +165,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
 
     def through_service(index: FaissIndex, **overrides: Any) -> Method:
-        svc = SearchService(catalog, LiveIndex(index, catalog), Settings(**overrides))
+        svc = SearchPipeline(catalog, LiveIndex(index, catalog), Settings(**overrides))
 
         def run(query: np.ndarray, product_filter: ProductFilter | None) -> tuple[list, str]:
             results = svc.by_vector(query, args.k, product_filter, rerank=SIMILARITY_ONLY)

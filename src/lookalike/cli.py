@@ -485,6 +485,10 @@ def consume_command(
     redis_url: Annotated[
         str | None, typer.Option(help="Redis with the stream (default: $LOOKALIKE_REDIS_URL).")
     ] = None,
+    events_url: Annotated[
+        str | None,
+        typer.Option(help="Event queue URL (default: $LOOKALIKE_EVENTS_URL, else the Redis URL)."),
+    ] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name (default: settings).")] = None,
     group: Annotated[str | None, typer.Option(help="Consumer group (default: settings).")] = None,
     name: Annotated[
@@ -495,22 +499,23 @@ def consume_command(
         int | None, typer.Option(help="Serve Prometheus metrics (lag, throughput) on this port.")
     ] = None,
 ) -> None:
-    """Apply product events from a Redis stream to the catalog and index, until stopped."""
+    """Apply product events from a queue to the catalog and index, until stopped."""
     import contextlib
     import signal
 
     from lookalike.ingest.consumer import StreamConsumer
-    from lookalike.ingest.redis_stream import RedisStreamSource
+    from lookalike.ingest.event_sources import open_event_source
 
     settings = build_settings(
         data_dir,
         redis_url=redis_url,
+        events_url=events_url,
         stream_name=stream,
         consumer_group=group,
         consumer_name=name,
         consumer_batch_size=batch_size,
     )
-    source = RedisStreamSource.from_settings(settings)  # fails fast without Redis
+    source = open_event_source(settings)  # fails fast without the queue
     with contextlib.closing(source), _engine(settings, progress=False) as engine:
         engine.live_index  # noqa: B018  (load the model and index before the first event)
         consumer = StreamConsumer(
@@ -547,18 +552,11 @@ def report_command(
 ) -> None:
     """Search quality per day from the search and click logs: CTR, MRR, diversity."""
     from lookalike.catalog import open_catalog
-    from lookalike.errors import ConfigError
-    from lookalike.quality import format_report, open_quality_store, quality_report
+    from lookalike.quality import format_report, quality_report
 
-    settings = build_settings(data_dir)
-    catalog = open_catalog(settings)
+    catalog = open_catalog(build_settings(data_dir))
     try:
-        store = open_quality_store(catalog)
-        if store is None:
-            raise ConfigError("search logs are kept in SQLite catalogs only, for now")
-        categories = {f["value"]: f["count"] for f in catalog.facets(limit=100_000)["category"]}
-        report = quality_report(store, categories, days)
-        store.close()
+        report = quality_report(catalog, days)
     finally:
         catalog.close()
     if as_json:
@@ -610,12 +608,12 @@ def build_index_command(
     if index_type is not None and index_type not in known:
         raise typer.BadParameter(f"{index_type!r} is not one of {', '.join(known)}")
     with _engine(build_settings(data_dir, index_type=index_type)) as engine:
-        plan = engine.plan_index()
+        plan = engine.index_admin.plan()
         typer.echo(f"building {plan.describe()}")
         described = engine.build_index(plan)
         typer.echo(f"built {described['type']} index with {described['vectors']} vectors")
         if tune:
-            _print_tune(engine.tune_index())
+            _print_tune(engine.index_admin.tune(engine.live_index))
 
 
 @app.command("tune")
@@ -630,7 +628,7 @@ def tune_command(
 ) -> None:
     """Set efSearch / nprobe to the cheapest value meeting the recall target."""
     with _engine(build_settings(data_dir)) as engine:
-        _print_tune(engine.tune_index(target, queries=queries, k=k))
+        _print_tune(engine.index_admin.tune(engine.live_index, target, queries=queries, k=k))
 
 
 def _print_tune(report: Any) -> None:

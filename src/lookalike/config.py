@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     rerank_freshness_half_life_days: float = Field(
         30.0, gt=0, description="Age at which the freshness bonus is half the weight."
     )
+    ranker: str = Field(
+        "hand",
+        description="Ranker that orders each page of candidates: `hand` (similarity plus the "
+        "weighted business signals below); a request may name another registered ranker.",
+    )
     negative_weight: float = Field(
         0.5,
         ge=0,
@@ -273,6 +278,11 @@ class Settings(BaseSettings):
         description="Redis for shared caches and the event stream, e.g. "
         "`redis://localhost:6379/0`; unset = in-process caches (`lookalike consume` needs it).",
     )
+    cache_url: str | None = Field(
+        None,
+        description="Where query-embedding and result caches live: `memory://` (each process "
+        "its own) or `redis://host:6379/0` (shared); unset = redis_url when set, else memory.",
+    )
     cache_max_bytes: int = Field(
         64 * MiB,
         ge=0,
@@ -289,6 +299,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long search results stay cached; any catalog change invalidates them "
         "at once. 0 = no result cache.",
+    )
+    events_url: str | None = Field(
+        None,
+        description="Queue of product events `lookalike consume` reads: `redis://host:6379/0` "
+        "(a Redis stream named stream_name); unset = redis_url.",
     )
     stream_name: str = Field(
         "lookalike:events", min_length=1, description="Redis stream of product events."

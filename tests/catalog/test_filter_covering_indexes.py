@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from lookalike.catalog.base import Product, ProductFilter
-from lookalike.catalog.filters import SQLiteDialect, filter_sql
-from lookalike.catalog.migrations import SQLITE_MIGRATIONS, apply_sqlite_migrations
+from lookalike.catalog.filters import filter_sql
+from lookalike.catalog.sql.dialects import SQLITE
+from lookalike.catalog.sql.migrations import MIGRATIONS, apply_migrations
 from lookalike.catalog.sqlite import SQLiteCatalog
 from tests.support.synthetic_catalog import fill_catalog, unit_vectors
 
@@ -25,7 +26,7 @@ from tests.support.synthetic_catalog import fill_catalog, unit_vectors
 )
 def test_filter_queries_use_a_covering_index(tmp_path, product_filter):
     catalog = SQLiteCatalog(tmp_path / "catalog.db")
-    where, params = filter_sql(product_filter, SQLiteDialect())
+    where, params = filter_sql(product_filter, SQLITE)
     conn = sqlite3.connect(tmp_path / "catalog.db")
     for select in ("COUNT(*)", "vector_id"):
         plan = conn.execute(
@@ -42,14 +43,12 @@ def test_filter_queries_use_a_covering_index(tmp_path, product_filter):
 def test_a_first_version_catalog_is_upgraded(tmp_path):
     path = tmp_path / "catalog.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    apply_sqlite_migrations(conn, SQLITE_MIGRATIONS[:1])
-    conn.execute("COMMIT")
+    apply_migrations(conn, SQLITE, MIGRATIONS[:1])
     conn.close()
     products = [Product(id=f"u{i}", category="a" if i % 2 else "b", price=i) for i in range(10)]
     catalog, _ = fill_catalog(path, products, unit_vectors(10, 8, np.random.default_rng(0)))
     assert catalog.count_matching(ProductFilter(categories=("a",))) == 5
     assert len(catalog.filter_vector_ids(ProductFilter(price_max=4.0))) == 5
     versions = sqlite3.connect(path).execute("SELECT MAX(version) FROM schema_version")
-    assert versions.fetchone()[0] == len(SQLITE_MIGRATIONS)
+    assert versions.fetchone()[0] == len(MIGRATIONS)
     catalog.close()

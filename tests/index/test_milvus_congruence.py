@@ -305,7 +305,7 @@ def test_milvus_index_describes_itself(tmp_path, catalog):
 def test_the_search_planner_pushes_broad_filters_down_and_the_catalog_has_the_last_word(
     tmp_path, catalog
 ):
-    from lookalike.search.filtering import CandidateFinder, FilterPolicy
+    from lookalike.search.candidates import CandidateFinder, FilterPolicy
 
     live = open_index(settings_for(tmp_path), catalog, DIM, MODEL)
     faiss = faiss_live(catalog).index

@@ -7,10 +7,10 @@ import pytest
 
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.config import Settings
-from lookalike.index.factory import index_directory, index_planner, open_index
+from lookalike.index.factory import index_directory, open_index
 from lookalike.index.faiss_index import META_FILE, saved_kind
 from lookalike.index.persist import read_meta, write_meta
-from lookalike.index.planner import choose_kind
+from lookalike.index.planner import choose_kind, index_planner
 from tests.support.ann_vectors import catalog_writes, clustered, exact_top_k, recall_at_k
 
 DIM = 64

@@ -1,17 +1,45 @@
-"""Search ids, click events and `lookalike report` on the real app and the real CLI."""
+"""Search ids, click events and `lookalike report` on the real app and the real CLI, with
+the logs in each catalog backend (SQLite and PostgreSQL alike)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from lookalike.api import create_app
 from lookalike.cli import app as cli_app
-from tests.support.api_catalog import CatalogItem
+from lookalike.engine import Engine
+from tests.support.api_catalog import CatalogItem, api_settings
+from tests.support.catalog_backends import Backend
 
 LIMIT = 4
+
+
+@pytest.fixture
+def logging_client(
+    backend: Backend, tiny_model: Path, catalog_items: list[CatalogItem]
+) -> Iterator[TestClient]:
+    """The app over the 24 drawn products, indexed into `backend`'s catalog."""
+    settings = api_settings(backend.data_dir, tiny_model, catalog_url=backend.url)
+    with Engine(settings) as engine:
+        report = engine.index_path(catalog_items[0].path.parent / "catalog.csv")
+    assert report.added == len(catalog_items)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def report_command(backend: Backend, *args: str):
+    """`lookalike report` as a user runs it, the catalog named by the environment."""
+    return CliRunner().invoke(
+        cli_app,
+        ["report", "--data-dir", str(backend.data_dir), *args],
+        env={"LOOKALIKE_CATALOG_URL": backend.url},
+    )
 
 
 def searches(client: TestClient, items: list[CatalogItem]) -> list[dict]:
@@ -28,9 +56,9 @@ def searches(client: TestClient, items: list[CatalogItem]) -> list[dict]:
 
 
 def test_clicks_turn_into_ctr_mrr_and_diversity(
-    writable_client: TestClient, catalog_items: list[CatalogItem]
+    logging_client: TestClient, backend: Backend, catalog_items: list[CatalogItem]
 ) -> None:
-    client = writable_client
+    client = logging_client
     bodies = searches(client, catalog_items)
     ids = [body["search_id"] for body in bodies]
     assert len(set(ids)) == 4 and all(len(i) == 32 for i in ids)
@@ -44,8 +72,7 @@ def test_clicks_turn_into_ctr_mrr_and_diversity(
     assert [click(bodies[0], 1), click(bodies[0], 3), click(bodies[1], 2)] == [202] * 3
     client.app.state.tracker.log.flush()
 
-    settings = client.app.state.settings
-    result = CliRunner().invoke(cli_app, ["report", "--data-dir", str(settings.data_dir), "--json"])
+    result = report_command(backend, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     (today, overall) = report["days"]
@@ -62,8 +89,22 @@ def test_clicks_turn_into_ctr_mrr_and_diversity(
     assert report["baseline"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
     assert report["baseline"]["diversity"] == pytest.approx(1 - (3 / 4) ** 4)
 
-    table = CliRunner().invoke(cli_app, ["report", "--data-dir", str(settings.data_dir)])
+    table = report_command(backend)
     assert table.exit_code == 0 and "50.0%" in table.output and "baseline" in table.output
+
+
+def test_logging_off_refuses_clicks_and_logs_nothing(
+    backend: Backend, tiny_model: Path, catalog_items: list[CatalogItem]
+) -> None:
+    settings = api_settings(backend.data_dir, tiny_model, catalog_url=backend.url, search_log=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.app.state.tracker.log is None
+        found = client.get("/v1/search/text", params={"q": "red", "limit": LIMIT})
+        assert found.status_code == 200
+        payload = {"search_id": found.json()["search_id"], "product_id": "x", "position": 1}
+        refused = client.post("/v1/events/click", json=payload)
+        assert refused.status_code == 503 and "LOOKALIKE_SEARCH_LOG" in refused.text
+    assert json.loads(report_command(backend, "--json").output)["days"] == []
 
 
 @pytest.mark.parametrize(
@@ -81,8 +122,8 @@ def test_bad_clicks_are_refused(client: TestClient, payload: dict) -> None:
     assert response.json()["error"]["type"] == "ValidationError"
 
 
-def test_report_without_logs_shows_only_the_baseline(tmp_path) -> None:
-    result = CliRunner().invoke(cli_app, ["report", "--data-dir", str(tmp_path / "d"), "--json"])
+def test_report_without_logs_shows_only_the_baseline(backend: Backend) -> None:
+    result = report_command(backend, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["days"] == [] and report["baseline"]["diversity"] is None

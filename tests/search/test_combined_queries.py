@@ -60,7 +60,7 @@ def ranking(results) -> list[tuple[str, float]]:
 
 
 def by_vector(engine: Engine, query: np.ndarray, limit: int = 10, **options):
-    return engine.search_service.by_vector(query, limit, rerank=NO_RERANK, **options)
+    return engine.pipeline.by_vector(query, limit, rerank=NO_RERANK, **options)
 
 
 def test_hybrid_weight_one_is_image_search_and_zero_is_text_search(engine):
@@ -148,7 +148,7 @@ def test_ranking_options_through_the_engine(engine):
         SearchRequest(texts=["a hat"], limit=12, diversity=Diversity(mmr_lambda=0.3))
     )
     assert len(mmr.hits) == 12
-    assert "rerank_ms" in mmr.timings_ms and "encode_ms" in mmr.timings_ms
+    assert "rank_ms" in mmr.timings_ms and "encode_ms" in mmr.timings_ms
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,17 @@ from hypothesis import strategies as st
 from lookalike.catalog.base import Product, ProductFilter
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
-from lookalike.search import Diversity, Reranker, RerankWeights, SearchHit, SearchService, diversify
+from lookalike.search import (
+    Diversity,
+    HandWeightedRanker,
+    RerankWeights,
+    SearchHit,
+    SearchPipeline,
+    diversify,
+)
 from tests.support.synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
 
-SIMILARITY_ONLY = Reranker(RerankWeights())
+SIMILARITY_ONLY = HandWeightedRanker(RerankWeights())
 
 hit_specs = st.lists(
     st.tuples(st.sampled_from(["a", "b", "c", "d", None]), st.sampled_from(["x", "y", None])),
@@ -135,7 +142,7 @@ def crowded(tmp_path_factory):
 def test_caps_still_fill_the_limit(crowded, strategy):
     catalog, live, products, vectors, query = crowded
     threshold = 10**6 if strategy == "exact" else 0
-    service = SearchService(catalog, live, Settings(filter_exact_max_items=threshold))
+    service = SearchPipeline(catalog, live, Settings(filter_exact_max_items=threshold))
     a_filter = ProductFilter(brands=("brand0", "brand1", "brand2"))  # matches everything
     results = service.by_vector(
         query, 12, a_filter, rerank=SIMILARITY_ONLY, diversity=Diversity(max_per_category=2)
@@ -154,7 +161,7 @@ def test_caps_still_fill_the_limit(crowded, strategy):
 
 def test_caps_that_cannot_be_filled_return_what_exists(crowded):
     catalog, live, _, _, query = crowded
-    service = SearchService(catalog, live, Settings())
+    service = SearchPipeline(catalog, live, Settings())
     results = service.by_vector(query, 20, diversity=Diversity(max_per_category=1))
     assert sorted(h.product.category for h in results.hits) == sorted(
         ["near", *(f"cat{i}" for i in range(10))]
@@ -171,7 +178,7 @@ def test_mmr_through_the_service_uses_stored_embeddings(tmp_path):
     vectors = np.concatenate([[twin, twin], others]).astype(np.float32)
     products = [Product(id=f"m{i}") for i in range(len(vectors))]
     catalog, _ = fill_catalog(tmp_path / "catalog.db", products, vectors)
-    service = SearchService(catalog, flat_live_index(catalog, 16), Settings())
+    service = SearchPipeline(catalog, flat_live_index(catalog, 16), Settings())
     plain = service.by_vector(query, 5, rerank=SIMILARITY_ONLY)
     assert {h.product.id for h in plain.hits[:2]} == {"m0", "m1"}
     varied = service.by_vector(

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from lookalike.catalog.base import Product, ProductFilter
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
-from lookalike.search import Reranker, RerankWeights, SearchHit, SearchService
-from lookalike.search.filtering import CandidateFinder, FilterPolicy, Plan, merge_best
+from lookalike.search import HandWeightedRanker, RerankWeights, SearchHit, SearchPipeline
+from lookalike.search.candidates import CandidateFinder, FilterPolicy, Plan, merge_best
 from tests.support.synthetic_catalog import (
     assert_same_ranking,
     brute_force,
@@ -24,7 +24,7 @@ from tests.support.synthetic_catalog import (
 )
 
 DIM = 32
-SIMILARITY_ONLY = Reranker(RerankWeights())
+SIMILARITY_ONLY = HandWeightedRanker(RerankWeights())
 EXACT = Settings(filter_exact_max_items=10**9)  # every filter takes the exact path
 # ANN + post-filter, even where the first k would cover the whole index (oversample 1
 # keeps it below the index size for the 0.5% filter: 20 / 0.005 = 4000 of 8000).
@@ -58,7 +58,7 @@ def rare(tmp_path_factory):
 @pytest.mark.parametrize("index_kind", ["flat", "hnsw"])
 def test_rare_category_top20_is_brute_force(rare, index_kind):
     catalog, products, vectors, indexes = rare
-    service = SearchService(catalog, indexes[index_kind], Settings())
+    service = SearchPipeline(catalog, indexes[index_kind], Settings())
     only_rare = ProductFilter(categories=("rare",))
     assert catalog.count_matching(only_rare) == RARE_N // 200  # 0.5%
     for query in unit_vectors(10, DIM, np.random.default_rng(11)):
@@ -102,7 +102,7 @@ def test_ivfpq_filter_searches_only_matching_ids(rare):
     stays at the unfiltered level, and the scores are the exact re-ranked similarities."""
     catalog, products, vectors, _ = rare
     live = ivfpq_live_index(catalog, DIM)
-    service = SearchService(catalog, live, ANN)
+    service = SearchPipeline(catalog, live, ANN)
     category = ProductFilter(categories=("c3",))  # about 10% of the items
     recalls = []
     for query in unit_vectors(20, DIM, np.random.default_rng(12)):
@@ -120,7 +120,7 @@ def test_ivfpq_filter_searches_only_matching_ids(rare):
 def test_hnsw_broad_filter_keeps_the_limit(rare):
     """The approximate index with a small search budget still fills every result slot."""
     catalog, _, _, indexes = rare
-    service = SearchService(catalog, indexes["hnsw"], ANN)
+    service = SearchPipeline(catalog, indexes["hnsw"], ANN)
     for category in ("c3", "rare"):
         only = ProductFilter(categories=(category,))
         for query in unit_vectors(5, DIM, np.random.default_rng(3)):
@@ -200,7 +200,7 @@ def test_filtered_search_is_brute_force(
     queries = unit_vectors(n_queries, DIM, rng)
     excluded = [int(rng.integers(0, SMALL_N))] if exclude_one else []
     chosen = {"auto": Settings(filter_exact_max_items=50), "exact": EXACT, "ann": ANN}[policy]
-    service = SearchService(catalog, live, chosen)
+    service = SearchPipeline(catalog, live, chosen)
     results = service.by_vector(
         queries,
         limit,
@@ -259,7 +259,7 @@ def test_unfiltered_search_skips_rows_deleted_since_the_index_saw_them(small, tm
         vectors,
     )
     live = flat_live_index(copy, DIM)
-    service = SearchService(copy, live, Settings())
+    service = SearchPipeline(copy, live, Settings())
     query = vectors[0]
     before = service.by_vector(query, 10, rerank=SIMILARITY_ONLY)
     gone = [h.product.id for h in before.hits[:6]]
@@ -276,7 +276,7 @@ def test_unfiltered_search_skips_rows_deleted_since_the_index_saw_them(small, tm
 
 def test_empty_filter_and_empty_match(small):
     catalog, live, _, _, _ = small
-    service = SearchService(catalog, live, Settings())
+    service = SearchPipeline(catalog, live, Settings())
     nothing = ProductFilter(categories=("no-such-category",))
     results = service.by_vector(np.ones(DIM, np.float32), 10, nothing)
     assert results.hits == [] and results.total_found == 0
@@ -285,7 +285,7 @@ def test_empty_filter_and_empty_match(small):
 
 def test_bad_query_vectors_are_refused(small):
     catalog, live, _, _, _ = small
-    service = SearchService(catalog, live, Settings())
+    service = SearchPipeline(catalog, live, Settings())
     with pytest.raises(InvalidInput):
         service.by_vector(np.ones(DIM + 1, np.float32), 10)
     with pytest.raises(InvalidInput):

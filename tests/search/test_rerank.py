@@ -1,5 +1,6 @@
-"""Re-ranking: signal normalisation, weights from settings with per-request overrides, and
-the service reporting similarity and final score."""
+"""Ranking: signal normalisation, the hand-weighted ranker (weights from settings with
+per-request overrides), the ranker registry, and the pipeline reporting similarity, final
+score and the features each hit was ranked on."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ from hypothesis import strategies as st
 from lookalike.catalog.base import Product
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
-from lookalike.search import Reranker, RerankWeights, SearchHit, SearchService
-from lookalike.search.rerank import SignalScales
+from lookalike.search import (
+    HandWeightedRanker,
+    QueryContext,
+    RerankWeights,
+    SearchHit,
+    SearchPipeline,
+    create_ranker,
+)
+from lookalike.search.ranking import BASE_FEATURES, SignalScales, ordered
+from lookalike.search.ranking.features import signals
 from tests.support.synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
 
 NOW = 1_800_000_000.0
@@ -39,8 +48,8 @@ def product(created_at: float = NOW, **attributes) -> Product:
     ],
 )
 def test_signals_map_attributes_to_unit_range(attributes, expected):
-    signals = Reranker(RerankWeights(), SCALES).signals([product(**attributes)], NOW)
-    assert signals[0].tolist() == pytest.approx(expected)
+    values = signals([product(**attributes)], SCALES, NOW)
+    assert values[0].tolist() == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -58,18 +67,31 @@ def test_signals_map_attributes_to_unit_range(attributes, expected):
 )
 def test_freshness_halves_every_half_life(item, freshness):
     # NOW is 2027-01-15T08:00:00Z.
-    value = Reranker(RerankWeights(), SCALES).signals([item], NOW)[0, 3]
+    value = signals([item], SCALES, NOW)[0, 3]
     assert value == pytest.approx(freshness)
 
 
 def test_settings_weights_and_per_request_override():
     settings = Settings(rerank_popularity=0.1, rerank_rating=0.2, rerank_freshness=0.0)
-    base = Reranker.from_settings(settings)
+    base = HandWeightedRanker.from_settings(settings)
     assert base.weights == RerankWeights(popularity=0.1, rating=0.2, conversion=0.0)
-    override = Reranker.from_settings(settings, {"rating": 0.0, "conversion": 0.5})
+    override = HandWeightedRanker.from_settings(settings, {"rating": 0.0, "conversion": 0.5})
     assert override.weights == RerankWeights(popularity=0.1, rating=0.0, conversion=0.5)
-    off = Reranker.from_settings(settings, {"popularity": 0, "rating": 0})
-    assert not off.active
+    off = HandWeightedRanker.from_settings(settings, {"popularity": 0, "rating": 0})
+    assert not off.reorders
+    assert base.reorders and base.name == "hand"
+    # Explicit weights mean the hand-weighted ranker, whatever the default is.
+    assert create_ranker(settings, overrides={"rating": 0.3}).weights.rating == 0.3
+    assert create_ranker(settings).weights == base.weights
+
+
+def test_unknown_ranker_is_refused():
+    with pytest.raises(InvalidInput, match="unknown ranker 'nope'"):
+        create_ranker(Settings(), "nope")
+
+
+def apply(ranker: HandWeightedRanker, hits: list[SearchHit], now: float) -> list[SearchHit]:
+    return ordered(hits, ranker.rank(QueryContext("image"), hits, now))[0]
 
 
 @pytest.mark.parametrize(
@@ -83,7 +105,9 @@ def test_settings_weights_and_per_request_override():
 )
 def test_bad_overrides_are_refused(weights):
     with pytest.raises(InvalidInput):
-        Reranker.from_settings(Settings(), weights)
+        HandWeightedRanker.from_settings(Settings(), weights)
+    with pytest.raises(InvalidInput):
+        create_ranker(Settings(), overrides=weights)
 
 
 hit_lists = st.lists(
@@ -101,12 +125,12 @@ weight_values = st.floats(0, 1)
 
 @given(hits=hit_lists, w=st.tuples(weight_values, weight_values, weight_values, weight_values))
 def test_score_is_similarity_plus_bounded_bonus(hits, w):
-    reranker = Reranker(RerankWeights(*w), SCALES)
+    reranker = HandWeightedRanker(RerankWeights(*w), SCALES)
     given_hits = [
         SearchHit(Product(id=f"h{i}", attributes=a, created_at=NOW), s, s)
         for i, (s, a) in enumerate(hits)
     ]
-    ranked = reranker.apply(given_hits, NOW)
+    ranked = apply(reranker, given_hits, NOW)
     assert sorted(h.product.id for h in ranked) == sorted(h.product.id for h in given_hits)
     scores = [h.score for h in ranked]
     assert scores == sorted(scores, reverse=True)
@@ -119,7 +143,7 @@ def test_zero_weights_rank_by_similarity(hits):
     given_hits = [
         SearchHit(Product(id=f"h{i}", attributes=a), s, s) for i, (s, a) in enumerate(hits)
     ]
-    ranked = Reranker(RerankWeights()).apply(given_hits)
+    ranked = apply(HandWeightedRanker(RerankWeights()), given_hits, NOW)
     assert [h.score for h in ranked] == [h.similarity for h in ranked]
     assert [h.similarity for h in ranked] == sorted((s for s, _ in hits), reverse=True)
 
@@ -135,7 +159,7 @@ def test_service_reranks_a_pool_and_reports_both_scores(tmp_path):
         Product(id=f"r{i}", attributes={"rating": 5.0} if i == star else {}) for i in range(300)
     ]
     catalog, _ = fill_catalog(tmp_path / "catalog.db", products, vectors)
-    service = SearchService(catalog, flat_live_index(catalog, 16), Settings())
+    service = SearchPipeline(catalog, flat_live_index(catalog, 16), Settings())
     reference = brute_force(products, vectors, query, 10)
 
     plain = service.by_vector(query, 10, rerank={"rating": 0, "popularity": 0, "freshness": 0})
@@ -152,4 +176,11 @@ def test_service_reranks_a_pool_and_reports_both_scores(tmp_path):
     rest = boosted.hits[1:]
     assert all(h.score == h.similarity for h in rest)
     assert [h.similarity for h in rest] == sorted((h.similarity for h in rest), reverse=True)
+    # The features each hit was ranked on come back with the page, row i for hit i.
+    assert boosted.feature_names == BASE_FEATURES
+    assert boosted.features.shape == (10, len(BASE_FEATURES))
+    assert boosted.features[0, 0] == pytest.approx(top.similarity)
+    assert boosted.features[0, BASE_FEATURES.index("rating")] == 1.0
+    assert (boosted.features[1:, BASE_FEATURES.index("rating")] == 0).all()
+    assert boosted.ranker.startswith("hand@")
     catalog.close()

@@ -34,7 +34,7 @@ from lookalike.api.thumbnails import ThumbnailCache
 from lookalike.api.tracking import SearchTracker
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from lookalike.quality import SearchLogger, open_quality_store
+from lookalike.quality import SearchLogger
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,8 @@ def create_app_from_env() -> FastAPI:
 
 
 def _search_logger(settings: Settings, engine: Engine) -> SearchLogger | None:
-    if not settings.search_log:
-        return None
-    store = open_quality_store(engine.catalog)
-    if store is None:
-        log.warning("search and click logging needs the SQLite catalog for now; it is off")
-        return None
-    return SearchLogger(store)
+    """Search and click logs go to the catalog, whatever its backend, unless turned off."""
+    return SearchLogger(engine.catalog) if settings.search_log else None
 
 
 async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:

@@ -9,9 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lookalike.catalog import Product, ProductFilter
-from lookalike.engine import Diversity
 from lookalike.errors import InvalidInput
-from lookalike.search import SearchResults
+from lookalike.search import Diversity, SearchResults
 
 MAX_QUERY_IMAGES = 16
 MAX_TEXT_CHARS = 2000

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import Literal
 
 from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import SearchResponse, search_response
@@ -15,17 +14,6 @@ from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import LookalikeError
 from lookalike.quality import SearchLogger, SearchRecord
 from lookalike.search import SearchResults
-
-QueryType = Literal["image", "text", "hybrid"]
-
-
-def query_type(request: SearchRequest, uploads: list[ImageUpload]) -> QueryType:
-    """An indexed product's embedding counts as an image: it is one."""
-    has_image = bool(request.images or uploads or request.product_id)
-    has_text = any(text.strip() for text in request.texts)
-    if has_image and has_text:
-        return "hybrid"
-    return "image" if has_image else "text"
 
 
 class SearchTracker:
@@ -39,7 +27,7 @@ class SearchTracker:
     ) -> SearchResponse:
         """Run the search on the thread pool; time, count and log it."""
         metrics = self.engine.metrics
-        kind = query_type(request, uploads)
+        kind = dataclasses.replace(request, images=[*request.images, *uploads]).kind
         started = time.perf_counter()
         try:
             results = await self.run(_search, self.engine, request, uploads)

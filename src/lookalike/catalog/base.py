@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
+
 
 @dataclass
 class Product:
@@ -120,10 +122,25 @@ class CatalogStats:
     log_head: int
 
 
+@dataclass(frozen=True)
+class CatalogCapabilities:
+    """What a catalog backend offers, for the parts that choose how to use it."""
+
+    # Servers on other machines can open the same catalog (a database server, not a file).
+    shared_between_machines: bool
+    # Several processes may write at once; the backend serialises them, never refuses one.
+    concurrent_writers: bool
+
+
 class Catalog(Protocol):
     """A product store; SQLite by default, PostgreSQL for servers."""
 
-    url: str
+    url: str  # with any password redacted
+    capabilities: CatalogCapabilities
+
+    def describe(self) -> dict[str, Any]:
+        """Backend name, redacted URL, schema (newest migration) and capabilities."""
+        ...
 
     def upsert(self, writes: Sequence[ProductWrite]) -> None:
         """Insert or replace products (one transaction for the batch)."""
@@ -192,6 +209,17 @@ class Catalog(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
+
+    def write_search_logs(
+        self, searches: Sequence[SearchRecord], clicks: Sequence[ClickRecord]
+    ) -> None:
+        """Write a batch of search and click records in one transaction (a search logged
+        twice is kept once)."""
+        ...
+
+    def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
+        """Sums of the search and click logs per UTC day from `since_ts` on, oldest first."""
+        ...
 
     def close(self) -> None: ...
 

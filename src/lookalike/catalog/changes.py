@@ -1,21 +1,95 @@
-"""The vector change log's entries and how a stretch of them folds into index operations.
+"""The vector change log: which entries a batch of writes appends (`plan_upsert`), and how
+a stretch of entries folds into index operations (`net_changes`).
 
-Shared by every SQL backend: each stores rows of (seq, vector_id, op) and hands them here.
+Both are pure functions shared by every backend: a backend reads the stored state, asks for
+the plan, numbers its entries (its own way, in commit order) and writes what it says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from lookalike.catalog.base import VectorChanges
+from lookalike.catalog.base import ProductWrite, VectorChanges
 
 OP_ADD = 1  # a new embedding under a fresh vector id
 OP_REMOVE = -1  # the embedding was replaced or its product deleted
 # The product's metadata changed, its vector did not. Indexes that keep filterable
 # attributes beside the vectors (a vector database) re-read them; FAISS ignores it.
 OP_METADATA = 0
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """One change-log entry. Its vector is a stored one (`vector_id`), or the one the add
+    entry at index `added_by` of the same plan creates (an add names itself): that id is
+    the add entry's own sequence number, known only once the backend numbers the entries."""
+
+    op: int
+    vector_id: int | None = None
+    added_by: int | None = None
+
+    def resolve(self, seqs: Sequence[int]) -> int:
+        """The vector id, given the sequence numbers of the plan's entries."""
+        return int(self.vector_id) if self.added_by is None else int(seqs[self.added_by])
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One product row to write: with a new vector (the add entry at `vector_entry`), or
+    metadata only (`vector_entry` None: the stored vector, if any, stays)."""
+
+    write: ProductWrite
+    created_at: float
+    vector_entry: int | None
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    entries: tuple[PlannedEntry, ...]  # in the order they must be appended
+    rows: tuple[PlannedRow, ...]  # in the order of the writes
+
+
+def plan_upsert(
+    stored: Mapping[str, tuple[int | None, float]], writes: Sequence[ProductWrite], stamp: float
+) -> UpsertPlan:
+    """The log entries and product rows of a batch of upserts.
+
+    `stored`: (vector_id, created_at) of the written ids that exist now. Writes apply in
+    order, so a product written twice in one batch sees its first write: a new embedding
+    removes the vector before it (stored or just added), a metadata change of an embedded
+    product is logged against its current vector, and `created_at` stays the first one.
+    """
+    # id -> (its vector: a stored id or this plan's add entry, or None; created_at)
+    state: dict[str, tuple[_Vector | None, float]] = {
+        pid: (None if vid is None else _Vector(int(vid), None), created)
+        for pid, (vid, created) in stored.items()
+    }
+    entries: list[PlannedEntry] = []
+    rows: list[PlannedRow] = []
+    for write in writes:
+        vector, created = state.get(write.product.id, (None, stamp))
+        if write.embedding is None:
+            if vector is not None:
+                entries.append(PlannedEntry(OP_METADATA, *vector))
+            rows.append(PlannedRow(write, created, None))
+            continue
+        if vector is not None:
+            entries.append(PlannedEntry(OP_REMOVE, *vector))
+        added = len(entries)
+        entries.append(PlannedEntry(OP_ADD, added_by=added))
+        rows.append(PlannedRow(write, created, added))
+        state[write.product.id] = (_Vector(None, added), created)
+    return UpsertPlan(tuple(entries), tuple(rows))
+
+
+class _Vector(NamedTuple):
+    vector_id: int | None
+    added_by: int | None
+
 
 EmbeddingFetcher = Callable[[Sequence[int]], dict[int, np.ndarray]]
 

@@ -8,7 +8,6 @@ renders the same checked conditions; the congruence tests hold them to `matches`
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -92,11 +91,12 @@ def _bound(what: str, value: float | None) -> float | None:
 
 
 class SqlDialect(Protocol):
-    """How one database spells the conditions a CheckedFilter needs."""
+    """How one database spells the conditions a CheckedFilter needs (`catalog/sql/dialects.py`
+    has one per database)."""
+
+    param: str
 
     def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]: ...
-
-    def param(self) -> str: ...
 
     def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]: ...
 
@@ -119,70 +119,10 @@ def filter_sql(product_filter: ProductFilter, dialect: SqlDialect) -> tuple[str,
         clauses.append("(" + " OR ".join(parts) + ")")
     for op, bound in ((">=", checked.price_min), ("<=", checked.price_max)):
         if bound is not None:
-            clauses.append(f"price {op} {dialect.param()}")
+            clauses.append(f"price {op} {dialect.param}")
             params.append(bound)
     for name, values in checked.attributes:
         sql, attribute_params = dialect.attribute(name, values)
         clauses.append(sql)
         params.extend(attribute_params)
     return (" AND ".join(clauses) or "1=1"), params
-
-
-class SQLiteDialect:
-    """JSON1: `json_extract` gives strings as TEXT, numbers as INTEGER/REAL, booleans as 1/0,
-    arrays and objects as JSON TEXT (hence the `json_type` guard on string matches)."""
-
-    def param(self) -> str:
-        return "?"
-
-    def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
-        return f"{column} IN ({','.join('?' * len(values))})", list(values)
-
-    def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]:
-        path = f"'$.\"{name}\"'"  # the name is checked against ATTRIBUTE_NAME
-        value = f"json_extract(attributes, {path})"
-        kind = f"json_type(attributes, {path})"
-        parts: list[str] = []
-        params: list[Any] = []
-        if values.strings:
-            marks = ",".join("?" * len(values.strings))
-            parts.append(f"({kind} = 'text' AND {value} IN ({marks}))")
-            params.extend(values.strings)
-        if values.numbers:
-            marks = ",".join("?" * len(values.numbers))
-            parts.append(f"({kind} IN ('integer','real','true','false') AND {value} IN ({marks}))")
-            params.extend(values.numbers)
-        if values.null:
-            parts.append(f"{value} IS NULL")
-        return "(" + " OR ".join(parts) + ")", params
-
-
-class PostgresDialect:
-    """jsonb: strings compare as jsonb strings; numbers (and booleans as 1/0) as `numeric`,
-    so 5, 5.0 and true/1 compare the way Python does."""
-
-    def param(self) -> str:
-        return "%s"
-
-    def column_in(self, column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
-        return f"{column} = ANY(%s)", [list(values)]
-
-    def attribute(self, name: str, values: ValueSet) -> tuple[str, list[Any]]:
-        parts: list[str] = []
-        params: list[Any] = []
-        if values.strings:
-            parts.append("(attributes -> %s) = ANY(%s::jsonb[])")
-            params.extend([name, [json.dumps(s) for s in values.strings]])
-        if values.numbers:
-            parts.append(
-                "(CASE jsonb_typeof(attributes -> %s)"
-                " WHEN 'number' THEN (attributes ->> %s)::numeric"
-                " WHEN 'boolean' THEN CASE WHEN (attributes ->> %s)::boolean THEN 1 ELSE 0 END"
-                " END) = ANY(%s::numeric[])"
-            )
-            # Decimal text, not float8: Python's repr round-trips, so equality stays exact.
-            params.extend([name, name, name, [repr(n) for n in values.numbers]])
-        if values.null:
-            parts.append("(attributes -> %s IS NULL OR jsonb_typeof(attributes -> %s) = 'null')")
-            params.extend([name, name])
-        return "(" + " OR ".join(parts) + ")", params

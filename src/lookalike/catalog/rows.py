@@ -11,6 +11,9 @@ PRODUCT_COLUMNS = (
     "id, title, category, brand, price, image_source, attributes, content_hash, model_id, "
     "vector_id, created_at, updated_at"
 )
+# What a write without an embedding changes (plus updated_at): the stored vector, and the
+# content hash and model it was made from, stay.
+METADATA_COLUMNS = ("title", "category", "brand", "price", "image_source", "attributes")
 
 
 def dump_attributes(attributes: dict[str, Any]) -> str:

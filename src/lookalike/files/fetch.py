@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from lookalike.config import Settings
 from lookalike.errors import FetchError, ImageTooLarge
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -29,6 +30,14 @@ class Fetcher:
         self.retries = retries
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fetcher:
+        return cls(
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.download_timeout_s,
+            retries=settings.download_retries,
+        )
 
     def fetch(self, location: str) -> bytes:
         if location.startswith("file://"):

@@ -10,6 +10,19 @@ import numpy as np
 from lookalike.catalog.base import ProductFilter
 
 
+@dataclass(frozen=True)
+class IndexCapabilities:
+    """What a vector index can do, declared by each backend; search plans read these, never
+    an index's name."""
+
+    shared: bool = False  # one store that every process reads and the catalog's writers write
+    filter_pushdown: bool = False  # evaluates a ProductFilter itself (FilteringIndex)
+    exact_filtered: bool = False  # `search(allowed_ids=...)` is exact, whatever the subset
+    selector_scan: bool = False  # `search(allowed_ids=...)` scans only allowed ids, widening
+    # its probes by 1/selectivity: a filter costs it no more recall than no filter
+    max_k: int | None = None  # most results one query may ask for (None: no limit)
+
+
 @dataclass
 class IndexMeta:
     """Saved beside an index; what it holds and how far into the catalog log it is."""
@@ -32,7 +45,12 @@ class VectorIndex(Protocol):
     """
 
     meta: IndexMeta
-    shared: bool
+    capabilities: IndexCapabilities
+
+    @property
+    def shared(self) -> bool:
+        """A server-side store (see `IndexCapabilities.shared`)."""
+        ...
 
     def __len__(self) -> int: ...
 

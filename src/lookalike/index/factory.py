@@ -1,80 +1,111 @@
-"""Pick, open or rebuild the vector index the settings ask for."""
+"""Vector index backends by `LOOKALIKE_INDEX_URL`: the one place that maps a URL to an
+implementation, shaped like the encoder registry.
+
+- unset, a folder path or `file:///folder`: FAISS files (flat / HNSW / IVF-PQ, chosen by
+  the planner) in the data dir's `index/` folder or that folder;
+- `milvus://host:19530`, `http(s)://`, `tcp://`, `unix:` or a local `*.db` path: Milvus
+  (a server, a cluster, Zilliz Cloud, or embedded Milvus Lite).
+
+A backend registers an opener (open or rebuild, then catch up with the catalog) and a
+describer (what `lookalike info` prints without connecting or loading anything); its
+indexes declare what they can do (`IndexCapabilities`).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
-from lookalike.index.base import IndexMeta
-from lookalike.index.families import FAISS_FAMILIES
-from lookalike.index.live import LiveIndex, rebuild_from_catalog
-from lookalike.index.planner import IndexPlanner, choose_kind
+from lookalike.index.live import LiveIndex
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAISS_FAMILIES", "index_directory", "index_planner", "open_index", "resolve_kind"]
+IndexOpener = Callable[[Settings, Catalog, int, str, bool], LiveIndex]
+IndexDescriber = Callable[[Settings], dict[str, Any]]
 
 
-def index_directory(settings: Settings) -> Path:
-    return settings.data_dir / "index"
+@dataclass(frozen=True)
+class IndexBackend:
+    name: str
+    open: IndexOpener  # (settings, catalog, dim, model_id, progress) -> LiveIndex
+    describe: IndexDescriber  # the configured index, without connecting or loading it
 
 
-def resolve_kind(settings: Settings, catalog_size: int, current: str | None = None) -> str:
-    """The FAISS family for a catalog of this size (`auto` goes by the size thresholds)."""
-    return choose_kind(settings, catalog_size, current)
+_BACKENDS: dict[str, IndexBackend] = {}
+_SCHEMES: dict[str, str] = {}  # URL scheme (or "path", "db-path") -> backend name
 
 
-def index_planner(settings: Settings, catalog: Catalog, dim: int, model_id: str) -> IndexPlanner:
-    """The planner that builds, loads and reviews this data directory's index."""
-    return IndexPlanner(settings, catalog, dim, model_id, index_directory(settings))
+def register_index(
+    name: str, *schemes: str
+) -> Callable[[tuple[IndexOpener, IndexDescriber]], tuple[IndexOpener, IndexDescriber]]:
+    """Register `(opener, describer)` for URL schemes ("path": a folder; "db-path": a
+    local `.db` file)."""
+
+    def decorate(
+        pair: tuple[IndexOpener, IndexDescriber],
+    ) -> tuple[IndexOpener, IndexDescriber]:
+        _BACKENDS[name] = IndexBackend(name, *pair)
+        for scheme in schemes:
+            _SCHEMES[scheme] = name
+        return pair
+
+    return decorate
+
+
+def url_scheme(url: str | None) -> str:
+    """The registry key of an index URL."""
+    if not url:
+        return "path"
+    if url.startswith("unix:"):
+        return "unix"
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme:
+        return scheme
+    return "db-path" if url.endswith(".db") else "path"
+
+
+def index_backend(settings: Settings) -> IndexBackend:
+    _register_builtins()
+    scheme = url_scheme(settings.index_url)
+    name = _SCHEMES.get(scheme)
+    if name is None:
+        raise ConfigError(
+            f"unsupported index URL {settings.index_url!r}: known schemes "
+            f"{', '.join(sorted(s for s in _SCHEMES if '-' not in s and s != 'path'))}, "
+            "a folder for FAISS files, or a .db path for Milvus Lite"
+        )
+    return _BACKENDS[name]
 
 
 def open_index(
     settings: Settings, catalog: Catalog, dim: int, model_id: str, *, progress: bool = False
 ) -> LiveIndex:
-    """Load the saved index when it fits, else rebuild it from stored embeddings; then catch up."""
-    if settings.index_url:
-        return open_shared_index(settings, catalog, dim, model_id, progress=progress)
-    planner = index_planner(settings, catalog, dim, model_id)
-    index = planner.load()
-    if index is None:
-        plan = planner.plan()
-        log.info("building the index: %s", plan.describe())
-        index = planner.build(plan, progress=progress)
-        index.save()
-    live = LiveIndex(
-        index,
-        catalog,
-        save_interval_s=settings.index_save_interval_s,
-        maintainer=planner,
-        progress=progress,
-    )
-    live.catch_up()
-    live.maintain()  # e.g. tombstones piled up before the last save
-    return live
+    """The configured index, opened (or rebuilt from stored embeddings) and caught up."""
+    return index_backend(settings).open(settings, catalog, dim, model_id, progress)
 
 
-def open_shared_index(
-    settings: Settings, catalog: Catalog, dim: int, model_id: str, *, progress: bool = False
-) -> LiveIndex:
-    """The vector database at LOOKALIKE_INDEX_URL (Milvus): create and fill its collection
-    from stored embeddings when new, then replay what the last writers did not apply."""
-    try:
-        from lookalike.index.milvus import MilvusConfig, MilvusIndex
-    except ImportError as exc:
-        raise ConfigError(
-            f"LOOKALIKE_INDEX_URL needs `pip install lookalike[milvus]` ({exc})"
-        ) from exc
-    index = MilvusIndex(
-        IndexMeta("milvus", dim, model_id), MilvusConfig.from_settings(settings), catalog
-    )
-    if index.created:
-        rebuild_from_catalog(index, catalog, progress=progress)
-        index.flush()
-        index.save()
-    live = LiveIndex(index, catalog, save_interval_s=settings.index_save_interval_s)
-    live.apply_writes()
-    return live
+def describe_index(settings: Settings) -> dict[str, Any]:
+    """What the configured index is, without connecting to it or loading it."""
+    return index_backend(settings).describe(settings)
+
+
+def index_directory(settings: Settings) -> Path:
+    """Where FAISS files live: the data dir's `index/`, or the folder the URL names."""
+    url = settings.index_url
+    if url and url.startswith("file://"):
+        return Path(unquote(urlsplit(url).path))
+    if url and url_scheme(url) == "path":
+        return Path(url).expanduser()
+    return settings.data_dir / "index"
+
+
+def _register_builtins() -> None:
+    # Imported here so that the optional extras (pymilvus) stay optional.
+    from lookalike.index import builtins  # noqa: F401

@@ -16,7 +16,7 @@ import numpy as np
 
 from lookalike.errors import IndexMismatch
 from lookalike.files.atomic import atomic_write
-from lookalike.index.base import IndexMeta
+from lookalike.index.base import IndexCapabilities, IndexMeta
 from lookalike.index.persist import read_meta, write_meta
 from lookalike.index.rwlock import RWLock
 
@@ -35,6 +35,7 @@ class FaissIndex:
     """
 
     kind: ClassVar[str] = ""
+    capabilities: ClassVar[IndexCapabilities] = IndexCapabilities()
     shared = False
     # Parameters a family reads from `meta.params`, with their defaults.
     defaults: ClassVar[dict[str, Any]] = {}
@@ -235,6 +236,7 @@ class FlatIndex(FaissIndex):
     """Exact inner-product search: the reference every ANN family is measured against."""
 
     kind = "flat"
+    capabilities = IndexCapabilities(exact_filtered=True)
 
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         return faiss.IndexIDMap(faiss.IndexFlatIP(dim))

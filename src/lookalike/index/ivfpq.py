@@ -22,9 +22,10 @@ import faiss
 import numpy as np
 
 from lookalike.errors import IndexNotTrained
+from lookalike.index.base import IndexCapabilities
+from lookalike.index.exact_refine import exact_rerank
 from lookalike.index.faiss_index import FaissIndex
 from lookalike.index.gpu import train_ivf
-from lookalike.index.rerank import exact_rerank
 
 # k-means wants ~40 points per centroid; PQ codebooks want 2^nbits centroids trained too.
 POINTS_PER_CENTROID = 40
@@ -33,6 +34,11 @@ MAX_TRAINING = 256 * 1024
 
 class IvfPqIndex(FaissIndex):
     kind = "ivfpq"
+    # The id selector scans the probed lists for matching ids only, with nprobe widened by
+    # 1/selectivity. Post-filtering an IVF-PQ result instead re-ranks thousands of
+    # candidates that the filter then throws away (1M vectors, a 2% filter: recall@20 0.79
+    # at 114 ms against 0.996 at 16 ms with the selector; benchmarks/ivfpq_filter.py).
+    capabilities = IndexCapabilities(selector_scan=True)
     defaults: ClassVar[dict[str, Any]] = {
         "nlist": 1024,
         "m": 64,

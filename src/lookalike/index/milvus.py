@@ -27,7 +27,7 @@ import numpy as np
 from lookalike.catalog.base import Catalog, ProductFilter
 from lookalike.config import Settings
 from lookalike.errors import ConfigError, IndexError_, IndexMismatch, StoreLocked
-from lookalike.index.base import IndexMeta
+from lookalike.index.base import IndexCapabilities, IndexMeta
 from lookalike.index.milvus_filters import (
     ATTRIBUTES_FIELD,
     can_push_down,
@@ -72,6 +72,8 @@ class MilvusConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> MilvusConfig:
         uri = settings.index_url or ""
+        if uri.startswith("milvus://"):  # our scheme for a Milvus server; pymilvus speaks http
+            uri = "http://" + uri.removeprefix("milvus://")
         if not uri.startswith(SERVER_SCHEMES):
             if not uri.endswith(".db"):
                 raise ConfigError(
@@ -150,6 +152,7 @@ class MilvusIndex:
 
     kind = "milvus"
     shared = True
+    capabilities = IndexCapabilities(shared=True, filter_pushdown=True, max_k=MAX_TOP_K)
 
     def __init__(
         self, meta: IndexMeta, config: MilvusConfig, catalog: Catalog, client: Any = None

@@ -210,3 +210,10 @@ class IndexPlanner:
         if kind == "ivfpq" and built_at and size > RETRAIN_GROWTH * built_at:
             return f"the catalog grew from {built_at} to {size} vectors: retraining"
         return None
+
+
+def index_planner(settings: Settings, catalog: Catalog, dim: int, model_id: str) -> IndexPlanner:
+    """The planner that builds, loads and reviews the data directory's FAISS index."""
+    from lookalike.index.factory import index_directory
+
+    return IndexPlanner(settings, catalog, dim, model_id, index_directory(settings))

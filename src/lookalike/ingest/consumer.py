@@ -39,6 +39,7 @@ from lookalike.errors import (
     ModelError,
     QueueError,
 )
+from lookalike.ingest.event_sources import Delivery, EventSource
 from lookalike.ingest.events import ProductEvent, parse_event
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.sources import ItemSpec
@@ -49,51 +50,6 @@ log = logging.getLogger(__name__)
 # Failures of our own infrastructure: wait and try again, never blame the event.
 UNAVAILABLE = (CatalogError, IndexError_, ModelError, QueueError)
 MAX_BACKOFF_S = 30.0
-
-
-@dataclass
-class Delivery:
-    """One event as a queue handed it out."""
-
-    id: str  # its position: a Redis stream entry id, a Kafka partition/offset
-    fields: dict[str, str]
-    deliveries: int = 1  # times the queue has handed it out, this time included
-
-
-class EventSource(Protocol):
-    """A queue of product events with acknowledgements (Redis Streams; Kafka would fit)."""
-
-    name: str
-
-    def recover(self) -> list[Delivery]:
-        """Events handed to this consumer before and never acknowledged (it was killed),
-        oldest first. Called once, before `receive`."""
-        ...
-
-    def receive(self, count: int, block_ms: int) -> list[Delivery]:
-        """Up to `count` new events (or ones a vanished consumer left), oldest first;
-        waits up to `block_ms` for one when none is there (0: does not wait)."""
-        ...
-
-    def redeliver(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Take failed events again for another try (the queue counts the delivery).
-        Events that no longer exist are left out."""
-        ...
-
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Done with these: never hand them out again."""
-        ...
-
-    def dead_letter(self, delivery: Delivery, error: str, attempts: int) -> None:
-        """Park the event with its error on the dead-letter stream and acknowledge it,
-        both or neither."""
-        ...
-
-    def lag(self) -> dict[str, int]:
-        """`lag`: events not handed out yet; `pending`: handed out, not acknowledged."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class CatalogWriter(Protocol):

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
+from lookalike.files.atomic import write_text_atomic
 from lookalike.files.fetch import Fetcher
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.prepare import Prepared, prepare_item
@@ -77,10 +78,7 @@ class IngestReport:
         return data
 
     def write(self, path: Path) -> Path:
-        from lookalike.files.atomic import atomic_write
-
-        text = json.dumps(self.to_dict(), indent=2)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
         return path
 
 

@@ -14,12 +14,19 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lookalike.config import Settings
 from lookalike.errors import QueueError
-from lookalike.ingest.consumer import Delivery
+from lookalike.ingest.event_sources import (
+    DeadLetter,
+    Delivery,
+    EventBackend,
+    EventSourceCapabilities,
+    events_url,
+    register_events,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -34,6 +41,12 @@ def dead_letter_stream(stream: str) -> str:
 
 
 class RedisStreamSource:
+    """A member of a Redis Streams consumer group (see the module docstring)."""
+
+    # A group hands a product's events to whichever consumer reads next, and XAUTOCLAIM can
+    # move a slow consumer's events to another: no order across consumers.
+    capabilities = EventSourceCapabilities(ordered_per_product=False, dead_letters=True)
+
     def __init__(
         self,
         client: redis.Redis,
@@ -54,16 +67,11 @@ class RedisStreamSource:
         self._call(self._ensure_group)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisStreamSource:
-        from lookalike.cache.redis import connect_redis
-        from lookalike.errors import ConfigError
-
-        if not settings.redis_url:
-            raise ConfigError("the event stream needs LOOKALIKE_REDIS_URL (redis://host:port/db)")
+    def from_settings(cls, settings: Settings, url: str | None = None) -> RedisStreamSource:
+        """The group member the settings describe (`url`: the events URL, else settings')."""
+        url = url or events_url(settings)
         # Blocking reads last up to consumer_block_ms: the socket must wait longer.
-        client = connect_redis(
-            settings.redis_url, socket_timeout=settings.consumer_block_ms / 1000 + 10
-        )
+        client = _connect(url, settings, socket_timeout=settings.consumer_block_ms / 1000 + 10)
         return cls(
             client,
             settings.stream_name,
@@ -71,6 +79,20 @@ class RedisStreamSource:
             settings.consumer_name or socket.gethostname(),
             claim_idle_s=settings.consumer_claim_idle_s,
         )
+
+    def describe(self) -> dict[str, Any]:
+        from lookalike.redact import redact_url
+
+        kwargs = self.client.connection_pool.connection_kwargs
+        where = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
+        return {
+            "type": "redis",
+            "server": redact_url(where),
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "dead_letters": self.dead_stream,
+        }
 
     def _ensure_group(self) -> None:
         import redis
@@ -243,6 +265,69 @@ def _delivery(entry_id: bytes | str, fields: dict, deliveries: int) -> Delivery:
     return Delivery(_text(entry_id), decoded, deliveries)
 
 
-def publish(client: redis.Redis, stream: str, event: dict[str, Any]) -> str:
+def publish(client: redis.Redis, stream: str, event: Mapping[str, Any]) -> str:
     """Add one event to the stream (as JSON in its `event` field); returns the entry id."""
     return _text(client.xadd(stream, {"event": json.dumps(event)}))
+
+
+class RedisStreamPublisher:
+    """Writes events to the stream a group reads; reads its dead-letter stream back."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.client = _connect(url, settings, socket_timeout=10)
+        self.stream = settings.stream_name
+
+    def publish(self, event: Mapping[str, Any]) -> str:
+        try:
+            return publish(self.client, self.stream, event)
+        except _redis_errors() as exc:
+            raise QueueError(f"cannot publish to redis stream {self.stream}: {exc}") from exc
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        try:
+            entries = self.client.xrange(dead_letter_stream(self.stream), count=limit)
+        except _redis_errors() as exc:
+            raise QueueError(f"cannot read {dead_letter_stream(self.stream)}: {exc}") from exc
+        out = []
+        for entry_id, raw in entries:
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            try:
+                event = json.loads(fields.get("event", "null"))
+            except json.JSONDecodeError:
+                event = None
+            out.append(
+                DeadLetter(
+                    id=_text(entry_id),
+                    event=event if isinstance(event, dict) else {"raw": fields.get("event", "")},
+                    error=fields.get("error", ""),
+                    attempts=int(fields.get("attempts", "0") or 0),
+                    source_id=fields.get("source_id", ""),
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _connect(url: str | None, settings: Settings, *, socket_timeout: float) -> redis.Redis:
+    from lookalike.cache.redis import connect_redis
+    from lookalike.errors import ConfigError
+
+    if not url:
+        raise ConfigError("the event stream needs LOOKALIKE_EVENTS_URL or LOOKALIKE_REDIS_URL")
+    return connect_redis(url, socket_timeout=socket_timeout)
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    import redis
+
+    return (redis.RedisError,)
+
+
+register_events("redis", "rediss", "unix")(
+    EventBackend(
+        source=lambda url, settings: RedisStreamSource.from_settings(settings, url),
+        publisher=RedisStreamPublisher,
+    )
+)

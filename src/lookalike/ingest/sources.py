@@ -41,6 +41,22 @@ class BadRow:
     reason: str
 
 
+def count_items(location: str | Path) -> int | None:
+    """A cheap count for the progress bar's ETA (files in a folder, lines in a manifest)."""
+    path = Path(location)
+    if path.is_dir():
+        return sum(
+            1
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+    if path.is_file():
+        with open(path, "rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+        return max(lines - (1 if path.suffix.lower() == ".csv" else 0), 0)
+    return None
+
+
 def open_source(location: str | Path) -> Iterator[ItemSpec | BadRow]:
     """A folder (recursive) or a .csv/.jsonl manifest; anything else is an error."""
     path = Path(location)

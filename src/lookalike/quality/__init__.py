@@ -1,22 +1,16 @@
-"""Search quality from real use: search and click logs, and daily CTR / MRR / diversity."""
+"""Search quality from real use: a background logger that writes search and click records
+to the catalog, and the daily CTR / MRR / diversity report read back from it."""
 
+from lookalike.catalog.logs import ClickRecord, SearchRecord
 from lookalike.quality.logger import SearchLogger
 from lookalike.quality.report import DayQuality, QualityReport, format_report, quality_report
-from lookalike.quality.store import (
-    ClickRecord,
-    SearchRecord,
-    SQLiteQualityStore,
-    open_quality_store,
-)
 
 __all__ = [
     "ClickRecord",
     "DayQuality",
     "QualityReport",
-    "SQLiteQualityStore",
     "SearchLogger",
     "SearchRecord",
     "format_report",
-    "open_quality_store",
     "quality_report",
 ]

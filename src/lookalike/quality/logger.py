@@ -1,6 +1,6 @@
 """Search and click logging off the request path: records queue up in memory and a
-background thread writes them in batches (one transaction per second at most), so a busy
-server adds one small write a second to the catalog database, not one per search."""
+background thread writes them to the catalog in batches (one transaction per second at
+most), so a busy server adds one small write a second to the catalog, not one per search."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import logging
 import queue
 import threading
 
+from lookalike.catalog import Catalog, ClickRecord, SearchRecord
 from lookalike.errors import LookalikeError
-from lookalike.quality.store import ClickRecord, SearchRecord, SQLiteQualityStore
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +17,10 @@ MAX_QUEUED = 100_000  # beyond this, records are dropped (and counted) rather th
 
 
 class SearchLogger:
-    def __init__(self, store: SQLiteQualityStore, *, flush_interval_s: float = 1.0) -> None:
-        self.store = store
+    """Writes through `catalog` (any backend); the caller keeps owning the catalog."""
+
+    def __init__(self, catalog: Catalog, *, flush_interval_s: float = 1.0) -> None:
+        self.catalog = catalog
         self.flush_interval_s = flush_interval_s
         self.dropped = 0
         self._queue: queue.Queue[SearchRecord | ClickRecord] = queue.Queue(MAX_QUEUED)
@@ -46,11 +48,10 @@ class SearchLogger:
             self._flushed.wait_for(lambda: self._done >= ticket, timeout=timeout_s)
 
     def close(self) -> None:
-        """Write what is queued and stop."""
+        """Write what is queued and stop (the catalog stays open)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=30)
-        self.store.close()
 
     def _run(self) -> None:
         while True:
@@ -77,7 +78,7 @@ class SearchLogger:
         if not (searches or clicks):
             return
         try:
-            self.store.add(searches, clicks)
+            self.catalog.write_search_logs(searches, clicks)
         except LookalikeError as exc:  # logs must never take the server down
             log.warning(
                 "dropped %d search and %d click records: %s", len(searches), len(clicks), exc

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from lookalike.quality.store import DayTotals, SQLiteQualityStore
+from lookalike.catalog import Catalog, DayTotals
 
 DAY_S = 86_400
 
@@ -47,18 +47,15 @@ class QualityReport:
         }
 
 
-def quality_report(
-    store: SQLiteQualityStore,
-    category_counts: Mapping[str | None, int],
-    days: int = 7,
-    *,
-    now: float | None = None,
-) -> QualityReport:
+def quality_report(catalog: Catalog, days: int = 7, *, now: float | None = None) -> QualityReport:
     """One row per UTC day with searches in the last `days` days, an "all" row, and the
-    baselines. `category_counts`: the catalog's products per category."""
+    baselines (from the catalog's products per category), all read through `catalog`."""
     now = time.time() if now is None else now
     today_start = now - now % DAY_S
-    totals = store.daily_totals(today_start - (days - 1) * DAY_S)
+    totals = catalog.daily_search_totals(today_start - (days - 1) * DAY_S)
+    category_counts = {
+        facet["value"]: facet["count"] for facet in catalog.facets(limit=100_000)["category"]
+    }
     rows = [_rates(day) for day in totals]
     searches = sum(t.searches for t in totals)
     page_size = sum(t.results for t in totals) / searches if searches else 0.0

@@ -1,11 +1,17 @@
-"""What a search returns."""
+"""What a search returns, and its JSON form (result caches, logs)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from lookalike.catalog.base import Product
+
+FORMAT = "results/2"  # the JSON layout below; caches key on it so an old layout is never read
 
 
 @dataclass
@@ -34,13 +40,57 @@ class SearchResults:
     hits: list[SearchHit]
     total_found: int  # searchable items that match the filters
     query_time_ms: float = 0.0
-    timings_ms: dict[str, float] = field(default_factory=dict)  # encode / ann / metadata
-    strategy: str = ""  # how candidates were found: "exact", "ann" or "ann+exact"
+    timings_ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    strategy: str = ""  # how candidates were found: "exact", "ann", "ann+exact", "pushdown"
+    ranker: str = ""  # the ranker that ordered the hits (name@version)
+    # The ranker's feature values per hit, as computed at serving time (row i = hits[i]);
+    # what a learned ranker is trained on. Empty when the ranker computed none.
+    feature_names: tuple[str, ...] = ()
+    features: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """What the CLI prints as JSON."""
         return {
             "results": [hit.to_dict() for hit in self.hits],
             "total_found": self.total_found,
             "query_time_ms": round(self.query_time_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "ranker": self.ranker,
         }
+
+    def to_json(self) -> bytes:
+        """Everything but the timings, losslessly (scores as floats, products whole)."""
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "hits": [
+                    [dataclasses.asdict(hit.product), hit.score, hit.similarity]
+                    for hit in self.hits
+                ],
+                "total_found": self.total_found,
+                "strategy": self.strategy,
+                "ranker": self.ranker,
+                "feature_names": list(self.feature_names),
+                "features": None if self.features is None else self.features.tolist(),
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SearchResults:
+        """The inverse of `to_json`; ValueError (or KeyError/TypeError) on another layout."""
+        data = json.loads(raw)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"results layout {data.get('format')!r} is not {FORMAT}")
+        hits = [
+            SearchHit(Product(**product), float(score), float(similarity))
+            for product, score, similarity in data["hits"]
+        ]
+        features = data["features"]
+        return cls(
+            hits,
+            int(data["total_found"]),
+            strategy=str(data["strategy"]),
+            ranker=str(data["ranker"]),
+            feature_names=tuple(data["feature_names"]),
+            features=None if features is None else np.asarray(features, dtype=np.float64),
+        )

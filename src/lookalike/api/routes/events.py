@@ -20,6 +20,6 @@ async def click(body: ClickIn, tracker: TrackerDep) -> EventAccepted:
     """Record that a result of a search was clicked (`lookalike report` turns clicks into
     CTR and MRR). Written in the background: answers at once."""
     if tracker.log is None:
-        raise CatalogError("search logging is off, or the catalog is not SQLite")
+        raise CatalogError("search logging is off (LOOKALIKE_SEARCH_LOG=false)")
     tracker.log.record(ClickRecord(body.search_id, body.product_id, body.position, time.time()))
     return EventAccepted()

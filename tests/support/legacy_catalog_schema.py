@@ -1,18 +1,13 @@
-"""Versioned schema: numbered steps applied one at a time, each recorded when it commits.
-
-Each backend has its own list of steps (the SQL dialects differ) and the same rule: step N
-runs once, and `schema_version` records it in the same transaction.
+"""The catalog schema as Lookalike wrote it before migrations had names (up to commit
+0818a52): one numbered list of steps per backend, `schema_version` rows (N, description).
+Tests build such databases and check that today's code upgrades them in place.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from lookalike.errors import CatalogError
-
-# Append new steps; never edit a released one.
-SQLITE_MIGRATIONS: list[tuple[str, str]] = [
+SQLITE_STEPS: list[tuple[str, str]] = [
     (
         "products, embeddings and the vector change log",
         """
@@ -94,8 +89,7 @@ SQLITE_MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-# Append new steps; never edit a released one. Same tables as SQLite, in PostgreSQL types.
-POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
+POSTGRES_STEPS: list[tuple[str, str]] = [
     (
         "products, embeddings and the vector change log",
         """
@@ -156,62 +150,18 @@ POSTGRES_MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
-# Any fixed number: every process that migrates the same database takes this lock.
-_POSTGRES_MIGRATION_LOCK = 0x4C4F4F4B  # "LOOK"
 
-
-def apply_sqlite_migrations(conn: sqlite3.Connection, steps: list[tuple[str, str]]) -> int:
-    """Bring the schema up to date inside the caller's transaction; returns the version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+def write_legacy_schema(backend_name: str, run: Any, steps: int = 3) -> None:
+    """Apply the first `steps` positional steps of `backend_name` and record them as the
+    old code did. `run(sql)` executes one statement (autocommit)."""
+    plan = SQLITE_STEPS if backend_name == "sqlite" else POSTGRES_STEPS
+    stamp = "0" if backend_name == "sqlite" else "now()"
+    run(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        f" applied_at {'REAL' if backend_name == 'sqlite' else 'TIMESTAMPTZ'} NOT NULL)"
     )
-    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-    _check_known(current, steps)
-    for version, (name, sql) in enumerate(steps[current:], start=current + 1):
-        for statement in _statements(sql):
-            conn.execute(statement)
-        conn.execute(
-            "INSERT INTO schema_version (version, name, applied_at)"
-            " VALUES (?, ?, julianday('now'))",
-            (version, name),
-        )
-    return len(steps)
-
-
-def apply_postgres_migrations(conn: Any, steps: list[tuple[str, str]]) -> int:
-    """Bring a PostgreSQL schema up to date, one step per transaction; returns the version.
-
-    `conn` is a psycopg connection in autocommit mode. Each transaction takes an advisory
-    lock first, so replicas starting together apply every step exactly once.
-    """
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_POSTGRES_MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
-            current = int(row[0])
-            _check_known(current, steps)
-            if current == len(steps):
-                return current
-            name, sql = steps[current]
-            for statement in _statements(sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (current + 1, name)
-            )
-
-
-def _statements(sql: str) -> list[str]:
-    return [statement for statement in sql.split(";") if statement.strip()]
-
-
-def _check_known(current: int, steps: list[tuple[str, str]]) -> None:
-    if current > len(steps):
-        raise CatalogError(
-            f"catalog schema version {current} is newer than this Lookalike knows "
-            f"({len(steps)}); upgrade Lookalike"
-        )
+    for number, (name, sql) in enumerate(plan[:steps], start=1):
+        for statement in sql.split(";"):
+            if statement.strip():
+                run(statement)
+        run(f"INSERT INTO schema_version VALUES ({number}, '{name}', {stamp})")

@@ -1,5 +1,4 @@
-"""Search result cache: (query vectors, filters, ranking options, limit, catalog state) ->
-results as JSON.
+"""Search result cache: (query vectors, options, ranker, catalog state) -> results as JSON.
 
 The key includes the catalog's version (moved by every product write, metadata-only ones
 included) and the index's watermark (how much of the change log this process's index has
@@ -19,12 +18,9 @@ from typing import Any
 import numpy as np
 
 from lookalike.cache.base import Cache
-from lookalike.catalog.base import Product
-from lookalike.search.results import SearchHit, SearchResults
+from lookalike.search.results import FORMAT, SearchResults
 
 log = logging.getLogger(__name__)
-
-FORMAT = "results/1"  # part of every key: a new layout never reads an old entry
 
 
 class ResultCache:
@@ -52,35 +48,14 @@ class ResultCache:
         if raw is None:
             return None
         try:
-            return _load(raw)
+            return SearchResults.from_json(raw)
         except (ValueError, TypeError, KeyError) as exc:  # written by another version
             log.warning("ignoring an unreadable result cache entry: %s", exc)
             return None
 
     def put(self, key: str, results: SearchResults) -> None:
         if self.cache is not None:
-            self.cache.set(key, _dump(results), self.ttl_s)
-
-
-def _dump(results: SearchResults) -> bytes:
-    return json.dumps(
-        {
-            "hits": [
-                [dataclasses.asdict(hit.product), hit.score, hit.similarity] for hit in results.hits
-            ],
-            "total_found": results.total_found,
-            "strategy": results.strategy,
-        }
-    ).encode()
-
-
-def _load(raw: bytes) -> SearchResults:
-    data = json.loads(raw)
-    hits = [
-        SearchHit(Product(**product), float(score), float(similarity))
-        for product, score, similarity in data["hits"]
-    ]
-    return SearchResults(hits, int(data["total_found"]), strategy=str(data["strategy"]))
+            self.cache.set(key, results.to_json(), self.ttl_s)
 
 
 def _jsonable(value: Any) -> Any:

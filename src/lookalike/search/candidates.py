@@ -36,19 +36,9 @@ from lookalike.catalog.base import Catalog, Product, ProductFilter
 from lookalike.config import Settings
 from lookalike.index.base import FilteringIndex, VectorIndex
 
-# Index families whose filtered search (`allowed_ids`) is exact.
-EXACT_KINDS = frozenset({"flat"})
-# Index families whose `allowed_ids` search scans their probed lists with an id selector
-# and widens nprobe by 1/selectivity, so a filter costs them recall no more than it costs
-# the unfiltered search. Post-filtering an IVF-PQ result instead re-ranks thousands of
-# candidates that the filter then throws away (1M vectors, a 2% filter: recall@20 0.79 at
-# 114 ms against 0.996 at 16 ms with the selector; benchmarks/ivfpq_filter.py).
-SELECTOR_KINDS = frozenset({"ivfpq"})
-
 Strategy = Literal["exact", "ann", "pushdown"]
 
 UNFILTERED_SPARE = 8
-MAX_PUSHDOWN_K = 16_384  # Milvus's top-k limit
 
 
 @dataclass(frozen=True)
@@ -124,7 +114,9 @@ class CandidateFinder:
             return Plan("exact", matching, selectivity)
         if self._first_k(wanted, selectivity) >= min(matching, indexed):
             return Plan("exact", matching, selectivity)
-        if isinstance(self.index, FilteringIndex) and self.index.supports_filter(product_filter):
+        if self.index.capabilities.filter_pushdown and cast(
+            FilteringIndex, self.index
+        ).supports_filter(product_filter):
             return Plan("pushdown", matching, selectivity)
         return Plan("ann", matching, selectivity)
 
@@ -155,7 +147,8 @@ class CandidateFinder:
         """The index filters; hits whose product no longer matches in the catalog (a change
         not yet written to the index) are dropped, and k widens if that left too few."""
         index = cast(FilteringIndex, self.index)  # plan() chose pushdown for this kind
-        k = wanted + len(exclude) + UNFILTERED_SPARE
+        max_k = self.index.capabilities.max_k or len(self.index) or 1
+        k = min(wanted + len(exclude) + UNFILTERED_SPARE, max_k)
         while True:
             with self._timed("ann_ms"):
                 scores, found = index.search_filtered(queries, k, product_filter)
@@ -166,12 +159,12 @@ class CandidateFinder:
                 i: p for i, p in products.items() if i not in exclude and product_filter.matches(p)
             }
             ids, sims = _with_products(ids, sims, good)
-            exhausted = (found >= 0).sum(axis=1).min() < k or k >= MAX_PUSHDOWN_K
+            exhausted = (found >= 0).sum(axis=1).min() < k or k >= max_k
             if len(ids) >= wanted or exhausted:
                 ids, sims = ids[:wanted], sims[:wanted]
                 kept = {int(i): good[int(i)] for i in ids}
                 return Candidates(ids, sims, kept, complete=exhausted, path="pushdown", largest_k=k)
-            k = min(MAX_PUSHDOWN_K, math.ceil(k * self.policy.widen_factor))
+            k = min(max_k, math.ceil(k * self.policy.widen_factor))
 
     # --- exact ---------------------------------------------------------------------------
     def exact(
@@ -191,7 +184,7 @@ class CandidateFinder:
                     allowed = allowed[~np.isin(allowed, _id_array(exclude))]
         if allowed is not None and len(allowed) == 0:
             return _no_candidates()
-        if allowed is not None and self.index.meta.kind not in EXACT_KINDS:
+        if allowed is not None and not self.index.capabilities.exact_filtered:
             ids, sims = self._score_stored(queries, allowed, wanted)
             reachable = len(allowed)
         else:
@@ -246,7 +239,7 @@ class CandidateFinder:
         if indexed == 0 or wanted <= 0:
             return _no_candidates()
         unfiltered = product_filter is None or product_filter.is_empty
-        if not unfiltered and self.index.meta.kind in SELECTOR_KINDS:
+        if not unfiltered and self.index.capabilities.selector_scan:
             return self._selector_ann(queries, wanted, cast(ProductFilter, product_filter), exclude)
         excluded = _id_array(exclude)
         products: dict[int, Product] = {}  # fetched candidates that match

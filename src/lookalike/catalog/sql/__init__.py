@@ -1,0 +1,1 @@
+"""The shared SQL catalog: one implementation over per-database dialects, and the schema."""

@@ -1,0 +1,464 @@
+"""The Catalog protocol once, for every SQL database: statements written over a Dialect.
+
+A backend subclasses `SQLCatalog` and brings only what is its own: how it hands out
+connections (`_reading`), how it opens a writing transaction that appends to the change
+log in commit order (`_writing`), and how it numbers new log entries (`_number_entries`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from functools import cache
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lookalike.catalog.base import (
+    CatalogCapabilities,
+    CatalogStats,
+    Product,
+    ProductFilter,
+    ProductWrite,
+    VectorChanges,
+    now,
+)
+from lookalike.catalog.changes import OP_REMOVE, PlannedRow, net_changes, plan_upsert
+from lookalike.catalog.filters import filter_sql
+from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
+from lookalike.catalog.rows import (
+    METADATA_COLUMNS,
+    PRODUCT_COLUMNS,
+    dump_attributes,
+    product_from_row,
+)
+from lookalike.catalog.sql.dialects import Dialect
+from lookalike.errors import NotFound
+from lookalike.redact import redact_url
+
+
+class SQLCatalog(ABC):
+    """Products, embeddings, the change log, meta and the search logs in SQL tables."""
+
+    backend: ClassVar[str]
+    dialect: ClassVar[Dialect]
+    capabilities: ClassVar[CatalogCapabilities]
+    url: str
+    schema: str  # the newest applied migration
+
+    # --- what a backend provides -------------------------------------------------------
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Any]:
+        """A connection for reads (database errors become typed errors)."""
+
+    @abstractmethod
+    def _writing(self, *, vector_log: bool = True) -> AbstractContextManager[Any]:
+        """A transaction; with `vector_log`, one whose change-log appends commit in order."""
+
+    @abstractmethod
+    def _number_entries(self, conn: Any, count: int) -> list[int]:
+        """Sequence numbers for `count` new change-log entries, ascending (inside
+        `_writing()`: no other writer numbers entries before this one commits)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "url": redact_url(self.url),
+            "schema": self.schema,
+            "capabilities": asdict(self.capabilities),
+        }
+
+    # --- writes ------------------------------------------------------------------------
+    def upsert(self, writes: Sequence[ProductWrite]) -> None:
+        if not writes:
+            return
+        stamp = now()
+        ids = list(dict.fromkeys(w.product.id for w in writes))
+        with self._writing() as conn:
+            stored = {
+                pid: (vector_id, created)
+                for pid, vector_id, created in self._where_in(
+                    conn, "SELECT id, vector_id, created_at FROM products", "id", ids
+                )
+            }
+            plan = plan_upsert(stored, writes, stamp)
+            seqs = self._number_entries(conn, len(plan.entries))
+            self._append_log(
+                conn, [(s, e.resolve(seqs), e.op) for s, e in zip(seqs, plan.entries, strict=True)]
+            )
+            # Runs of one kind in write order: a product written twice must end as its last write.
+            for with_vector, run in itertools.groupby(
+                plan.rows, key=lambda row: row.vector_entry is not None
+            ):
+                self.dialect.executemany(
+                    conn,
+                    _upsert_sql(self.dialect, with_vector),
+                    [_row_params(row, seqs, stamp) for row in run],
+                )
+            self._bump_version(conn)
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return 0
+        with self._writing() as conn:
+            # SELECT, then DELETE: no RETURNING, which SQLite before 3.35 lacks.
+            rows = self._where_in(conn, "SELECT vector_id FROM products", "id", ids)
+            self._where_in(conn, "DELETE FROM products", "id", ids, fetch=False)
+            removed = [int(vector_id) for (vector_id,) in rows if vector_id is not None]
+            seqs = self._number_entries(conn, len(removed))
+            self._append_log(conn, [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)])
+            if rows:
+                self._bump_version(conn)
+        return len(rows)
+
+    def set_meta(self, key: str, value: str) -> None:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            self.dialect.execute(
+                conn,
+                f"INSERT INTO meta (key, value) VALUES ({p}, {p})"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def _append_log(self, conn: Any, entries: list[tuple[int, int, int]]) -> None:
+        if entries:
+            p = self.dialect.param
+            self.dialect.executemany(
+                conn, f"INSERT INTO vector_log (seq, vector_id, op) VALUES ({p}, {p}, {p})", entries
+            )
+
+    def _bump_version(self, conn: Any) -> None:
+        """Inside the writing transaction: readers of `version()` see it with the data."""
+        self.dialect.execute(conn, "UPDATE catalog_version SET version = version + 1 WHERE id = 1")
+
+    # --- reads -------------------------------------------------------------------------
+    def get(self, product_id: str) -> Product:
+        found = self.get_many([product_id])
+        if product_id not in found:
+            raise NotFound(f"product {product_id!r}")
+        return found[product_id]
+
+    def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        with self._reading() as conn:
+            rows = self._where_in(
+                conn, f"SELECT {PRODUCT_COLUMNS} FROM products", "id", product_ids
+            )
+        return {row[0]: product_from_row(row) for row in rows}
+
+    def by_vector_ids(self, vector_ids: Sequence[int]) -> dict[int, Product]:
+        with self._reading() as conn:
+            rows = self._where_in(
+                conn,
+                f"SELECT {PRODUCT_COLUMNS} FROM products",
+                "vector_id",
+                [int(v) for v in vector_ids],
+                sql_type="bigint",
+            )
+        return {int(row[9]): product_from_row(row) for row in rows}
+
+    def embedding(self, product_id: str) -> tuple[int, np.ndarray]:
+        p = self.dialect.param
+        row = self._row(
+            f"SELECT vector_id, embedding FROM products WHERE id = {p}", (product_id,), binary=True
+        )
+        if row is None or row[1] is None:
+            raise NotFound(f"product {product_id!r}" + (" has no embedding" if row else ""))
+        return int(row[0]), np.frombuffer(row[1], dtype=np.float32).copy()
+
+    def embeddings_by_vector_ids(
+        self, vector_ids: Sequence[int], model_id: str | None = None
+    ) -> dict[int, np.ndarray]:
+        model_sql, model_params = self._model_clause(model_id)
+        with self._reading() as conn:
+            rows = self._where_in(
+                conn,
+                "SELECT vector_id, embedding FROM products",
+                "vector_id",
+                [int(v) for v in vector_ids],
+                model_sql,
+                model_params,
+                sql_type="bigint",
+                binary=True,
+            )
+        return {int(vid): np.frombuffer(blob, dtype=np.float32) for vid, blob in rows}
+
+    def log_head(self) -> int:
+        return int(self._row("SELECT COALESCE(MAX(seq), 0) FROM vector_log")[0])
+
+    def version(self) -> int:
+        return int(self._row("SELECT version FROM catalog_version WHERE id = 1")[0])
+
+    def changes_since(
+        self, seq: int, limit: int = 100_000, model_id: str | None = None
+    ) -> VectorChanges:
+        p = self.dialect.param
+        ops = self._rows(
+            f"SELECT seq, vector_id, op FROM vector_log WHERE seq > {p} ORDER BY seq LIMIT {p}",
+            (seq, limit),
+        )
+        return net_changes(ops, seq, lambda ids: self.embeddings_by_vector_ids(ids, model_id))
+
+    def iter_embeddings(
+        self, batch_size: int = 10_000, model_id: str | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        p = self.dialect.param
+        model_sql, model_params = self._model_clause(model_id)
+        last = -1
+        while True:
+            rows = self._rows(
+                f"SELECT vector_id, embedding FROM products WHERE vector_id > {p}{model_sql}"
+                f" ORDER BY vector_id LIMIT {p}",
+                (last, *model_params, batch_size),
+                binary=True,
+            )
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            last = int(ids[-1])
+
+    def iter_products(self, batch_size: int = 1_000) -> Iterator[Product]:
+        p = self.dialect.param
+        last = 0
+        while True:
+            rows = self._rows(
+                f"SELECT pk, {PRODUCT_COLUMNS} FROM products WHERE pk > {p} ORDER BY pk LIMIT {p}",
+                (last, batch_size),
+            )
+            if not rows:
+                return
+            yield from (product_from_row(row[1:]) for row in rows)
+            last = rows[-1][0]
+
+    def filter_vector_ids(self, product_filter: ProductFilter) -> np.ndarray:
+        # Sorted here, not by ORDER BY: SQLite would walk the vector_id index (every row,
+        # embeddings included) to avoid a sort instead of using the filter's own index.
+        rows = self._searchable("vector_id", product_filter)
+        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+
+    def count_matching(self, product_filter: ProductFilter) -> int:
+        return int(self._searchable("COUNT(*)", product_filter)[0][0])
+
+    def _searchable(self, select: str, product_filter: ProductFilter) -> list[tuple]:
+        """`select` over the searchable products the filter matches (covering indexes
+        answer both uses without reading the wide rows)."""
+        where, params = filter_sql(product_filter, self.dialect)
+        return self._rows(
+            f"SELECT {select} FROM products WHERE vector_id IS NOT NULL AND {where}", params
+        )
+
+    def facets(self, limit: int = 50) -> dict[str, Any]:
+        p, order = self.dialect.param, self.dialect.byte_order
+        out: dict[str, Any] = {}
+        with self._reading() as conn:
+            for column in ("category", "brand"):
+                out[column] = [
+                    {"value": value, "count": int(count)}
+                    for value, count in self.dialect.execute(
+                        conn,
+                        f"SELECT {column}, COUNT(*) AS n FROM products WHERE {column} IS NOT NULL"
+                        f" GROUP BY {column} ORDER BY n DESC, {column}{order} LIMIT {p}",
+                        (limit,),
+                    ).fetchall()
+                ]
+            low, high = self.dialect.execute(
+                conn, "SELECT MIN(price), MAX(price) FROM products"
+            ).fetchone()
+        out["price"] = {"min": low, "max": high}
+        return out
+
+    def stats(self) -> CatalogStats:
+        with self._reading() as conn:
+            total, searchable, last = self.dialect.execute(
+                conn, "SELECT COUNT(*), COUNT(vector_id), MAX(updated_at) FROM products"
+            ).fetchone()
+            models = dict(
+                self.dialect.execute(
+                    conn,
+                    "SELECT model_id, COUNT(*) FROM products WHERE vector_id IS NOT NULL"
+                    " GROUP BY model_id",
+                ).fetchall()
+            )
+        return CatalogStats(int(total), int(searchable), models, last, self.log_head())
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._row(f"SELECT value FROM meta WHERE key = {self.dialect.param}", (key,))
+        return row[0] if row else None
+
+    # --- search and click logs ---------------------------------------------------------
+    def write_search_logs(
+        self, searches: Sequence[SearchRecord], clicks: Sequence[ClickRecord]
+    ) -> None:
+        if not (searches or clicks):
+            return
+        p, j = self.dialect.param, self.dialect.json_param
+        with self._writing(vector_log=False) as conn:
+            if searches:
+                self.dialect.executemany(
+                    conn,
+                    "INSERT INTO search_log (search_id, ts, query_type, result_count,"
+                    " total_found, latency_ms, product_ids, categories)"
+                    f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {j}, {j})"
+                    " ON CONFLICT (search_id) DO NOTHING",
+                    [_search_params(s) for s in searches],
+                )
+            if clicks:
+                self.dialect.executemany(
+                    conn,
+                    "INSERT INTO click_log (search_id, product_id, position, ts)"
+                    f" VALUES ({p}, {p}, {p}, {p})",
+                    [(c.search_id, c.product_id, c.position, c.ts) for c in clicks],
+                )
+
+    def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
+        rows = self._rows(_daily_totals_sql(self.dialect), (since_ts,))
+        # PostgreSQL sums to `numeric`: Decimals, made plain numbers here.
+        return [
+            DayTotals(
+                str(r[0]),
+                int(r[1]),
+                int(r[2]),
+                int(r[3]),
+                float(r[4]),
+                float(r[5]),
+                int(r[6]),
+                int(r[7]),
+            )
+            for r in rows
+        ]
+
+    # --- helpers -----------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[tuple]:
+        with self._reading() as conn:
+            return self.dialect.execute(conn, sql, params, binary=binary).fetchall()
+
+    def _row(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> tuple | None:
+        with self._reading() as conn:
+            return self.dialect.execute(conn, sql, params, binary=binary).fetchone()
+
+    def _where_in(
+        self,
+        conn: Any,
+        statement: str,
+        column: str,
+        values: Sequence[Any],
+        more_sql: str = "",
+        more_params: Sequence[Any] = (),
+        *,
+        sql_type: str = "text",
+        binary: bool = False,
+        fetch: bool = True,
+    ) -> list[tuple]:
+        """Rows of `statement WHERE column IN values more_sql`, the list bound in chunks
+        the dialect can take (`fetch=False` for a statement that returns none)."""
+        rows: list[tuple] = []
+        for chunk in self.dialect.chunks(values):
+            clause, params = self.dialect.column_in(column, chunk, sql_type)
+            cursor = self.dialect.execute(
+                conn,
+                f"{statement} WHERE {clause}{more_sql}",
+                [*params, *more_params],
+                binary=binary,
+            )
+            if fetch:
+                rows.extend(cursor.fetchall())
+        return rows
+
+    def _model_clause(self, model_id: str | None) -> tuple[str, list[str]]:
+        if model_id is None:
+            return "", []
+        return f" AND model_id = {self.dialect.param}", [model_id]
+
+
+_INSERTED = "id, title, category, brand, price, image_source, attributes, content_hash, model_id"
+
+
+@cache
+def _upsert_sql(dialect: Dialect, with_vector: bool) -> str:
+    """Insert a product, or update it: metadata only, or its vector too."""
+    p, j = dialect.param, dialect.json_param
+    values = [p] * 6 + [j, p, p]
+    columns, updated = _INSERTED, list(METADATA_COLUMNS)
+    if with_vector:
+        columns += ", vector_id, embedding"
+        values += [p, p]
+        updated += ["content_hash", "model_id", "vector_id", "embedding"]
+    columns += ", created_at, updated_at"
+    values += [p, p]
+    updated.append("updated_at")
+    return (
+        f"INSERT INTO products ({columns}) VALUES ({', '.join(values)})"
+        f" ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updated)}"
+    )
+
+
+def _row_params(row: PlannedRow, seqs: Sequence[int], stamp: float) -> tuple:
+    p = row.write.product
+    head = (
+        p.id,
+        p.title,
+        p.category,
+        p.brand,
+        _price(p.price),
+        p.image_source,
+        dump_attributes(p.attributes),
+        p.content_hash,
+        p.model_id,
+    )
+    if row.vector_entry is None:
+        return (*head, row.created_at, stamp)
+    embedding = np.ascontiguousarray(row.write.embedding, dtype=np.float32).tobytes()
+    return (*head, seqs[row.vector_entry], embedding, row.created_at, stamp)
+
+
+def _price(price: float | None) -> float | None:
+    # SQLite stores NaN as NULL; every backend does, so filters agree.
+    return None if price is None or (isinstance(price, float) and math.isnan(price)) else price
+
+
+def _search_params(record: SearchRecord) -> tuple:
+    return (
+        record.search_id,
+        record.ts,
+        record.query_type,
+        len(record.product_ids),
+        record.total_found,
+        record.latency_ms,
+        json.dumps(list(record.product_ids)),
+        json.dumps(list(record.categories)),
+    )
+
+
+@cache
+def _daily_totals_sql(dialect: Dialect) -> str:
+    categories = dialect.json_array_values("s.categories", "c")
+    return f"""
+        WITH first_click AS (
+            SELECT search_id, MIN(position) AS position, COUNT(*) AS clicks
+            FROM click_log GROUP BY search_id
+        ),
+        per_search AS (
+            SELECT {dialect.utc_day("s.ts")} AS day, s.result_count, f.position,
+                COALESCE(f.clicks, 0) AS clicks,
+                (SELECT COUNT(DISTINCT c.value) FROM {categories}) AS distinct_categories,
+                (SELECT COUNT(c.value) FROM {categories}) AS categorised
+            FROM search_log s LEFT JOIN first_click f ON f.search_id = s.search_id
+            WHERE s.ts >= {dialect.param}
+        )
+        SELECT day, COUNT(*), SUM(clicks), COUNT(position),
+            COALESCE(SUM(1.0 / position), 0),
+            COALESCE(SUM(CASE WHEN categorised > 0
+                THEN 1.0 * distinct_categories / categorised END), 0),
+            SUM(CASE WHEN categorised > 0 THEN 1 ELSE 0 END), SUM(result_count)
+        FROM per_search GROUP BY day ORDER BY day
+    """

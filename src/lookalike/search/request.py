@@ -1,0 +1,109 @@
+"""A search request, its validation (done once, here), and the query context rankers see."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from lookalike.catalog.base import ProductFilter
+from lookalike.config import Settings
+from lookalike.errors import InvalidInput
+from lookalike.search.diversity import Diversity
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    ImageInput = bytes | str | Path | Image.Image
+else:
+    ImageInput = object
+
+QueryKind = Literal["image", "text", "hybrid"]
+QUERY_KINDS: tuple[QueryKind, ...] = ("image", "text", "hybrid")
+MULTI_IMAGE_MODES = ("mean", "best")
+
+
+@dataclass
+class SearchRequest:
+    """Any mix of images, texts and an indexed product, plus filters and ranking options."""
+
+    images: Sequence[ImageInput] = ()
+    texts: Sequence[str] = ()
+    negative_texts: Sequence[str] = ()  # "like this, but not red"
+    product_id: str | None = None  # "more like this": its stored embedding, itself excluded
+    image_weight: float | None = None  # image side vs text side; default from settings
+    multi_image: Literal["mean", "best"] = "mean"  # combine several images, or merge results
+    filters: ProductFilter = field(default_factory=ProductFilter)
+    rerank: Mapping[str, float] | None = None  # hand-weighted signal weights; None = settings
+    diversity: Diversity | None = None
+    limit: int | None = None
+    ranker: str | None = None  # a registered ranker by name; None = settings
+    session: str | None = None  # an opaque (hashed) shopper session, for logs and A/B arms
+
+    @property
+    def kind(self) -> QueryKind:
+        """An indexed product's embedding counts as an image: it is one."""
+        has_image = bool(self.images or self.product_id)
+        has_text = any(text.strip() for text in self.texts)
+        if has_image and has_text:
+            return "hybrid"
+        return "image" if has_image else "text"
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """What a ranker may know about the query besides the candidates: its kind, filters and
+    which inputs it had (never the raw images)."""
+
+    kind: QueryKind
+    filters: ProductFilter = field(default_factory=ProductFilter)
+    texts: tuple[str, ...] = ()
+    images: int = 0  # query images (an indexed product counts as one)
+    negative_texts: int = 0
+    session: str | None = None
+
+    @classmethod
+    def of(cls, request: SearchRequest) -> QueryContext:
+        return cls(
+            kind=request.kind,
+            filters=request.filters,
+            texts=tuple(t for t in request.texts if t.strip()),
+            images=len(request.images) + (request.product_id is not None),
+            negative_texts=len(request.negative_texts),
+            session=request.session,
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """A request's options after validation: every stage trusts these."""
+
+    limit: int
+    filters: ProductFilter
+    diversity: Diversity | None
+    rerank: Mapping[str, float] | None
+    ranker: str | None
+
+
+def check_options(
+    settings: Settings,
+    *,
+    limit: int | None,
+    filters: ProductFilter | None = None,
+    diversity: Diversity | None = None,
+    rerank: Mapping[str, float] | None = None,
+    ranker: str | None = None,
+    multi_image: str = "mean",
+) -> Options:
+    """The one place a search's options are checked (InvalidInput for what cannot be met)."""
+    limit = settings.default_limit if limit is None else limit
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInput(f"limit must be a whole number, not {limit!r}")
+    if not 1 <= limit <= settings.max_limit:
+        raise InvalidInput(f"limit must be between 1 and {settings.max_limit}")
+    if multi_image not in MULTI_IMAGE_MODES:
+        raise InvalidInput(f"multi_image must be 'mean' or 'best', not {multi_image!r}")
+    if diversity is not None:
+        diversity.validate()
+    return Options(limit, filters or ProductFilter(), diversity, rerank, ranker)
