@@ -13,6 +13,8 @@ interpreter, not a cold disk); median, min and max of --runs runs:
     code migrates it in place): such a row says so instead of a time;
   * the offline failure: default settings (a hub model), the hub endpoint on a closed
     loopback port, an empty hub cache: seconds until the error with the hint.
+Each cold row also gives the median CPU time (user + system) of the process: on a shared
+machine other jobs stretch the wall time, far less the CPU time.
 Warm rows: one process per tower: import + load time, then the median latency of 1 text and
 of a batch of 32 texts (after a warm-up): the numpy tower (1 and 2 BLAS threads),
 sentence-transformers (torch, its default threads), and, when onnxruntime is installed,
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -105,19 +108,34 @@ class RunFailed(Exception):
     pass
 
 
-def timed(command: list[str], env: dict[str, str], check: str | None, code: int = 0) -> float:
-    """Seconds `command` took; it must exit with `code` and print `check`."""
+def timed(
+    command: list[str], env: dict[str, str], check: str | None, code: int = 0
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) `command` took; it must exit with `code` and print `check`.
+
+    CPU time (user + system of the child) is the steadier figure on a shared machine:
+    other jobs stretch the wall time of a mostly single-threaded start-up, not its work.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     output = done.stdout + done.stderr
     if done.returncode != code or (check is not None and check not in output):
         raise RunFailed(f"exit {done.returncode}: {output.strip().splitlines()[-1][:200]}")
-    return elapsed
+    return elapsed, cpu
 
 
-def summary(times: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+def summary(runs: list[tuple[float, float]]) -> dict[str, float]:
+    times = [wall for wall, _ in runs]
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "cpu": statistics.median(cpu for _, cpu in runs),
+    }
 
 
 def cold_rows(args: argparse.Namespace, folder: str, befores: dict[str, Path]) -> list[dict]:
@@ -247,11 +265,14 @@ def source_at(revision: str, directory: Path) -> Path:
 
 
 def markdown(cold: list[dict], warm: list[dict]) -> str:
-    lines = ["| cold, fresh process | median s | min s | max s |", "|---|---|---|---|"]
+    lines = [
+        "| cold, fresh process | median s | min s | max s | median CPU s |",
+        "|---|---|---|---|---|",
+    ]
     lines += [
-        f"| {r['case']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} |"
+        f"| {r['case']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | {r['cpu']:.2f} |"
         if "median" in r
-        else f"| {r['case']} | failed: {r['failed']} | | |"
+        else f"| {r['case']} | failed: {r['failed']} | | | |"
         for r in cold
     ]
     lines += [
