@@ -40,8 +40,8 @@ _IPV6_REFUSED: tuple[tuple[IPv6Network, str], ...] = tuple(
     for net, why in (
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
-        ("::/8", "reserved"),  # after ::ffff:0:0/96 and ::/96 are judged by their IPv4
         ("64:ff9b:1::/48", "local-use NAT64"),
+        ("::/8", "reserved"),  # mapped, compatible and NAT64 forms are judged before
         ("100::/64", "discard-only"),
         ("2001::/23", "IETF protocol assignment (Teredo, benchmarking, ORCHID)"),
         ("2001:db8::/32", "documentation"),
@@ -56,6 +56,7 @@ _IPV6_REFUSED: tuple[tuple[IPv6Network, str], ...] = tuple(
 _IPV4_COMPATIBLE = IPv6Network("::/96")
 _NAT64 = IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = IPv6Network("2002::/16")
+_GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
 
 
 def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
@@ -90,7 +91,9 @@ def refusal(ip: IPAddress | str) -> str | None:
     for network, why in table:
         if address in network:
             return why
-    # Anything else Python's registry knows as not globally reachable stays refused too.
-    if not address.is_global:
+    if isinstance(address, IPv6Address) and address not in _GLOBAL_UNICAST_V6:
+        return "unallocated (IPv6 global unicast is 2000::/3)"
+    # Anything else Python's registry knows as not public stays refused too.
+    if not address.is_global or address.is_reserved or address.is_private:
         return "not globally reachable"
     return None

@@ -17,6 +17,7 @@ Every failure is typed: `FetchRefused` (policy, 422), `FetchError` (400), `Image
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class Fetcher:
     `Fetcher(max_bytes=...)` fetches http(s) only; pass `local_roots` to also read local
     files under those folders. `with_local_roots` / `remote_only` make a sibling with
     another local policy that shares this one's HTTP client and network policy.
+    `resolver` (host -> IPs) and `connector` replace the system's resolver and TCP connect
+    (tests, custom networks); `ssl_context` may add a private CA but must verify.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Fetcher:
         local_roots: Roots | None = None,
         resolver: Resolver | None = None,
         connector: Connector | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         _downloader: Downloader | None = None,
     ) -> None:
         self.max_bytes = max_bytes
@@ -76,6 +80,7 @@ class Fetcher:
             deadline_s=deadline_s,
             max_redirects=max_redirects,
             connector=connector,
+            ssl_context=ssl_context,
         )
         self.local = LocalFiles(local_roots or (), max_bytes=max_bytes)
 

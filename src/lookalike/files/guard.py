@@ -9,11 +9,14 @@ that changes between check and connect (rebinding) cannot reach inside.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
+
+import httpx
 
 from lookalike.errors import ConfigError, FetchError, FetchRefused
 from lookalike.files.addresses import IPAddress, refusal
@@ -22,7 +25,11 @@ Resolver = Callable[[str], Sequence[str]]
 """host -> its IP addresses as strings (like `socket.getaddrinfo`, numeric forms included)."""
 
 REMOTE_SCHEMES = ("http", "https")
-DEFAULT_PORTS = (80, 443)
+DEFAULT_PORT = {"http": 80, "https": 443}
+DEFAULT_PORTS = tuple(DEFAULT_PORT.values())
+# Letters, digits, hyphens, dots (IDNA is already punycode here); underscores occur in
+# real DNS names. Anything else (spaces, %-escapes) is no host a resolver should see.
+_HOST = re.compile(r"[a-z0-9_.-]+", re.IGNORECASE)
 
 
 def system_resolver(host: str) -> list[str]:
@@ -102,17 +109,30 @@ class HostGuard:
         return addresses
 
     def check_url(self, url: str) -> list[IPAddress]:
-        """The policy for a URL, decided without connecting: its scheme, then its host's
-        addresses (see `addresses`). Returns the addresses a fetch would use."""
-        import httpx
+        """The policy for a URL, decided without connecting: the URL itself, then its
+        host's addresses (see `addresses`). Returns the addresses a fetch would use."""
+        parsed = checked_url(url)
+        host = parsed.raw_host.decode("ascii")  # what the connection will resolve
+        return self.addresses(host, parsed.port or DEFAULT_PORT[parsed.scheme])
 
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise FetchRefused(f"{url!r} is not a valid URL: {exc}") from exc
-        if parsed.scheme not in REMOTE_SCHEMES:
-            raise FetchRefused(f"{url!r}: only http and https URLs are fetched")
-        if not parsed.host:
-            raise FetchRefused(f"{url!r} names no host")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        return self.addresses(parsed.host, port)
+
+def checked_url(url: str) -> httpx.URL:
+    """A URL (the first or a redirect's) we may request: valid, http(s), with a host name
+    or IP and a port in range. Its addresses are checked separately (`HostGuard`)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise FetchRefused(f"not a valid URL: {exc}", source=url) from exc
+    if parsed.scheme not in REMOTE_SCHEMES:
+        raise FetchRefused(
+            f"only http and https URLs are fetched, not {parsed.scheme or 'no scheme'}",
+            source=url,
+        )
+    if not parsed.host:
+        raise FetchRefused("the URL names no host", source=url)
+    host = parsed.raw_host.decode("ascii", "replace")  # IDNA names arrive as punycode
+    if not _HOST.fullmatch(host) and ":" not in host:  # IPv6 literals have a colon
+        raise FetchRefused(f"{parsed.host!r} is not a host name", source=url)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise FetchRefused(f"port {parsed.port} is out of range", source=url)
+    return parsed

@@ -14,6 +14,7 @@ server that drips one byte just inside each read timeout is still cut off in tim
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import threading
 import time
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 import httpcore
 import httpx
 
+from lookalike.errors import ConfigError
 from lookalike.files.guard import HostGuard
 
 Connector = Callable[..., httpcore.NetworkStream]
@@ -122,12 +124,34 @@ class PinnedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    # Built once (loading the CA bundle takes ~50 ms); an SSLContext is safe to share.
+    return httpx.create_ssl_context()
+
+
+def verifying_context(context: ssl.SSLContext | None = None) -> ssl.SSLContext:
+    """`context` (e.g. one that trusts a private CA) or the default one; refused unless it
+    verifies certificates and host names - never verify=False."""
+    context = context or _default_context()
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        # A non-verifying context would let anyone on the path answer for any host.
+        raise ConfigError("image fetches verify TLS certificates and host names")
+    return context
+
+
 class PinnedTransport(httpx.HTTPTransport):
     """httpx's own HTTP transport (request building, exception mapping) over a connection
     pool that uses `PinnedBackend`. No proxy: a proxy would do the resolving and connecting."""
 
-    def __init__(self, backend: PinnedBackend, *, max_connections: int = 32) -> None:
-        context = httpx.create_ssl_context()  # verifying; never verify=False
+    def __init__(
+        self,
+        backend: PinnedBackend,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        context = verifying_context(ssl_context)
         super().__init__(verify=context, trust_env=False)
         # httpx builds its pool without a network_backend argument; ours replaces it.
         # The hostile-URL tests fail loudly should a future httpx stop using `_pool`.

@@ -7,14 +7,15 @@ deadline), `ImageTooLarge` (byte cap) - and no httpx exception escapes.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 
 import httpx
 
 from lookalike.errors import FetchError, FetchRefused, ImageTooLarge
-from lookalike.files.guard import REMOTE_SCHEMES, HostGuard
-from lookalike.files.pinned import Connector, PinnedBackend, PinnedTransport
+from lookalike.files.guard import HostGuard, checked_url
+from lookalike.files.pinned import Connector, PinnedBackend, PinnedTransport, verifying_context
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -38,6 +39,7 @@ class Downloader:
         deadline_s: float,
         max_redirects: int,
         connector: Connector | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.guard = guard
         self.max_bytes = max_bytes
@@ -46,6 +48,7 @@ class Downloader:
         self.deadline_s = deadline_s
         self.max_redirects = max_redirects
         self._backend = PinnedBackend(guard, connector)
+        self._ssl_context = verifying_context(ssl_context)
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
@@ -53,7 +56,7 @@ class Downloader:
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(
-                    transport=PinnedTransport(self._backend),
+                    transport=PinnedTransport(self._backend, ssl_context=self._ssl_context),
                     timeout=self.timeout_s,
                     follow_redirects=False,  # followed here, each hop checked and counted
                     trust_env=False,  # no proxies from the environment: we connect ourselves
@@ -107,7 +110,7 @@ class Downloader:
     def _follow(self, url: str) -> bytes:
         """One attempt: the request and its redirects."""
         client = self._http()
-        request = client.build_request("GET", _checked_url(url))
+        request = client.build_request("GET", checked_url(url))
         for _hop in range(self.max_redirects + 1):
             response = client.send(request, stream=True)
             try:
@@ -116,7 +119,7 @@ class Downloader:
                     if following is None:
                         raise FetchError(f"HTTP {response.status_code} without a Location")
                     request = following
-                    _checked_url(str(request.url))
+                    checked_url(str(request.url))
                     continue
                 if response.status_code in RETRY_STATUSES:
                     raise _Retry(f"HTTP {response.status_code}")
@@ -146,20 +149,3 @@ class Downloader:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def _checked_url(url: str) -> httpx.URL:
-    """A URL (the first or a redirect's) we may request: valid, http(s), with a host. Its
-    addresses are checked when the connection is made (`PinnedBackend`)."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise FetchRefused(f"not a valid URL: {exc}", source=url) from exc
-    if parsed.scheme not in REMOTE_SCHEMES:
-        raise FetchRefused(
-            f"only http and https URLs are fetched, not {parsed.scheme or 'no scheme'}",
-            source=url,
-        )
-    if not parsed.host:
-        raise FetchRefused("the URL names no host", source=url)
-    return parsed
