@@ -35,8 +35,10 @@ Roots = Iterable[str | os.PathLike[str]]
 
 
 def is_url(location: str) -> bool:
-    """Whether a source names a URL (else it is a local path)."""
-    return location.lower().startswith(URL_SCHEMES)
+    """Whether a source names a URL, of a scheme we fetch or not (else it is a local path,
+    which a manifest resolves against its folder)."""
+    head, sep, _ = location.partition("://")
+    return location.lower().startswith(URL_SCHEMES) or (bool(sep) and _has_scheme(head + ":"))
 
 
 def _has_scheme(location: str) -> bool:

@@ -103,8 +103,10 @@ class Downloader:
                 if time.monotonic() >= deadline:
                     raise
                 last = f"timed out after {self.timeout_s:g}s ({exc})"
-            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            except httpx.NetworkError as exc:
                 last = f"connection failed: {exc}"
+            except httpx.RemoteProtocolError as exc:  # often a kept-alive socket closed
+                last = f"the server broke the HTTP protocol: {exc}"
         raise FetchError(f"{last} (after {attempts} attempts)", source=url)
 
     def _follow(self, url: str) -> bytes:
