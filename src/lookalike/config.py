@@ -141,7 +141,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads that read, download and decode images while the model encodes.",
     )
-    download_timeout_s: float = Field(10.0, gt=0, description="Timeout per image download.")
+    download_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Timeout of each connect and read of an image download (the whole "
+        "fetch is bounded by fetch_deadline_s).",
+    )
     download_retries: int = Field(
         3, ge=0, description="Retries for a failed download (connect errors, 5xx, 429)."
     )
