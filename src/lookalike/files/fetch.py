@@ -117,7 +117,6 @@ class Fetcher:
         """This fetcher without local access: for sources chosen by API clients or events."""
         return self if not self.local.roots else self.with_local_roots(None)
 
-    @classmethod
     def fetch(self, location: str) -> bytes:
         """The bytes of an image source, or a typed error (never an httpx one)."""
         if location.lower().startswith(REMOTE_PREFIXES):
