@@ -64,6 +64,7 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
         echo(f"   pretrained CLIP on CPU: indexing the first {limit} items (--limit to change)")
 
     from lookalike.engine import Engine
+    from lookalike.files.fetch import ingest_roots
     from lookalike.ingest.sources import open_source
 
     manifest = catalog.manifest
@@ -72,7 +73,9 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
     with Engine(engine_settings, progress=True) as engine:
         items = open_source(manifest)
         report = engine.index_items(
-            itertools.islice(items, limit) if limit else items, total=min(limit or total, total)
+            itertools.islice(items, limit) if limit else items,
+            total=min(limit or total, total),
+            fetcher=engine.fetcher.with_local_roots(ingest_roots(manifest, engine_settings)),
         )
         echo(f"   {report.summary()}")
         searches = _example_searches(engine, directory / "fashion-mnist", echo)
