@@ -39,6 +39,11 @@ COLORS = {
 }
 BRANDS = ("Acme", "Zenith")
 
+# The admin key of every test app and server (writes always need a key); the clients that
+# write send it, the read-only `client` stays anonymous.
+TEST_API_KEY = "lk_test-admin-key-for-the-api-tests"
+WRITE_HEADERS = {"X-API-Key": TEST_API_KEY}
+
 # Small limits, so every rejection can be tested with small files.
 MAX_IMAGE_BYTES = 300_000
 MAX_UPLOAD_BYTES = 1_000_000
@@ -88,6 +93,8 @@ def api_settings(data_dir: Path, model_dir: Path, **overrides: Any) -> Settings:
         "ingest_workers": 2,
         "download_retries": 0,
         "download_timeout_s": 30.0,
+        "api_key": TEST_API_KEY,
+        "allowed_hosts": ["testserver"],  # the Host of FastAPI's TestClient
     }
     values.update(overrides)
     return Settings(**values)
@@ -158,8 +165,10 @@ def client(
 
 @pytest.fixture
 def writable_client(tmp_path: Path, indexed_data: Path, tiny_model: Path) -> Iterator[TestClient]:
+    """A client of its own copy of the catalog that sends the admin key."""
     data_dir = copy_data(indexed_data, tmp_path)
-    with TestClient(create_app(api_settings(data_dir, tiny_model))) as test_client:
+    app = create_app(api_settings(data_dir, tiny_model))
+    with TestClient(app, headers=WRITE_HEADERS) as test_client:
         yield test_client
 
 
@@ -199,6 +208,7 @@ def start_server(data_dir: Path, model_dir: Path, *args: str) -> LiveServer:
         "LOOKALIKE_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
         "LOOKALIKE_INDEX_SYNC_INTERVAL_S": "0.1",
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
+        "LOOKALIKE_API_KEY": TEST_API_KEY,
     }
     command = [sys.executable, "-m", "lookalike.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), *args]

@@ -9,13 +9,13 @@ from urllib.parse import unquote, urlparse
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from lookalike.api.deps import EngineDep, RunDep, ThumbnailsDep
+from lookalike.api.deps import EngineDep, RunDep, ThumbnailsDep, search_access
 from lookalike.api.errors import errors_doc
 from lookalike.api.thumbnails import media_type
 from lookalike.engine import Engine
 from lookalike.errors import NotFound
 
-router = APIRouter(prefix="/v1/images", tags=["images"])
+router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[search_access])
 
 # URLs carry the content hash (`?v=`), so a cached copy is never stale.
 CACHE = {"Cache-Control": "public, max-age=86400"}
