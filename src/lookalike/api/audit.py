@@ -15,35 +15,24 @@ import asyncio
 import json
 import logging
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from lookalike.api.asgi import HttpMiddleware, StatusNote
 from lookalike.api.auth import ANONYMOUS, CALLER, NEEDED
 
 log = logging.getLogger("lookalike.audit")
 
 
-class AuditWrites:
-    """Pure ASGI middleware (inside `Authenticate`; routes mark what they need)."""
+class AuditWrites(HttpMiddleware):
+    """Inside `Authenticate`; the routes' key checks mark what they need."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status: int | str = 500  # unless a response starts
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        noted = StatusNote(send)
+        abandoned = False
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, noted)
         except asyncio.CancelledError:
-            status = "abandoned"  # past its deadline: the outcome is not known
+            abandoned = True  # past its deadline: the outcome is not known
             raise
         finally:
             state = scope.get("state", {})
@@ -51,7 +40,7 @@ class AuditWrites:
             if needed is not None:
                 caller = state.get(CALLER, ANONYMOUS)
                 client = scope.get("client")
-                # json.dumps: an id is the client's text, and must not forge log lines.
+                # json.dumps: an id is the client's text, and must not forge log fields.
                 log.info(
                     "key=%s needs=%s method=%s route=%s product=%s status=%s client=%s",
                     caller.key.name if caller.key else "-",
@@ -59,6 +48,6 @@ class AuditWrites:
                     scope["method"],
                     getattr(scope.get("route"), "path", "unmatched"),
                     json.dumps(scope.get("path_params", {}).get("product_id")),
-                    status,
+                    "abandoned" if abandoned else noted.status or 500,
                     client[0] if client else "-",
                 )

@@ -28,8 +28,9 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from lookalike.api.asgi import HttpMiddleware
 from lookalike.api.errors import error_reply
 from lookalike.catalog import Catalog
 from lookalike.catalog.keys import Scope as KeyScope
@@ -135,16 +136,10 @@ def request_token(headers: Headers) -> str | None:
     return token or None
 
 
-class Authenticate:
-    """Pure ASGI middleware: puts the request's `Caller` in its state."""
+class Authenticate(HttpMiddleware):
+    """Puts the request's `Caller` in its state."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = ANONYMOUS
         token = request_token(Headers(scope=scope))
         if token is not None:

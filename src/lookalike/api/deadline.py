@@ -16,19 +16,17 @@ import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lookalike.api.asgi import HttpMiddleware
 from lookalike.api.errors import error_reply
 from lookalike.errors import DeadlineExceeded
 
 
-class Deadline:
+class Deadline(HttpMiddleware):
     def __init__(self, app: ASGIApp, seconds: float) -> None:
-        self.app = app
+        super().__init__(app)
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = asyncio.Event()
 
         async def send_and_note(message: Message) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from lookalike.api.asgi import HttpMiddleware, StatusNote
 from lookalike.api.auth import caller_of
 from lookalike.api.clients import is_loopback_client
 from lookalike.errors import Unauthorized
@@ -50,31 +51,18 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestMetrics:
-    """Pure ASGI middleware (outermost, so it sees the 413s and 401s of the others)."""
+class RequestMetrics(HttpMiddleware):
+    """Outermost, so it sees the 413s, 429s and 401s of the others."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # unless a response starts
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        noted = StatusNote(send)
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, noted)
         finally:
             engine = getattr(scope["app"].state, "engine", None)
             if engine is not None:
                 # The route template, not the path: ids must not make new label values.
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 engine.metrics.http_requests.labels(
-                    method_label(scope["method"]), route, str(status)
+                    method_label(scope["method"]), route, str(noted.status or 500)
                 ).inc()

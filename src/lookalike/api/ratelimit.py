@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from lookalike.api.asgi import HttpMiddleware
 from lookalike.api.auth import ANONYMOUS, CALLER, Caller
 from lookalike.api.clients import client_host, client_ip
 from lookalike.api.errors import error_reply
@@ -98,16 +99,13 @@ def address_bucket(scope: Scope) -> str:
     return str(address)
 
 
-class RateLimit:
-    """Pure ASGI middleware over a `RateLimiter` in `app.state.rate_limiter` (inside
-    `Authenticate`, which says whose request it is)."""
+class RateLimit(HttpMiddleware):
+    """Over the `RateLimiter` in `app.state.rate_limiter` (inside `Authenticate`, which says
+    whose request it is)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
-        if scope["type"] != "http" or limiter is None or scope["path"] in UNLIMITED_PATHS:
+        if limiter is None or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         caller = scope.get("state", {}).get(CALLER, ANONYMOUS)
