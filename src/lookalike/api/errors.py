@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.api.schemas import ErrorResponse
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, TryLater
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def error_reply(exc: LookalikeError) -> JSONResponse:
 
 async def _lookalike_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LookalikeError)
-    if exc.http_status >= 500:
+    # Shed load is expected under pressure and counted in /metrics: a line per refusal
+    # would flood the log exactly when it matters.
+    if exc.http_status >= 500 and not isinstance(exc, TryLater):
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
     return error_reply(exc)
 
