@@ -319,7 +319,8 @@ class PgvectorIndex:
         if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None:
             return
         conn.execute(f"SET maintenance_work_mem = '{int(self.config.build_memory_mb)}MB'")
-        with _build_progress(self.config.dsn, conn.info.backend_pid, enabled=progress):
+        rows = len(self) if progress else 0
+        with _build_progress(self.config.dsn, conn.info.backend_pid, rows, enabled=progress):
             conn.execute(
                 f"CREATE INDEX {name} ON {self.table} USING hnsw (embedding vector_ip_ops)"
                 f" WITH (m = {int(self.config.m)}, ef_construction = "
@@ -506,8 +507,9 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 @contextmanager
-def _build_progress(dsn: str, backend_pid: int, *, enabled: bool) -> Iterator[None]:
-    """A progress bar over an index build, read from pg_stat_progress_create_index."""
+def _build_progress(dsn: str, backend_pid: int, rows: int, *, enabled: bool) -> Iterator[None]:
+    """A progress bar over an index build of `rows` vectors, read from
+    pg_stat_progress_create_index (pgvector counts the vectors it has inserted)."""
     if not enabled:
         yield
         return
@@ -518,17 +520,16 @@ def _build_progress(dsn: str, backend_pid: int, *, enabled: bool) -> Iterator[No
     def watch() -> None:
         with (
             psycopg.connect(dsn, autocommit=True) as conn,
-            tqdm(desc="pgvector HNSW", unit="vec", total=0) as bar,
+            tqdm(desc="pgvector HNSW build", unit="vec", total=rows) as bar,
         ):
             while not done.wait(0.5):
                 row = conn.execute(
-                    "SELECT tuples_done, tuples_total FROM pg_stat_progress_create_index"
-                    " WHERE pid = %s",
+                    "SELECT tuples_done FROM pg_stat_progress_create_index WHERE pid = %s",
                     (backend_pid,),
                 ).fetchone()
-                if row and row[1]:
-                    bar.total = int(row[1])
+                if row:
                     bar.update(int(row[0]) - bar.n)
+            bar.update(rows - bar.n)
 
     watcher = threading.Thread(target=watch, name="pgvector-build-progress", daemon=True)
     watcher.start()
