@@ -368,11 +368,12 @@ class PgvectorIndex:
                 f"vectors of shape {vectors.shape} do not fit ids {len(ids)} x dim {self.meta.dim}"
             )
         with self._connection("write vectors") as conn:
+            # %b: vectors sent binary (as text they cost ~30x more to send and parse).
             for start in range(0, len(ids), WRITE_BATCH):
                 end = start + WRITE_BATCH
                 conn.execute(
                     f"INSERT INTO {self.table} (vector_id, embedding)"
-                    " SELECT * FROM unnest(%s::bigint[], %s::vector[])"
+                    " SELECT * FROM unnest(%s::bigint[], %b::vector[])"
                     " ON CONFLICT (vector_id) DO NOTHING",
                     (ids[start:end].tolist(), list(vectors[start:end])),
                 )
@@ -484,7 +485,8 @@ def filter_condition(product_filter: ProductFilter) -> tuple[str, list[Any]]:
 def search_sql(table: str, condition: str = "", *, exact: bool = False) -> str:
     """The statement of a search: for each query vector (parameter 1, `vector[]`), its
     nearest rows of `table` (alias `v`) under `condition` (its parameters next), at most
-    k of them (the last parameter); rows `(query number from 1, vector_id, distance)`."""
+    k of them (the last parameter); rows `(query number from 1, vector_id, distance)`.
+    The query vectors go binary (%b): as text they cost more than the search."""
     scored = f"SELECT v.vector_id, v.embedding <#> q.v AS distance FROM {table} v"
     if exact:
         # OFFSET 0 keeps the subquery whole, so the sort cannot be served by the index.
@@ -492,7 +494,7 @@ def search_sql(table: str, condition: str = "", *, exact: bool = False) -> str:
     else:
         nearest = f"{scored} {condition} ORDER BY v.embedding <#> q.v"
     return (
-        "SELECT q.n, r.vector_id, r.distance FROM unnest(%s::vector[]) WITH ORDINALITY"
+        "SELECT q.n, r.vector_id, r.distance FROM unnest(%b::vector[]) WITH ORDINALITY"
         f" AS q(v, n) CROSS JOIN LATERAL ({nearest} LIMIT %s) r"
     )
 
