@@ -315,6 +315,30 @@ def test_replicas_opening_together_build_the_table_once(tmp_path, pgvector_url, 
         index.catalog.close()
 
 
+def test_migrate_fills_pgvector_from_an_embedded_installation(tmp_path, pgvector_url):
+    from lookalike.catalog.sqlite import SQLiteCatalog
+    from lookalike.migrate import migrate_installation
+
+    source = Settings(_env_file=None, data_dir=tmp_path / "embedded")
+    embedded = SQLiteCatalog(source.data_dir / "catalog.db")
+    embedded.upsert([ProductWrite(p, v) for p, v in zip(ITEMS, VECTORS, strict=True)])
+    embedded.close()
+    target = settings_for(tmp_path, pgvector_url)
+    report = migrate_installation(source, target, progress=False)
+    assert report.copied == 240 and report.index["type"] == "pgvector"
+    assert report.index["vectors"] == 240
+    again = migrate_installation(source, target, progress=False)
+    assert again.copied == 0 and again.unchanged == 240
+    catalog = PostgresCatalog(pgvector_url)
+    index = open_index(target, catalog, DIM, MODEL).index
+    query = unit(1, 6)
+    best = int(np.argmax(VECTORS @ query[0]))
+    top = index.search(query, 1)[1][0, 0]
+    assert catalog.by_vector_ids([int(top)])[int(top)].id == ITEMS[best].id
+    index.close()
+    catalog.close()
+
+
 # --- refusals ----------------------------------------------------------------------------
 def test_settings_that_cannot_work_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="LOOKALIKE_CATALOG_URL=postgresql://"):
