@@ -47,7 +47,16 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from milvus_vs_faiss import EF_SEARCH, HNSW, FaissHnsw, disk_bytes, faiss_bytes, recall, timed
+from milvus_vs_faiss import (
+    EF_SEARCH,
+    HNSW,
+    FaissHnsw,
+    disk_bytes,
+    faiss_bytes,
+    milvus_settings,
+    recall,
+    timed,
+)
 from synthetic import ClipLike
 from tqdm.auto import tqdm
 
@@ -284,18 +293,9 @@ def build_engines(
     )
     hnsw = FaissHnsw(args.dim)
     _, hnsw_s = timed("faiss-hnsw", lambda: hnsw.add(ids, vectors))
-    milvus_settings = Settings(
-        _env_file=None,
-        data_dir=root / "data",
-        index_url=str(root / "milvus.db"),
-        milvus_index_type="HNSW",
-        milvus_index_params=HNSW,
-        milvus_search_params={"ef": EF_SEARCH},
-        milvus_write_batch=5_000,
-    )
     milvus, milvus_s = timed(
         "milvus-hnsw (insert + flush)",
-        lambda: open_index(milvus_settings, catalog, args.dim, MODEL, progress=True).index,
+        lambda: open_index(milvus_settings(root), catalog, args.dim, MODEL, progress=True).index,
     )
     pg_settings = Settings(
         _env_file=None,

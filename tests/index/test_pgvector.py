@@ -6,7 +6,6 @@ whole engine on PostgreSQL + pgvector giving the results of SQLite + FAISS."""
 
 from __future__ import annotations
 
-import csv
 import threading
 from pathlib import Path
 
@@ -35,40 +34,17 @@ from lookalike.index.pgvector import (
 )
 from lookalike.ingest.sources import ItemSpec
 from tests.support.ann_vectors import clustered, exact_top_k, recall_at_k
+from tests.support.filter_products import FILTERS, tricky_products
 from tests.support.image_catalogs import png_bytes
+from tests.support.manifest_catalog import assert_same_hits, write_manifest
 
 DIM = 16
 MODEL = "m1"
-
-ATTRIBUTE_VALUES = ["1", "a", "", "[1]", 0, 1, 5, 1.0, 0.5, True, False, None, [1], {"x": 1}]
-TRICKY_TEXT = ['quote"d', "back\\slash", "Äpfel", "new\nline", "it's", "50%"]
 
 
 def unit(rows: int, seed: int, dim: int = DIM) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def products(n: int) -> list[Product]:
-    out = []
-    for i in range(n):
-        attributes = {"size": i % 7}
-        choices = [*ATTRIBUTE_VALUES, "missing"]
-        value = choices[i % len(choices)]
-        if value != "missing":
-            attributes["color"] = value
-        out.append(
-            Product(
-                id=f"p{i}",
-                title=f"item {i}",
-                category=[None, "shoes", "hats", *TRICKY_TEXT][i % 9],
-                brand=["acme", "zed", None][i % 3],
-                price=None if i % 11 == 0 else float(i % 50),
-                attributes=attributes,
-                model_id=MODEL,
-            )
-        )
-    return out
 
 
 def settings_for(tmp_path: Path, catalog_url: str, **overrides) -> Settings:
@@ -81,7 +57,7 @@ def settings_for(tmp_path: Path, catalog_url: str, **overrides) -> Settings:
     )
 
 
-ITEMS = products(240)
+ITEMS = tricky_products(240, MODEL)
 VECTORS = unit(len(ITEMS), 0)
 
 
@@ -100,23 +76,6 @@ def live(tmp_path, pgvector_url, catalog):
     live.index.close()
 
 
-FILTERS = [
-    ProductFilter(categories=("shoes",)),
-    ProductFilter(categories=("hats", None)),  # type: ignore[arg-type]
-    ProductFilter(categories=tuple(TRICKY_TEXT)),
-    ProductFilter(brands=(None,)),  # type: ignore[arg-type]
-    ProductFilter(price_min=10, price_max=20),
-    ProductFilter(price_max=0),
-    ProductFilter(categories=("shoes",), brands=("acme",), price_min=5),
-    ProductFilter(attributes={"size": (3, 4.0)}),
-    ProductFilter(attributes={"size": (3,), "color": ("a", True)}),
-    *[ProductFilter(attributes={"color": (v,)}) for v in ATTRIBUTE_VALUES[:12]],
-    ProductFilter(attributes={"color": ("1", 0, None)}),
-    ProductFilter(attributes={"material": ("wool",)}),  # no product has it
-    ProductFilter(),
-]
-
-
 def test_filters_select_exactly_what_product_filter_matches(live, catalog):
     """Every filter, tricky values included, against the Python reference semantics, with
     the exact order of brute force (the allowed-ids search too)."""
@@ -124,7 +83,12 @@ def test_filters_select_exactly_what_product_filter_matches(live, catalog):
     by_vector = {vid: p.id for vid, p in catalog.by_vector_ids(range(1, 300)).items()}
     vector_ids = {pid: vid for vid, pid in by_vector.items()}
     order = np.argsort(-(VECTORS @ query), kind="stable")
-    for product_filter in FILTERS:
+    for product_filter in [
+        *FILTERS,
+        ProductFilter(attributes={"material": ("wool",)}),  # no product has it
+        ProductFilter(categories=("50%", "_")),  # LIKE and format characters match nothing
+        ProductFilter(),
+    ]:
         expected = [ITEMS[i].id for i in order if product_filter.matches(ITEMS[i])]
         scores, ids = live.index.search_filtered(query, 300, product_filter)
         found = [by_vector[int(i)] for i in ids[0] if i >= 0]
@@ -368,45 +332,12 @@ def test_versions_before_iterative_scans_are_refused():
 
 
 # --- the whole engine --------------------------------------------------------------------
-COLORS = ["red", "green", "blue", "black"]
-
-
-def make_manifest(root: Path, n: int = 24) -> Path:
-    rows = []
-    for i in range(n):
-        path = root / "images" / f"item{i}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png_bytes(i))
-        rows.append(
-            {
-                "id": f"sku-{i}",
-                "image": f"images/item{i}.png",
-                "title": f"item {i}",
-                "category": ["shoes", "hats", "bags"][i % 3],
-                "brand": ["acme", "zed"][i % 2],
-                "price": f"{5 + i * 3.5:.2f}",
-                "color": COLORS[i % 4],
-            }
-        )
-    manifest = root / "catalog.csv"
-    with open(manifest, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
-
-
-def same_hits(a, b) -> None:
-    assert [h.product.id for h in a.hits] == [h.product.id for h in b.hits]
-    np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-4)
-
-
 def test_the_engine_on_postgresql_and_pgvector_gives_the_results_of_sqlite_and_faiss(
     tmp_path, tiny_model_dir, pgvector_url
 ):
     from lookalike.encode import create_encoder
 
-    manifest = make_manifest(tmp_path / "source")
+    manifest = write_manifest(tmp_path / "source")
     model = {"model_checkpoint": str(tiny_model_dir), "device": "cpu"}
     local = Settings(_env_file=None, data_dir=tmp_path / "local", index_type="flat", **model)
     pg = settings_for(tmp_path, pgvector_url, **model)
@@ -426,13 +357,16 @@ def test_the_engine_on_postgresql_and_pgvector_gives_the_results_of_sqlite_and_f
                 lambda e, f=product_filter: e.search_image(png_bytes(3), limit=5, filters=f),
             ):
                 a, b = search(embedded), search(server)
-                same_hits(a, b)
+                assert_same_hits(a, b)
                 assert a.total_found == b.total_found
         # Writes through the engine are searchable when the call returns.
         for engine in (embedded, server):
             engine.upsert(ItemSpec("new", None, category="hats", price=1.0), png_bytes(77))
             engine.delete("sku-0")
         assert server.search_image(png_bytes(77), limit=3).hits[0].product.id == "new"
-        same_hits(server.search_text("a hat", limit=30), embedded.search_text("a hat", limit=30))
+        assert_same_hits(
+            server.search_text("a hat", limit=30), embedded.search_text("a hat", limit=30)
+        )
         info = server.info()["index"]
         assert info["type"] == "pgvector" and info["vectors"] == 24
+        server.live_index.index.close()  # the engine leaves a shared index's connections open

@@ -8,13 +8,15 @@ filled from the stored embeddings.
 
 A filtered search is one SQL statement: the vector table joined with the catalog's
 `products` table, the filter rendered by the catalog's own SQL (`catalog/filters.py`), so
-it selects exactly what the catalog selects, always on current metadata. A join rather
-than a copy of the filterable fields beside each vector, because it measured as fast or
-faster (docs/indexes.md): PostgreSQL's planner scores a selective filter's few matches
-exactly through the catalog's covering indexes, and walks the HNSW graph with pgvector
-0.8's iterative scan for a broad one, which scans on until k rows pass the filter. A list
-still short after that (the scan stopped at `pgvector_max_scan_tuples`) is completed by
-an exact search, so filtered lists stay full. Metadata changes cost the index nothing.
+it selects exactly what the catalog selects, always on current metadata. PostgreSQL's
+planner scores a selective filter's few matches exactly through the catalog's covering
+indexes, and walks the HNSW graph for a broad one with pgvector 0.8's iterative scan,
+which scans on until k rows pass the filter. A list still short after that (the scan
+stopped at `pgvector_max_scan_tuples`) is completed by an exact search, so filtered lists
+stay full. A join rather than the filter fields copied beside each vector: the copy
+measured no faster, needs an index per field to match the join on selective filters, a
+write per metadata change, and lags the catalog (`benchmarks/pgvector_vs_faiss_milvus.py`,
+docs/scaling.md).
 
 A *shared* index, like Milvus: written by whoever writes the catalog (through
 `LiveIndex.apply_writes`), its watermark recorded in the catalog's meta so any replica
@@ -26,11 +28,8 @@ idempotent.
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import re
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,9 +47,8 @@ from lookalike.errors import ConfigError, IndexError_, IndexMismatch
 from lookalike.index.base import IndexCapabilities, IndexMeta
 from lookalike.index.factory import register_index
 from lookalike.index.live import LiveIndex, rebuild_from_catalog
+from lookalike.index.shared import CachedCount, CatalogRecord
 from lookalike.redact import redact_url
-
-log = logging.getLogger(__name__)
 
 SCHEME = "pgvector://"
 CATALOG_SCHEMES = ("postgresql", "postgres")
@@ -143,8 +141,9 @@ class PgvectorIndex:
             "m": config.m,
             "ef_construction": config.ef_construction,
         }
+        self.record = CatalogRecord(catalog, RECORD_PREFIX + self.table, self.layout)
         self.created = False
-        self._count: tuple[float, int] | None = None  # (when, rows): len() is a query
+        self._count = CachedCount(self._count_rows)
         self.version = self._check_extension()
         meta.params = {
             "database": redact_url(config.dsn),
@@ -280,33 +279,23 @@ class PgvectorIndex:
             # Also after a crash between filling and indexing.
             self._build_hnsw(conn, progress=progress)
             if self.created:
-                self._write_record(self.meta.watermark)
+                self.record.write(self.meta.watermark)
 
     def _open_table(self, conn: Any) -> bool:
         """Returns whether the table was created (and so needs filling)."""
-        record = self._read_record()
         exists = conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0] is not None
-        if exists and record is None:
-            raise IndexMismatch(
-                f"table {self.table} exists but this catalog did not build it: drop it, or use "
-                "another database"
-            )
-        if exists and record.get("layout") != self.layout:
-            log.warning(
-                "pgvector table %s was built as %s, now %s: rebuilding it from the catalog",
-                self.table,
-                record.get("layout"),
-                self.layout,
-            )
-            conn.execute(f"DROP TABLE {self.table}")
-            exists = False
-        if exists:
-            self.meta.watermark = int(record["watermark"])
+        watermark = self.record.adopt(
+            f"pgvector table {self.table}", exists, foreign="drop it, or use another database"
+        )
+        if watermark is not None:
+            self.meta.watermark = watermark
             return False
+        if exists:
+            conn.execute(f"DROP TABLE {self.table}")
         # The record first: a crash before the table exists leaves a record whose table is
         # missing, which the next open creates and fills.
         self.meta.watermark = 0
-        self._write_record(0)
+        self.record.write(0)
         conn.execute(
             f"CREATE TABLE {self.table} (vector_id bigint PRIMARY KEY,"
             f" embedding vector({self.meta.dim}) NOT NULL)"
@@ -329,33 +318,17 @@ class PgvectorIndex:
         conn.execute("RESET maintenance_work_mem")
         conn.execute(f"ANALYZE {self.table}")
 
-    def _record_key(self) -> str:
-        return RECORD_PREFIX + self.table
-
-    def _read_record(self) -> dict[str, Any] | None:
-        raw = self.catalog.get_meta(self._record_key())
-        return json.loads(raw) if raw else None
-
-    def _write_record(self, watermark: int) -> None:
-        record = {"layout": self.layout, "watermark": int(watermark)}
-        self.catalog.set_meta(self._record_key(), json.dumps(record, sort_keys=True))
-
     def load_watermark(self) -> int:
         """The watermark every writer shares (recorded in the catalog)."""
-        record = self._read_record()
-        return int(record["watermark"]) if record else 0
+        return self.record.watermark()
 
     # --- protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
-        cached = self._count
-        # A search asks twice (model check, total found); other replicas' writes show
-        # within this quarter second.
-        if cached is not None and time.monotonic() - cached[0] < 0.25:
-            return cached[1]
+        return self._count()
+
+    def _count_rows(self) -> int:
         with self._connection("count the vectors") as conn:
-            count = int(conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
-        self._count = (time.monotonic(), count)
-        return count
+            return int(conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert vectors under ids not yet present (a present id holds the same vector)."""
@@ -377,7 +350,7 @@ class PgvectorIndex:
                     " ON CONFLICT (vector_id) DO NOTHING",
                     (ids[start:end].tolist(), list(vectors[start:end])),
                 )
-        self._count = None
+        self._count.clear()
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -387,7 +360,7 @@ class PgvectorIndex:
             removed = conn.execute(
                 f"DELETE FROM {self.table} WHERE vector_id = ANY(%s::bigint[])", (ids.tolist(),)
             ).rowcount
-        self._count = None
+        self._count.clear()
         return int(removed)
 
     def search(
@@ -458,8 +431,7 @@ class PgvectorIndex:
 
     def save(self) -> None:
         """Record the watermark in the catalog (the vectors are already in the table)."""
-        if self.meta.watermark > self.load_watermark():
-            self._write_record(self.meta.watermark)
+        self.record.advance(self.meta.watermark)
 
     def describe(self) -> dict[str, Any]:
         return {
