@@ -218,6 +218,7 @@ def main() -> None:
     )
 
     server = start_server()
+    scratch = tempfile.TemporaryDirectory(prefix="lookalike-bench-")
     try:
         url = server.create_database("bench")
         catalog, catalog_s = timed(
@@ -225,7 +226,7 @@ def main() -> None:
         )
         ids = np.arange(1, args.n + 1, dtype=np.int64)  # vector ids follow insertion order
         assert catalog.get("p0").vector_id == 1
-        engines = build_engines(args, url, catalog, ids, vectors)
+        engines = build_engines(args, Path(scratch.name), url, catalog, ids, vectors)
         truth = {name: engines[0].search(queries, K[name], f) for name, f in FILTERS.items()}
         rows = []
         for engine in engines:
@@ -261,6 +262,7 @@ def main() -> None:
         catalog.close()
     finally:
         server.stop()
+        scratch.cleanup()
 
     print()
     print(
@@ -283,9 +285,13 @@ def main() -> None:
 
 
 def build_engines(
-    args: argparse.Namespace, url: str, catalog: PostgresCatalog, ids: np.ndarray, vectors
+    args: argparse.Namespace,
+    root: Path,
+    url: str,
+    catalog: PostgresCatalog,
+    ids: np.ndarray,
+    vectors: np.ndarray,
 ) -> list[Engine]:
-    root = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     print("building", flush=True)
     flat, flat_s = timed(
         "exact (flat)",
