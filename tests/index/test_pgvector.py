@@ -326,6 +326,24 @@ def test_a_server_without_pgvector_is_refused_clearly(tmp_path, postgres_url):
     catalog.close()
 
 
+def test_a_user_who_may_not_enable_pgvector_is_told_who_can(tmp_path, pgvector_server):
+    """A database owner who is no superuser cannot create the (untrusted) extension."""
+    admin = pgvector_server.url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE ROLE shopkeeper LOGIN")
+        conn.execute("CREATE DATABASE shop OWNER shopkeeper")
+    url = admin.replace("postgres@", "shopkeeper@").rsplit("/", 1)[0] + "/shop"
+    try:
+        catalog = PostgresCatalog(url)
+        with pytest.raises(ConfigError, match="have a superuser run CREATE EXTENSION vector"):
+            open_index(settings_for(tmp_path, url), catalog, DIM, MODEL)
+        catalog.close()
+    finally:
+        pgvector_server.drop_database("shop")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("DROP ROLE shopkeeper")
+
+
 def test_versions_before_iterative_scans_are_refused():
     assert _version_tuple("0.7.4") < MIN_VERSION <= _version_tuple("0.8.0")
     assert _version_tuple("0.10.1") > MIN_VERSION  # numbers, not text

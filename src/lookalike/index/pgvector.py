@@ -196,7 +196,7 @@ class PgvectorIndex:
                 except psycopg.errors.InsufficientPrivilege as exc:
                     raise ConfigError(
                         "pgvector is not enabled in the catalog's database and this user may "
-                        "not enable it: have an owner run CREATE EXTENSION vector there"
+                        "not enable it: have a superuser run CREATE EXTENSION vector there"
                     ) from exc
                 installed = conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -248,7 +248,8 @@ class PgvectorIndex:
         from psycopg_pool import PoolTimeout
 
         try:
-            with self._errors(what), self._pool.connection() as conn:
+            # A pool that times out says so, not as a failed statement.
+            with self._pool.connection() as conn, self._errors(what):
                 yield conn
         except PoolTimeout as exc:
             raise IndexError_(
