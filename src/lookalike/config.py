@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     index_url: str | None = Field(
         None,
         description="Vector store: unset = FAISS files in data_dir; a Milvus URI "
-        "(`http://host:19530`) or a local `.db` path for embedded Milvus Lite.",
+        "(`http://host:19530`), a local `.db` path for embedded Milvus Lite, or `pgvector://` "
+        "for a pgvector table in the PostgreSQL catalog's own database.",
     )
 
     # --- model ---------------------------------------------------------------------------
@@ -433,7 +434,7 @@ class Settings(BaseSettings):
         True, description="Log API searches and clicks in the catalog for `lookalike report`."
     )
 
-    # --- scaling out: PostgreSQL catalog, Milvus vector store ----------------------------
+    # --- scaling out: PostgreSQL catalog, Milvus or pgvector vector store ------------------
     postgres_pool_min: int = Field(
         1, ge=0, description="PostgreSQL catalog: connections each process keeps open."
     )
@@ -475,6 +476,40 @@ class Settings(BaseSettings):
         1, ge=1, description="In-memory replicas a Milvus cluster loads (spread queries)."
     )
     milvus_write_batch: int = Field(1000, ge=1, description="Rows per Milvus upsert request.")
+    pgvector_m: int = Field(
+        16, ge=2, le=100, description="pgvector HNSW links per node (build time)."
+    )
+    pgvector_ef_construction: int = Field(
+        64,
+        ge=4,
+        le=1000,
+        description="pgvector HNSW candidate list while building (at least 2 x pgvector_m).",
+    )
+    pgvector_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="pgvector HNSW candidate list per query (raised to k for a larger k, up "
+        "to pgvector's 1000; iterative scans go on past it).",
+    )
+    pgvector_iterative_scan: Literal["relaxed_order", "strict_order"] = Field(
+        "relaxed_order",
+        description="pgvector 0.8 iterative index scan: a filtered query scans on until it has "
+        "k matches. relaxed_order finds more (results are re-sorted); strict_order stops "
+        "sooner.",
+    )
+    pgvector_max_scan_tuples: int = Field(
+        20_000,
+        ge=1,
+        description="Most index entries one pgvector iterative scan visits; a list still "
+        "short then is completed by an exact search of the matches.",
+    )
+    pgvector_build_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maintenance_work_mem for building the pgvector HNSW index (a graph that "
+        "fits builds many times faster).",
+    )
     filterable_attributes: list[
         Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")]
     ] = Field(
