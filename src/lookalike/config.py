@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     index_save_interval_s: float = Field(
         30.0, gt=0, description="Longest time between index snapshots while writing."
     )
+    index_memory: Literal["auto", "private", "mapped"] = Field(
+        "auto",
+        description="How a process holds the FAISS index: private = its own copy in memory; "
+        "mapped = the saved file mapped read-only (one copy in the page cache for every "
+        "process on the machine) plus a small private delta of later writes; auto = mapped "
+        "when `lookalike serve` runs several workers.",
+    )
+    index_delta_max: int = Field(
+        10_000,
+        ge=1,
+        description="mapped: writes a process holds beside the mapped file (vectors added "
+        "plus ids removed) before it folds them into a new saved file.",
+    )
     search_threads: int | None = Field(
         None, ge=1, description="Threads FAISS may use (unset: all cores)."
     )

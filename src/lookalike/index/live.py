@@ -67,6 +67,7 @@ class LiveIndex:
         if self.index.shared:
             return 0  # a shared engine is written directly by the catalog's writers
         with self._sync_lock:
+            self._refresh()
             applied = self._replay(self.index, batch)
             if applied:
                 self._dirty = True
@@ -98,6 +99,10 @@ class LiveIndex:
                 self.index.save()
                 self._dirty = False
         return applied
+
+    def _refresh(self) -> None:
+        """Take up an index another process saved, if this kind of LiveIndex does (a
+        mapped one does); called with the sync lock held, before replaying."""
 
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
         """Apply the log after `index`'s watermark to it; returns entries applied."""
@@ -139,23 +144,36 @@ class LiveIndex:
         fresh = self.maintainer.build(plan, progress=self.progress)
         self._replay(fresh)  # writes made while it was building
         fresh.save()
-        self.index = fresh
+        self.index = self._adopt(fresh)
         self._dirty = False
         self._last_save = time.monotonic()
         return True
+
+    def _adopt(self, fresh: VectorIndex) -> VectorIndex:
+        """The index to search after a rebuild saved `fresh` (a mapped LiveIndex maps it)."""
+        return fresh
 
     def save(self, *, force: bool = False, changed: bool = False) -> bool:
         """Snapshot when dirty and due (or forced); returns whether it saved.
 
         `changed` marks the index dirty first (its parameters changed, e.g. by tuning)."""
         self._dirty = self._dirty or changed
-        due = time.monotonic() - self._last_save >= self.save_interval_s
-        if not self._dirty or not (force or due):
+        if not self._dirty or not (force or self._save_due()):
             return False
         with self._sync_lock:
-            self.index.save()
-            self._dirty = False
+            saved = self._snapshot()
+            self._dirty = not saved
             self._last_save = time.monotonic()
+        return saved
+
+    def _save_due(self) -> bool:
+        return time.monotonic() - self._last_save >= self.save_interval_s
+
+    def _snapshot(self) -> bool:
+        """Save the index; returns whether nothing is left to save. (A save dropped because
+        the saved index is further along the log leaves nothing: that one holds every
+        change this one has.)"""
+        self.index.save()
         return True
 
     def describe(self) -> dict[str, Any]:
