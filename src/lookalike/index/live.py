@@ -106,27 +106,7 @@ class LiveIndex:
 
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
         """Apply the log after `index`'s watermark to it; returns entries applied."""
-        applied = 0
-        while True:
-            changes = self.catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
-            if changes.head == index.meta.watermark:
-                return applied
-            if index.shared:
-                # Upserts: an add replaces a row of the same id, and metadata updates
-                # rewrite the filterable fields stored beside the vector.
-                index.remove(changes.remove_ids)
-                ids = np.concatenate([changes.add_ids, changes.update_ids])
-                if len(ids):
-                    vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
-                    index.add(ids, np.concatenate(vectors))
-            else:
-                # Removing the ids about to be added makes replaying an entry idempotent.
-                stale = np.union1d(changes.remove_ids, changes.add_ids)
-                index.remove(stale)
-                if len(changes.add_ids):
-                    index.add(changes.add_ids, changes.add_vectors)
-            applied += changes.head - index.meta.watermark
-            index.meta.watermark = changes.head
+        return replay_log(index, self.catalog, batch)
 
     def maintain(self) -> bool:
         """Rebuild the index now if the maintainer says it is due; returns whether it did."""
@@ -180,6 +160,31 @@ class LiveIndex:
         return self.index.describe()
 
 
+def replay_log(index: VectorIndex, catalog: Catalog, batch: int = 100_000) -> int:
+    """Apply the catalog's log after `index`'s watermark to it; returns entries applied."""
+    applied = 0
+    while True:
+        changes = catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
+        if changes.head == index.meta.watermark:
+            return applied
+        if index.shared:
+            # Upserts: an add replaces a row of the same id, and metadata updates
+            # rewrite the filterable fields stored beside the vector.
+            index.remove(changes.remove_ids)
+            ids = np.concatenate([changes.add_ids, changes.update_ids])
+            if len(ids):
+                vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
+                index.add(ids, np.concatenate(vectors))
+        else:
+            # Removing the ids about to be added makes replaying an entry idempotent.
+            stale = np.union1d(changes.remove_ids, changes.add_ids)
+            index.remove(stale)
+            if len(changes.add_ids):
+                index.add(changes.add_ids, changes.add_vectors)
+        applied += changes.head - index.meta.watermark
+        index.meta.watermark = changes.head
+
+
 def rebuild_from_catalog(
     index: VectorIndex, catalog: Catalog, *, progress: bool = False
 ) -> VectorIndex:
@@ -194,5 +199,10 @@ def rebuild_from_catalog(
         for ids, vectors in catalog.iter_embeddings(model_id=model_id):
             index.add(ids, vectors)
             bar.update(len(ids))
+    if not index.shared:
+        # The copy may hold writes made after the head it started from: replaying them
+        # (idempotent) leaves exactly the entries of the new watermark, so the index and
+        # its watermark belong together when it is saved.
+        replay_log(index, catalog)
     log.info("rebuilt %s index with %d vectors", index.meta.kind, len(index))
     return index
