@@ -268,6 +268,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="`lookalike serve` bind address.")
     port: int = Field(8000, ge=0, le=65535, description="`lookalike serve` port.")
     workers: int = Field(1, ge=1, description="`lookalike serve` worker processes.")
+    metrics_dir: Path | None = Field(
+        None,
+        description="Where the workers of `lookalike serve --workers N` share their "
+        "Prometheus metrics, so `/metrics` on any worker reports them all (unset: a new "
+        "temporary folder per run). Under another process manager, set "
+        "`PROMETHEUS_MULTIPROC_DIR` to the same folder.",
+    )
     api_key: SecretStr | None = Field(
         None, description="When set, write endpoints need the header `X-API-Key`."
     )
