@@ -14,7 +14,7 @@ from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.config import Settings
 from lookalike.errors import IndexError_
 from lookalike.files.lock import exclusive_lock
-from lookalike.index import HnswIndex, IndexMeta, open_index
+from lookalike.index import HnswIndex, IndexMeta, IvfPqIndex, open_index
 from lookalike.index.faiss_index import FaissIndex, FlatIndex
 from lookalike.index.mapped import FOLD_LOCK, MappedIndex
 from lookalike.index.mapped_live import MappedLiveIndex
@@ -187,3 +187,25 @@ def test_an_outgrown_mapped_index_is_rebuilt_and_mapped(tmp_path: Path, catalog:
     assert isinstance(live.index, MappedIndex) and live.index.kind == "hnsw"
     assert live.index.base.mapped and live.index.delta_size == 0
     np.testing.assert_array_equal(live.index.ids(), catalog_ids(catalog))
+
+
+def test_an_ivfpq_snapshot_maps_its_lists_and_folds(tmp_path: Path):
+    params = {"nlist": 16, "m": 4, "nbits": 6, "nprobe": 16, "rerank": 1}
+    index = IvfPqIndex(IndexMeta("ivfpq", DIM, "m1", params=params), tmp_path)
+    data = unit(2000, 0)
+    index.train(data)
+    index.add(np.arange(1, 2001, dtype=np.int64), data)
+    index.save()
+    private, mapped = IvfPqIndex.load(tmp_path), MappedIndex(IvfPqIndex.load(tmp_path, mapped=True))
+    queries = unit(10, 5)
+    same_answers(mapped, private, queries, 10)
+
+    gone = np.arange(1, 2001, 7, dtype=np.int64)
+    fresh = np.arange(5000, 5050, dtype=np.int64)
+    for target in (private, mapped):
+        target.remove(gone)
+        target.add(fresh, unit(50, 6))
+    assert len(mapped) == len(private) == 2000 - len(gone) + 50
+    np.testing.assert_array_equal(mapped.ids(), private.ids())
+    assert mapped.fold() and mapped.delta_size == 0 and mapped.base.mapped
+    same_answers(mapped, private, queries, 10)  # both IVF-PQ again: the same codes

@@ -29,7 +29,7 @@ from lookalike.errors import IndexMismatch
 from lookalike.files.lock import try_exclusive_lock
 from lookalike.index.base import IndexCapabilities, IndexMeta
 from lookalike.index.faiss_index import FaissIndex, FlatIndex
-from lookalike.index.persist import snapshot_path
+from lookalike.index.persist import saved_meta, snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class MappedIndex:
             if not self.changed:
                 return False
             with try_exclusive_lock(directory / FOLD_LOCK) as mine:
-                if not mine:
+                if not mine or self._behind(directory):
                     return False
                 merged = self._merged(directory)
                 if merged is None or not merged.publish():
@@ -204,6 +204,19 @@ class MappedIndex:
             self._state = self._fresh_state(mapped)
             self.meta.snapshot = mapped.meta.snapshot
         return True
+
+    def _behind(self, directory: Path) -> bool:
+        """Whether the saved index is further along the log (checked before the costly copy;
+        the save checks again under its lock)."""
+        try:
+            saved = saved_meta(directory)
+        except IndexMismatch:
+            return False
+        return (
+            saved is not None
+            and saved.catalog_id == self.meta.catalog_id
+            and saved.watermark > self.meta.watermark
+        )
 
     def _merged(self, directory: Path) -> FaissIndex | None:
         """A private copy of the mapped snapshot with the delta applied."""
