@@ -27,19 +27,9 @@ def _open_faiss(
     planner = index_planner(settings, catalog, dim, model_id)
     if maps_index(settings):
         return _open_mapped(settings, catalog, planner, progress)
-    index = planner.load()
-    if index is None:
-        plan = planner.plan()
-        log.info("building the index: %s", plan.describe())
-        index = planner.build(plan, progress=progress)
-        index.save()
-    live = LiveIndex(
-        index,
-        catalog,
-        save_interval_s=settings.index_save_interval_s,
-        maintainer=planner,
-        progress=progress,
-    )
+    index = planner.load() or planner.rebuild(progress=progress)
+    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
+    live = LiveIndex(index, catalog, maintainer=planner, **options)
     live.catch_up()
     live.maintain()  # e.g. tombstones piled up before the last save
     return live
@@ -57,19 +47,16 @@ def _open_mapped(
     with exclusive_lock(planner.directory / FOLD_LOCK):
         index = planner.load_mapped()
         if index is None:
-            plan = planner.plan()
-            log.info("building the index: %s", plan.describe())
-            built = planner.build(plan, progress=progress)
-            built.save()
+            built = planner.rebuild(progress=progress)
             index = planner.load_mapped() or MappedIndex(built)
+    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
     live = MappedLiveIndex(
         index,
         catalog,
         loader=planner.load_mapped,
         fold_at=settings.index_delta_max,
-        save_interval_s=settings.index_save_interval_s,
         maintainer=planner,
-        progress=progress,
+        **options,
     )
     live.catch_up()
     live.maintain()

@@ -162,6 +162,14 @@ class IndexPlanner:
         rebuild_from_catalog(index, self.catalog, progress=progress)
         return index
 
+    def rebuild(self, *, progress: bool = False) -> FaissIndex:
+        """A new index as planned now, built from the stored embeddings and saved."""
+        plan = self.plan()
+        log.info("building the index: %s", plan.describe())
+        index = self.build(plan, progress=progress)
+        index.save()
+        return index
+
     def training_sample(self, count: int, seed: int = 0) -> np.ndarray:
         """Up to `count` stored embeddings of this model, drawn at random."""
         ids = self.catalog.filter_vector_ids(ProductFilter())
