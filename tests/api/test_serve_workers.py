@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lookalike.index.persist import saved_meta, snapshot_path
 from tests.support.api_catalog import (
@@ -25,6 +24,7 @@ from tests.support.api_catalog import (
     start_server,
     stop_server,
 )
+from tests.support.prometheus import Samples, parse_samples, value
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")
 
@@ -61,19 +61,11 @@ def worker_pids(server: LiveServer) -> list[int]:
     return sorted(pids)
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+def scrape(url: str) -> Samples:
     # A new connection each time: the kernel hands it to either worker.
     response = httpx.get(f"{url}/metrics", timeout=30)
     assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_samples(response.text)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
