@@ -9,7 +9,7 @@ worker searches, then reads each worker's /proc/<pid>/smaps_rollup: RSS counts e
 a worker touches, shared or not; PSS splits shared pages between the processes mapping
 them, so the PSS summed over workers is what the workers cost the machine.
 
-    PYTHONPATH=src python benchmarks/worker_memory.py --demo-data demo-data/lookalike-data \\
+    PYTHONPATH=src:. python benchmarks/worker_memory.py --demo-data demo-data/lookalike-data \\
         --model demo-data/model --synthetic 1000000
 
 `--families N` measures instead what FAISS maps for each family (flat, HNSW, IVF-PQ of N
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import httpx
 import numpy as np
 from prometheus_client.multiprocess import MultiProcessCollector
 from synthetic import ClipLike
+from tests.support.api_catalog import free_port, stop_server
 from tqdm.auto import tqdm
 
 from lookalike.catalog import Product, ProductWrite
@@ -121,12 +121,6 @@ def product_ids(data_dir: Path, count: int) -> list[str]:
 
 
 # --- one server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def worker_pids(server: subprocess.Popen, workers: int) -> list[int]:
     if workers == 1:
         return [server.pid]
@@ -187,12 +181,7 @@ def measure(
                 server, log, metrics_dir, workers, ids, per_worker, port
             )
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server)
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return {
         "memory": memory,
