@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
+from lookalike.catalog.base import WriteOutcome
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
 from lookalike.files.fetch import Fetcher
@@ -81,10 +84,27 @@ class Engine:
             info = self.encoder.info
             with self._lock:
                 if self._live is None:
-                    self._live = open_index(
-                        self.settings, self.catalog, info.dim, info.model_id, progress=self.progress
+                    self._live = self._watched(
+                        open_index(
+                            self.settings,
+                            self.catalog,
+                            info.dim,
+                            info.model_id,
+                            progress=self.progress,
+                        )
                     )
         return self._live
+
+    def _watched(self, live: LiveIndex) -> LiveIndex:
+        """Time each catalog commit this index makes searchable (freshness metric)."""
+
+        def observe(commit_times: np.ndarray) -> None:
+            ages = np.maximum(time.time() - commit_times, 0.0)
+            for age in ages.tolist():
+                self.metrics.commit_searchable_seconds.observe(age)
+
+        live.on_applied = observe
+        return live
 
     @property
     def pipeline(self) -> SearchPipeline:
@@ -154,6 +174,9 @@ class Engine:
     def delete_many(self, product_ids: Sequence[str]) -> int:
         return self.writer.delete_many(product_ids)
 
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        return self.writer.delete_versions(versions)
+
     # --- search --------------------------------------------------------------------------
     def search(self, request: SearchRequest) -> SearchResults:
         return self.pipeline.run(request)
@@ -179,7 +202,7 @@ class Engine:
 
     def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
         """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
-        live = self.index_admin.build(plan)
+        live = self._watched(self.index_admin.build(plan))
         with self._lock:
             self._live = live
         return live.describe()

@@ -57,6 +57,10 @@ class LiveIndex:
         self._sync_lock = threading.Lock()
         self._last_save = time.monotonic()
         self._dirty = False
+        # Called with the commit times of each stretch of the log made searchable here
+        # (the freshness metric); set once the index is open, so its first catch-up of
+        # writes made while the process was down is not counted.
+        self.on_applied: Callable[[np.ndarray], None] | None = None
 
     @property
     def watermark(self) -> int:
@@ -122,6 +126,8 @@ class LiveIndex:
                     index.add(changes.add_ids, changes.add_vectors)
             applied += changes.head - index.meta.watermark
             index.meta.watermark = changes.head
+            if self.on_applied is not None and len(changes.commit_times):
+                self.on_applied(changes.commit_times)
 
     def maintain(self) -> bool:
         """Rebuild the index now if the maintainer says it is due; returns whether it did."""
