@@ -23,6 +23,7 @@ from lookalike.files.fetch import Fetcher
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
+from lookalike.ingest.event_sources import describe_events
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.runs import ingest_items, ingest_on_ray
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
@@ -212,18 +213,38 @@ class Engine:
         stats = self.catalog.stats()
         source = model_source(self.settings)
         stamp = stats.last_update
+        index = self._live.describe() if self._live else describe_index(self.settings)
         return {
             "catalog": self.catalog.url,
             "products": stats.products,
             "searchable": stats.searchable,
             "embeddings_by_model": stats.models,
-            "last_update": stamp and time.strftime("%FT%T%z", time.localtime(stamp)),
+            "last_update": stamp and _iso(stamp),
             "log_head": stats.log_head,
-            "index": self._live.describe() if self._live else describe_index(self.settings),
+            "index": index,
             "cache": self.caches.backend.describe(),
             "model": {"source": source.kind, "name": source.display_name},
             "data_dir": str(self.settings.data_dir.resolve()),
+            "freshness": self._freshness(stats.log_head, index.get("watermark")),
+            "events": describe_events(self.settings),
         }
+
+    def _freshness(self, head: int, watermark: int | None) -> dict[str, Any]:
+        """When the catalog last committed a change, and how far the index is behind it."""
+        last = self.catalog.commit_times([head]).get(head) if head else None
+        out: dict[str, Any] = {"last_commit": last and _iso(last), "index_behind_s": None}
+        if watermark is not None and watermark >= head:
+            out["index_behind_s"] = 0.0
+        elif watermark is not None:
+            # Behind since the oldest change it lacks (the entry after its watermark).
+            lacking = self.catalog.changes_since(watermark, limit=1).commit_times
+            if len(lacking):
+                out["index_behind_s"] = round(max(0.0, time.time() - float(lacking[0])), 3)
+        return out
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%FT%T%z", time.localtime(stamp))
 
 
 def _f(filters: ProductFilter | None) -> ProductFilter:

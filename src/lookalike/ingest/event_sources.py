@@ -11,7 +11,7 @@ The URL is `LOOKALIKE_EVENTS_URL`, else `LOOKALIKE_REDIS_URL` (a Redis stream na
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -199,6 +199,27 @@ def open_event_source(settings: Settings) -> EventSource:
     """This process's member of the consumer group (it connects: fails fast when down)."""
     url, backend = event_backend(settings)
     return backend.source(url, settings)
+
+
+def describe_events(settings: Settings) -> dict[str, Any] | None:
+    """The event queue the settings name and how far behind its consumer group is, for
+    `lookalike info` (opening the queue as a consumer would, without joining the group);
+    None when no queue is set. An unreachable queue is reported, not raised."""
+    from lookalike.errors import LookalikeError
+
+    if not events_url(settings):
+        return None
+    try:
+        source = open_event_source(settings)
+    except LookalikeError as exc:
+        return {"error": str(exc)}
+    try:
+        backlog = source.backlog()
+        return {**source.describe(), "backlog": asdict(backlog)}
+    except LookalikeError as exc:
+        return {**source.describe(), "error": str(exc)}
+    finally:
+        source.close()
 
 
 def open_event_publisher(settings: Settings) -> EventPublisher:

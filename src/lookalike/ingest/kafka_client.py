@@ -123,6 +123,21 @@ def for_client(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not k.startswith(drop)}
 
 
+def make_client(kind: str, config: Mapping[str, Any]) -> Any:
+    """A confluent-kafka Consumer, Producer or AdminClient; properties librdkafka refuses
+    (unknown, malformed, a missing CA file) are a ConfigError."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    cls = {"consumer": Consumer, "producer": Producer, "admin": AdminClient}[kind]
+    try:
+        return cls(for_client(config, kind))
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"Kafka client properties refused (LOOKALIKE_KAFKA_CONFIG): {exc}"
+        ) from exc
+
+
 def shown_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The client properties as `info` and logs may show them."""
     plain = {k: v for k, v in config.items() if isinstance(v, (str, int, float, bool))}
@@ -138,9 +153,9 @@ def ensure_topics(config: Mapping[str, Any], location: KafkaLocation, partitions
     """Create the events topic and its dead-letter topic where they are missing (a cluster
     that forbids it gets a warning: an administrator creates them)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    admin = AdminClient(for_client(config, "admin"))
+    admin = make_client("admin", config)
     try:
         existing = admin.list_topics(timeout=TIMEOUT_S).topics
     except KafkaException as exc:

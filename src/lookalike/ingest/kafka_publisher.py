@@ -17,7 +17,7 @@ from lookalike.ingest.kafka_client import (
     dead_letter_from,
     dead_letter_topic,
     ensure_topics,
-    for_client,
+    make_client,
     message_time,
     parse_kafka_url,
     position,
@@ -33,16 +33,13 @@ class KafkaEventPublisher:
     """Writes events to the topic (keyed by product id); reads its dead letters back."""
 
     def __init__(self, url: str, settings: Settings) -> None:
-        from confluent_kafka import Producer
-
         self.location = parse_kafka_url(url)
         self.topic = self.location.topic
         self.dead_topic = dead_letter_topic(self.topic)
         self._base = client_config(self.location, settings)
         self._replay_group = f"{settings.consumer_group}.replay"
-        producer = for_client(self._base, "producer")
-        self._producer = Producer({**producer, "client.id": "lookalike-publish"})
         ensure_topics(self._base, self.location, settings.kafka_topic_partitions)
+        self._producer = make_client("producer", {**self._base, "client.id": "lookalike-publish"})
 
     def publish(self, event: Mapping[str, Any]) -> str:
         return self.publish_many([event])[0]
@@ -53,16 +50,17 @@ class KafkaEventPublisher:
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         """Dead letters after the replay group's position, oldest first."""
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
-        reader = Consumer(
+        reader = make_client(
+            "consumer",
             {
-                **for_client(self._base, "consumer"),
+                **self._base,
                 "group.id": self._replay_group,
                 "client.id": "lookalike-replay",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-            }
+            },
         )
         letters: list[tuple[float, DeadLetter]] = []
         try:
@@ -107,7 +105,7 @@ class KafkaEventPublisher:
         return out
 
     def discard_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
         after: dict[int, int] = {}
         for letter in letters:
@@ -115,12 +113,9 @@ class KafkaEventPublisher:
             after[partition] = max(after.get(partition, 0), offset + 1)
         if not after:
             return
-        committer = Consumer(
-            {
-                **for_client(self._base, "consumer"),
-                "group.id": self._replay_group,
-                "enable.auto.commit": False,
-            }
+        committer = make_client(
+            "consumer",
+            {**self._base, "group.id": self._replay_group, "enable.auto.commit": False},
         )
         try:
             offsets = [TopicPartition(self.dead_topic, p, o) for p, o in after.items()]

@@ -48,7 +48,7 @@ from lookalike.ingest.kafka_client import (
     client_config,
     dead_letter_topic,
     ensure_topics,
-    for_client,
+    make_client,
     message_fields,
     message_time,
     parse_kafka_url,
@@ -75,8 +75,6 @@ class KafkaEventSource:
     )
 
     def __init__(self, location: KafkaLocation, settings: Settings, consumer: str) -> None:
-        from confluent_kafka import Consumer, Producer
-
         self.location = location
         self.topic = location.topic
         self.dead_topic = dead_letter_topic(location.topic)
@@ -87,17 +85,17 @@ class KafkaEventSource:
         self._shown = shown_config({k: v for k, v in base.items() if k != "bootstrap.servers"})
         self._member_config = {
             "auto.offset.reset": "earliest",  # a new group applies what is already there
-            **for_client(base, "consumer"),
+            **base,
             "group.id": self.group,
             "client.id": consumer,
             # Offsets move only when the consumer says the catalog has the events.
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
         }
-        self._client: Consumer = Consumer(self._member_config)
-        dead_letters = {**for_client(base, "producer"), "client.id": f"{consumer}-dead-letters"}
-        self._producer: Producer = Producer(dead_letters)
         ensure_topics(base, location, settings.kafka_topic_partitions)  # fails fast when down
+        self._client: Consumer = make_client("consumer", self._member_config)
+        dead_letters = {**base, "client.id": f"{consumer}-dead-letters"}
+        self._producer: Producer = make_client("producer", dead_letters)
         self._subscribed = False
         # Per partition we own: offset -> resolved (acked), in offset order.
         self._held: dict[int, dict[int, bool]] = {}
@@ -266,13 +264,11 @@ class KafkaEventSource:
         return max(0.0, time.time() - min(found.values())) if found else None
 
     def _inspector_client(self) -> Consumer:
-        from confluent_kafka import Consumer
-
         if self._inspector is None:
             # The group's id to read its offsets; it never subscribes (never joins the group)
             # and never commits.
             config = {**self._member_config, "client.id": f"{self.consumer}-lag"}
-            self._inspector = Consumer(config)
+            self._inspector = make_client("consumer", config)
         return self._inspector
 
     def close(self) -> None:
