@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,16 @@ from lookalike import Engine, Settings
 from lookalike.cli import app
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.event_sources import open_event_publisher, open_event_source
-from tests.support.event_backends import EventQueue
-from tests.support.http_files import FolderServer, serve_folder
+from tests.support.event_backends import EventQueue, consumer_settings
+from tests.support.http_files import FolderServer
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def photos(photo_folder: Path) -> Iterator[FolderServer]:
-    with serve_folder(photo_folder) as server:
-        yield server
-
-
-@pytest.fixture
 def live_settings(event_queue: EventQueue, settings: Settings, photos: FolderServer) -> Settings:
-    values = {"consumer_name": "cli-test", "consumer_block_ms": 50, "download_retries": 0}
-    if "fetch_allow_hosts" in Settings.model_fields:  # the fetch guard admits this server
-        values["fetch_allow_hosts"] = [photos.allow_entry]
-    return event_queue.settings(settings, max_deliveries=1, **values)
+    queue = event_queue.settings(settings)
+    return consumer_settings(queue, photos, consumer_name="cli-test", max_deliveries=1)
 
 
 def env_of(settings: Settings) -> dict[str, str]:

@@ -34,8 +34,8 @@ from lookalike.ingest.event_sources import (
     open_event_source,
 )
 from lookalike.ingest.replay import replay_dead_letters
-from tests.support.event_backends import EVENT_BACKENDS, EventQueue
-from tests.support.http_files import FolderServer, serve_folder
+from tests.support.event_backends import EVENT_BACKENDS, EventQueue, consumer_settings
+from tests.support.http_files import FolderServer
 
 
 def test_every_registered_source_runs_this_suite() -> None:
@@ -45,28 +45,8 @@ def test_every_registered_source_runs_this_suite() -> None:
 
 # --- fixtures and helpers -----------------------------------------------------------------
 @pytest.fixture
-def photos(photo_folder: Path) -> Iterator[FolderServer]:
-    with serve_folder(photo_folder) as server:
-        yield server
-
-
-def queue_settings(queue: EventQueue, base: Settings, photos: FolderServer, **more) -> Settings:
-    values = {
-        "consumer_name": "test-consumer",
-        "max_deliveries": 3,
-        "consumer_retry_delay_s": 0.05,
-        "consumer_block_ms": 50,
-        "download_retries": 0,
-        **more,
-    }
-    if "fetch_allow_hosts" in Settings.model_fields:  # the fetch guard admits this server
-        values["fetch_allow_hosts"] = [photos.allow_entry]
-    return queue.settings(base, **values)
-
-
-@pytest.fixture
 def live_settings(event_queue: EventQueue, settings: Settings, photos: FolderServer) -> Settings:
-    return queue_settings(event_queue, settings, photos)
+    return consumer_settings(event_queue.settings(settings), photos, consumer_name="test-consumer")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ from lookalike import Engine, Settings
 from lookalike.index.persist import read_meta
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
-from tests.support.http_files import FolderServer, serve_folder
+from tests.support.event_backends import consumer_settings
+from tests.support.http_files import FolderServer
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
@@ -24,25 +24,10 @@ STREAM = "test:events"
 
 
 @pytest.fixture
-def photos(photo_folder: Path) -> Iterator[FolderServer]:
-    with serve_folder(photo_folder) as server:
-        yield server
-
-
-@pytest.fixture
 def live_settings(settings: Settings, redis_url: str, photos: FolderServer) -> Settings:
-    values = {
-        "redis_url": redis_url,
-        "stream_name": STREAM,
-        "consumer_name": "test-consumer",
-        "max_deliveries": 3,
-        "consumer_retry_delay_s": 0.05,
-        "consumer_block_ms": 50,
-        "download_retries": 0,
-    }
-    if "fetch_allow_hosts" in Settings.model_fields:  # the fetch guard admits this server
-        values["fetch_allow_hosts"] = [photos.allow_entry]
-    return settings.model_copy(update=values)
+    return consumer_settings(
+        settings, photos, redis_url=redis_url, stream_name=STREAM, consumer_name="test-consumer"
+    )
 
 
 @pytest.fixture

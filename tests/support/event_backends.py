@@ -9,13 +9,15 @@ source is here.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lookalike.config import Settings
+from tests.support.http_files import FolderServer, serve_folder
 
 _groups = itertools.count()
 
@@ -77,6 +79,29 @@ EVENT_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], EventQueue]] = {
     "redis": _redis,
     "kafka": _kafka,
 }
+
+
+@pytest.fixture
+def photos(photo_folder: Path) -> Iterator[FolderServer]:
+    """The test's photo folder over HTTP on loopback: events name images by URL, never a
+    local file."""
+    with serve_folder(photo_folder) as server:
+        yield server
+
+
+def consumer_settings(base: Settings, photos: FolderServer, **values: Any) -> Settings:
+    """`base` for a consumer in a test: quick retries and reads, no download retries, and
+    the fetch guard admitting the photo server (where the guard is there)."""
+    values = {
+        "max_deliveries": 3,
+        "consumer_retry_delay_s": 0.05,
+        "consumer_block_ms": 50,
+        "download_retries": 0,
+        **values,
+    }
+    if "fetch_allow_hosts" in Settings.model_fields:
+        values["fetch_allow_hosts"] = [photos.allow_entry]
+    return base.model_copy(update=values)
 
 
 @pytest.fixture(params=sorted(EVENT_BACKENDS))

@@ -15,15 +15,15 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.servers import free_port, stop_process, wait_for_port
 
 # Client properties for test consumers: a quick join, a dead member noticed in seconds.
 KAFKA_TEST_CONFIG: dict[str, str | int | float | bool] = {
@@ -54,12 +54,6 @@ def tansu_binary() -> str | None:
     return str(copy)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class TansuServer:
     def __init__(self, executable: str) -> None:
         self.executable = executable
@@ -76,19 +70,17 @@ class TansuServer:
 
     def start(self) -> TansuServer:
         for _attempt in range(3):  # the port may be taken between choosing and binding it
-            self.port = _free_port()
+            self.port = free_port()
             listener = f"tcp://127.0.0.1:{self.port}"
+            command = [self.executable, "broker", "--listener-url", listener]
+            command += [
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ]
             self.process = subprocess.Popen(
-                [
-                    self.executable,
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
+                command,
                 # Only what it needs: Tansu reads LISTENER_URL, STORAGE_ENGINE,
                 # OTEL_EXPORTER_OTLP_ENDPOINT ... from the environment too.
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -96,24 +88,15 @@ class TansuServer:
                 stdout=open(self.root / "tansu.log", "wb"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
             )
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and self.process.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                    return self
-                except OSError:
-                    time.sleep(0.05)
-            self.stop_process()
+            try:
+                wait_for_port(self.port, timeout_s=20, process=self.process)
+                return self
+            except (RuntimeError, TimeoutError):
+                self.stop_process()
         raise RuntimeError(f"tansu did not start; see {self.root / 'tansu.log'}")
 
     def stop_process(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_s=2)  # it may ignore SIGTERM for seconds
 
     def stop(self) -> None:
         self.stop_process()

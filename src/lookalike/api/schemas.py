@@ -192,6 +192,9 @@ class Readiness(BaseModel):
     products: int
     searchable: int
     index_vectors: int
+    # The last catalog change-log entry this process's index has applied (a change whose
+    # entry is at or below it is searchable here).
+    index_watermark: int
     model: str
 
 

@@ -202,12 +202,13 @@ def open_event_source(settings: Settings) -> EventSource:
 
 
 def describe_events(settings: Settings) -> dict[str, Any] | None:
-    """The event queue the settings name and how far behind its consumer group is, for
-    `lookalike info` (opening the queue as a consumer would, without joining the group);
-    None when no queue is set. An unreachable queue is reported, not raised."""
+    """The event queue `LOOKALIKE_EVENTS_URL` names and how far behind its consumer group
+    is, for `lookalike info` (opening the queue as a consumer would, without joining the
+    group); None when it is unset (a Redis URL alone may be there for the caches only). An
+    unreachable queue is reported, not raised."""
     from lookalike.errors import LookalikeError
 
-    if not events_url(settings):
+    if not settings.events_url:
         return None
     try:
         source = open_event_source(settings)

@@ -139,7 +139,12 @@ class KafkaEventSource:
             )
             self._subscribed = True
         self._commit_uncommitted()
-        messages = self._call(self._client.consume, num_messages=count, timeout=block_ms / 1000)
+        # Wait for the first message only, then take what is already there (as XREADGROUP
+        # does): `consume` alone would wait out the whole block for `count` messages.
+        first = self._call(self._client.poll, timeout=block_ms / 1000)
+        messages = [] if first is None else [first]
+        if first is not None and count > 1:
+            messages += self._call(self._client.consume, num_messages=count - 1, timeout=0)
         out = []
         for message in messages:
             error = message.error()
