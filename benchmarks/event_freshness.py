@@ -2,7 +2,7 @@
 through a real `lookalike serve`, for each event source side by side (Redis Streams,
 Kafka).
 
-    PYTHONPATH=src:. python benchmarks/event_freshness.py                 # ~4 minutes
+    PYTHONPATH=src:. python benchmarks/event_freshness.py                 # ~7 minutes
     PYTHONPATH=src:. python benchmarks/event_freshness.py --seconds 10    # a quick look
 
 Everything runs on this machine, on loopback: redis-server and a Kafka-protocol broker

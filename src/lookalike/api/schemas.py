@@ -164,6 +164,10 @@ class ProductOut(BaseModel):
     model_id: str | None
     created_at: float
     updated_at: float
+    version: int = Field(
+        description="Grows with every change of the product; a queue event older than it is "
+        "skipped (see the live catalog docs)."
+    )
 
 
 # --- catalog -----------------------------------------------------------------------------
@@ -257,6 +261,7 @@ def product_out(product: Product, root_path: str = "") -> ProductOut:
         model_id=product.model_id,
         created_at=product.created_at,
         updated_at=product.updated_at,
+        version=product.version,
     )
 
 
