@@ -34,7 +34,12 @@ from lookalike.ingest.event_sources import (
     open_event_source,
 )
 from lookalike.ingest.replay import replay_dead_letters
-from tests.support.event_backends import EVENT_BACKENDS, EventQueue, consumer_settings
+from tests.support.event_backends import (
+    EVENT_BACKENDS,
+    EventQueue,
+    consumer_for,
+    consumer_settings,
+)
 from tests.support.http_files import FolderServer
 
 
@@ -74,16 +79,7 @@ def consumers() -> Iterator[list[StreamConsumer]]:
 
 
 def make_consumer(engine: Engine, made: list[StreamConsumer], **overrides) -> StreamConsumer:
-    settings = engine.settings
-    options = {
-        "batch_size": settings.consumer_batch_size,
-        "block_ms": settings.consumer_block_ms,
-        "max_deliveries": settings.max_deliveries,
-        "retry_delay_s": settings.consumer_retry_delay_s,
-        "metrics": engine.metrics,
-        **overrides,
-    }
-    consumer = StreamConsumer(open_event_source(settings), engine, **options)
+    consumer = consumer_for(engine, open_event_source(engine.settings), **overrides)
     made.append(consumer)
     return consumer
 

@@ -15,7 +15,7 @@ from lookalike import Engine, Settings
 from lookalike.index.persist import read_meta
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
-from tests.support.event_backends import consumer_settings
+from tests.support.event_backends import consumer_for, consumer_settings
 from tests.support.http_files import FolderServer
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
@@ -46,15 +46,7 @@ def make_consumer(engine: Engine, name: str | None = None, **overrides) -> Strea
     settings = engine.settings
     if name is not None:
         settings = settings.model_copy(update={"consumer_name": name})
-    options = {
-        "batch_size": settings.consumer_batch_size,
-        "block_ms": settings.consumer_block_ms,
-        "max_deliveries": settings.max_deliveries,
-        "retry_delay_s": settings.consumer_retry_delay_s,
-        "metrics": engine.metrics,
-        **overrides,
-    }
-    return StreamConsumer(RedisStreamSource.from_settings(settings), engine, **options)
+    return consumer_for(engine, RedisStreamSource.from_settings(settings), **overrides)
 
 
 def drain(consumer: StreamConsumer, done, timeout_s: float = 60) -> None:

@@ -104,6 +104,23 @@ def consumer_settings(base: Settings, photos: FolderServer, **values: Any) -> Se
     return base.model_copy(update=values)
 
 
+def consumer_for(engine: Any, source: Any, **overrides: Any) -> Any:
+    """A StreamConsumer of `source` writing through `engine`, as `lookalike consume` makes
+    one from the engine's settings (`overrides` win)."""
+    from lookalike.ingest.consumer import StreamConsumer
+
+    settings = engine.settings
+    options = {
+        "batch_size": settings.consumer_batch_size,
+        "block_ms": settings.consumer_block_ms,
+        "max_deliveries": settings.max_deliveries,
+        "retry_delay_s": settings.consumer_retry_delay_s,
+        "metrics": engine.metrics,
+        **overrides,
+    }
+    return StreamConsumer(source, engine, **options)
+
+
 @pytest.fixture(params=sorted(EVENT_BACKENDS))
 def event_queue(request: pytest.FixtureRequest) -> EventQueue:
     """A fresh, empty queue of each backend in turn."""
