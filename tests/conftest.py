@@ -18,7 +18,9 @@ from tests.support.tiny_models import build_tiny_openclip
 # Fixtures of real servers the tests start (each skips when its server is not installed).
 pytest_plugins = [
     "tests.support.redis_server",
+    "tests.support.kafka_server",
     "tests.support.api_catalog",
+    "tests.support.event_backends",
     "tests.support.hostile_http",
     "tests.support.pgvector_server",
 ]

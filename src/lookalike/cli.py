@@ -249,6 +249,31 @@ def info_command(
         f" at log entry {index.get('watermark', '-')} of {info['log_head']}"
     )
     typer.echo(f"last update: {info['last_update'] or 'never'}")
+    freshness = info["freshness"]
+    behind = freshness["index_behind_s"]
+    state = {0.0: "up to date", None: "lag unknown"}.get(behind, f"{behind} s behind")
+    typer.echo(f"freshness:   last commit {freshness['last_commit'] or 'never'}; index {state}")
+    events = info.get("events")
+    if events:
+        typer.echo(f"events:      {_events_line(events)}")
+
+
+def _events_line(events: dict[str, Any]) -> str:
+    """The event queue and its backlog, in one line."""
+    where = events.get("topic") or events.get("stream")
+    if where is None:
+        return f"error: {events['error']}"
+    text = f"{events['type']} {where} (group {events['group']})"
+    backlog = events.get("backlog")
+    if backlog is None:
+        return f"{text}: {events.get('error', 'backlog unknown')}"
+    text += f": lag {backlog['lag']} events, {backlog['pending']} pending"
+    if backlog["partitions"]:
+        parts = " ".join(f"{p}:{n}" for p, n in backlog["partitions"].items())
+        text += f" (unacknowledged per partition {parts})"
+    if backlog["oldest_s"] is not None:
+        text += f", oldest unacknowledged {backlog['oldest_s']:.1f} s"
+    return text + f"; dead letters in {events['dead_letters']}"
 
 
 @app.command("config")
@@ -621,7 +646,8 @@ def consume_command(
         int | None, typer.Option(help="Serve Prometheus metrics (lag, throughput) on this port.")
     ] = None,
 ) -> None:
-    """Apply product events from a queue to the catalog and index, until stopped."""
+    """Apply product events from a queue (Redis stream or Kafka topic) to the catalog and
+    index, until stopped."""
     import contextlib
     import signal
 
@@ -647,6 +673,7 @@ def consume_command(
             block_ms=settings.consumer_block_ms,
             max_deliveries=settings.max_deliveries,
             retry_delay_s=settings.consumer_retry_delay_s,
+            require_version=settings.events_require_version,
             metrics=engine.metrics,
         )
         if metrics_port is not None:
@@ -659,10 +686,97 @@ def consume_command(
         consumer.run()  # until a signal; leaving the engine saves the index
     stats = consumer.stats
     typer.echo(
-        f"stopped: {stats.applied} events applied, {stats.failed_tries} failed tries, "
-        f"{stats.dead_lettered} dead-lettered",
+        f"stopped: {stats.applied} events applied, {stats.stale} stale, "
+        f"{stats.failed_tries} failed tries, {stats.dead_lettered} dead-lettered",
         err=True,
     )
+
+
+EventsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--events-url", help="Event queue URL (default: $LOOKALIKE_EVENTS_URL, else the Redis URL)."
+    ),
+]
+
+
+@app.command("publish")
+@handles_errors
+def publish_command(
+    source: Annotated[
+        str, typer.Argument(help="A file of one JSON event or JSON Lines, or - for stdin.")
+    ],
+    events_url: EventsUrl = None,
+    stream: Annotated[str | None, typer.Option(help="Redis stream (default: settings).")] = None,
+) -> None:
+    """Send product events to the queue `lookalike consume` reads (each checked against
+    the product_event.v1 schema first; one bad event sends none)."""
+    from lookalike.ingest.event_sources import open_event_publisher
+    from lookalike.ingest.publish import publish_events, read_event_file, read_events
+
+    settings = build_settings(events_url=events_url, stream_name=stream)
+    events = read_events(sys.stdin, "stdin") if source == "-" else read_event_file(Path(source))
+    publisher = open_event_publisher(settings)
+    try:
+        positions = publish_events(publisher, events)
+    finally:
+        publisher.close()
+    typer.echo(f"published {len(positions)} event(s); last at {positions[-1]}")
+
+
+events_app = typer.Typer(help="The event queue's dead letters: list them, send them back.")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("dead-letters")
+@handles_errors
+def dead_letters_command(
+    events_url: EventsUrl = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+) -> None:
+    """Print the parked events (JSON Lines: event, error, attempts, where it came from)."""
+    from dataclasses import asdict
+
+    from lookalike.ingest.event_sources import open_event_publisher
+
+    publisher = open_event_publisher(build_settings(events_url=events_url))
+    try:
+        letters = publisher.dead_letters(limit)
+    finally:
+        publisher.close()
+    for letter in letters:
+        typer.echo(json.dumps(asdict(letter)))
+
+
+@events_app.command("replay")
+@handles_errors
+def replay_command(
+    events_url: EventsUrl = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 1000,
+    drop_unreadable: Annotated[
+        bool,
+        typer.Option(help="Discard dead letters that hold no JSON event instead of stopping."),
+    ] = False,
+) -> None:
+    """Send dead letters back to the queue (once what made them fail is mended) and
+    discard them; an event a newer version has overtaken meanwhile is skipped as stale."""
+    from lookalike.ingest.event_sources import open_event_publisher
+    from lookalike.ingest.replay import replay_dead_letters
+
+    publisher = open_event_publisher(build_settings(events_url=events_url))
+    try:
+        report = replay_dead_letters(publisher, limit=limit, drop_unreadable=drop_unreadable)
+    finally:
+        publisher.close()
+    typer.echo(f"replayed {report.replayed} dead letter(s), dropped {report.dropped} unreadable")
+    if report.stopped_at is not None:
+        letter = report.stopped_at
+        typer.echo(
+            f"stopped at dead letter {letter.id}: it holds no JSON event "
+            f"({letter.error}); mend it or run again with --drop-unreadable",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("report")

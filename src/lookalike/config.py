@@ -416,7 +416,34 @@ class Settings(BaseSettings):
     events_url: str | None = Field(
         None,
         description="Queue of product events `lookalike consume` reads: `redis://host:6379/0` "
-        "(a Redis stream named stream_name); unset = redis_url.",
+        "(a Redis stream named stream_name) or `kafka://broker1:9092,broker2:9092/topic`; "
+        "unset = redis_url.",
+    )
+    events_require_version: bool = Field(
+        False,
+        description="Refuse (dead-letter) events without a `version`; by default they apply "
+        "in arrival order and are counted in lookalike_consumer_unversioned_events_total.",
+    )
+    kafka_config: dict[str, str | int | float | bool] = Field(
+        {},
+        description="librdkafka properties for the Kafka clients (JSON), e.g. "
+        '`{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", '
+        '"sasl.username": "lookalike", "ssl.ca.location": "/etc/ca.pem"}`; values of keys '
+        "that name secrets are redacted wherever they are shown.",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="Kafka SASL password (`sasl.password`), kept out of logs and info."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None,
+        description="Password of the Kafka client's TLS key (`ssl.key.password`), kept out of "
+        "logs and info.",
+    )
+    kafka_topic_partitions: int = Field(
+        6,
+        ge=1,
+        description="Partitions of an events topic Lookalike creates because it is missing "
+        "(its `<topic>.dead` dead-letter topic gets one).",
     )
     stream_name: str = Field(
         "lookalike:events", min_length=1, description="Redis stream of product events."
@@ -438,8 +465,8 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(
         5,
         ge=1,
-        description="Tries before an event that keeps failing goes to the dead-letter stream "
-        "(`<stream_name>:dead`).",
+        description="Tries before an event that keeps failing goes to the dead letters "
+        "(`<stream_name>:dead` in Redis, `<topic>.dead` in Kafka).",
     )
     consumer_retry_delay_s: float = Field(
         1.0, gt=0, description="Wait before a failed event's first retry (doubles each time)."

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
+from lookalike.catalog.base import WriteOutcome
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
 from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
@@ -21,6 +24,7 @@ from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
+from lookalike.ingest.event_sources import describe_events
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.runs import ingest_items, ingest_on_ray
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
@@ -85,10 +89,27 @@ class Engine:
             info = self.encoder.info
             with self._lock:
                 if self._live is None:
-                    self._live = open_index(
-                        self.settings, self.catalog, info.dim, info.model_id, progress=self.progress
+                    self._live = self._watched(
+                        open_index(
+                            self.settings,
+                            self.catalog,
+                            info.dim,
+                            info.model_id,
+                            progress=self.progress,
+                        )
                     )
         return self._live
+
+    def _watched(self, live: LiveIndex) -> LiveIndex:
+        """Time each catalog commit this index makes searchable (freshness metric)."""
+
+        def observe(commit_times: np.ndarray) -> None:
+            ages = np.maximum(time.time() - commit_times, 0.0)
+            for age in ages.tolist():
+                self.metrics.commit_searchable_seconds.observe(age)
+
+        live.on_applied = observe
+        return live
 
     @property
     def pipeline(self) -> SearchPipeline:
@@ -180,6 +201,9 @@ class Engine:
     def delete_many(self, product_ids: Sequence[str]) -> int:
         return self.writer.delete_many(product_ids)
 
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        return self.writer.delete_versions(versions)
+
     # --- search --------------------------------------------------------------------------
     def search(self, request: SearchRequest) -> SearchResults:
         return self.pipeline.run(request)
@@ -205,7 +229,7 @@ class Engine:
 
     def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
         """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
-        live = self.index_admin.build(plan)
+        live = self._watched(self.index_admin.build(plan))
         with self._lock:
             self._live = live
         return live.describe()
@@ -215,18 +239,38 @@ class Engine:
         stats = self.catalog.stats()
         source = model_source(self.settings)
         stamp = stats.last_update
+        index = self._live.describe() if self._live else describe_index(self.settings)
         return {
             "catalog": self.catalog.url,
             "products": stats.products,
             "searchable": stats.searchable,
             "embeddings_by_model": stats.models,
-            "last_update": stamp and time.strftime("%FT%T%z", time.localtime(stamp)),
+            "last_update": stamp and _iso(stamp),
             "log_head": stats.log_head,
-            "index": self._live.describe() if self._live else describe_index(self.settings),
+            "index": index,
             "cache": self.caches.backend.describe(),
             "model": {"source": source.kind, "name": source.display_name},
             "data_dir": str(self.settings.data_dir.resolve()),
+            "freshness": self._freshness(stats.log_head, index.get("watermark")),
+            "events": describe_events(self.settings),
         }
+
+    def _freshness(self, head: int, watermark: int | None) -> dict[str, Any]:
+        """When the catalog last committed a change, and how far the index is behind it."""
+        last = self.catalog.commit_times([head]).get(head) if head else None
+        out: dict[str, Any] = {"last_commit": last and _iso(last), "index_behind_s": None}
+        if watermark is not None and watermark >= head:
+            out["index_behind_s"] = 0.0
+        elif watermark is not None:
+            # Behind since the oldest change it lacks (the entry after its watermark).
+            lacking = self.catalog.changes_since(watermark, limit=1).commit_times
+            if len(lacking):
+                out["index_behind_s"] = round(max(0.0, time.time() - float(lacking[0])), 3)
+        return out
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%FT%T%z", time.localtime(stamp))
 
 
 def _f(filters: ProductFilter | None) -> ProductFilter:

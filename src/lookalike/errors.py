@@ -22,7 +22,7 @@ LookalikeError
 │   └── IndexNotTrained    a trained family (IVF-PQ) got vectors before training
 ├── CatalogError           catalog database problems                    (HTTP 503)
 │   └── StoreLocked        another process holds the single-writer lock
-├── QueueError             the event stream (Redis Streams) cannot be read or written (HTTP 503)
+├── QueueError             the event queue (Redis, Kafka) cannot be read or written (HTTP 503)
 ├── BatchIndexError        a distributed batch run failed (Ray cluster) (HTTP 503)
 ├── Unauthorized           no API key, or one that is not valid          (HTTP 401)
 ├── Forbidden              a valid key whose scope does not cover the route (HTTP 403)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Freshness: seconds to minutes in production, an hour the seed's old goal.
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 QUERY_TYPES = ("image", "text", "hybrid")
 
 
@@ -118,8 +120,29 @@ class Metrics:
         )
         self.consumer_events = Counter(
             "lookalike_consumer_events",
-            "Stream events by outcome (applied, failed try, dead_lettered) and event type.",
+            "Queue events by outcome (applied, failed try, dead_lettered, stale: skipped as "
+            "older than the catalog's version) and event type.",
             ["outcome", "type"],
+            registry=r,
+        )
+        self.consumer_unversioned = Counter(
+            "lookalike_consumer_unversioned_events",
+            "Events applied without a version (in arrival order: with several consumers, "
+            "an older one may overwrite a newer one).",
+            registry=r,
+        )
+        self.event_commit_seconds = Histogram(
+            "lookalike_event_commit_seconds",
+            "Freshness, first half: from an event's time (its occurred_at, else when the "
+            "queue took it) to the catalog commit that applied it (in the consumer).",
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.commit_searchable_seconds = Histogram(
+            "lookalike_commit_searchable_seconds",
+            "Freshness, second half: from a catalog commit to its changes being searchable "
+            "in this process's index (each server that applies the change log).",
+            buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
         self.index_vectors = Gauge(

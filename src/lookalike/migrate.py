@@ -6,7 +6,9 @@ target with the same image (content hash) and model is skipped, or gets only its
 updated, so re-running copies just what changed since, and an interrupted run resumes.
 The target vector store is then filled from the target catalog's stored embeddings, or,
 when it exists already, brought up to date from the catalog's change log.
-Products deleted from the source after a copy are not deleted from the target.
+Products deleted from the source after a copy are not deleted from the target. Versions
+are copied too: a product the target holds at a newer version (written there since) is
+kept as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class MigrationReport:
     copied: int = 0  # with their embeddings (new, or a different image or model)
     metadata_updated: int = 0
     unchanged: int = 0
+    newer_in_target: int = 0  # the target's version is newer: kept
     index: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -37,9 +40,10 @@ class MigrationReport:
             if index
             else "; no index copied (give --index)"
         )
+        newer = f", {self.newer_in_target} newer in the target" if self.newer_in_target else ""
         return (
             f"{self.copied} copied, {self.metadata_updated} metadata updated, "
-            f"{self.unchanged} unchanged in {self.elapsed_s:.1f}s{where}"
+            f"{self.unchanged} unchanged{newer} in {self.elapsed_s:.1f}s{where}"
         )
 
 
@@ -97,16 +101,28 @@ def _copy_batch(src: Catalog, dst: Catalog, batch: list[Product], report: Migrat
             and old.model_id == product.model_id
             and (old.vector_id is None) == (product.vector_id is None)
         )
-        if same_vector and old.metadata_key() == product.metadata_key():
+        copy = replace(product, vector_id=None)
+        if (
+            same_vector
+            and old.metadata_key() == product.metadata_key()
+            and old.version == product.version
+        ):
             report.unchanged += 1
         elif same_vector:
-            writes.append(ProductWrite(replace(product, vector_id=None)))
+            writes.append(ProductWrite(copy, version=product.version))
             report.metadata_updated += 1
         else:
             vector = embeddings.get(product.vector_id) if product.vector_id is not None else None
-            writes.append(ProductWrite(replace(product, vector_id=None), vector))
+            writes.append(ProductWrite(copy, vector, product.version))
             report.copied += 1
-    dst.upsert(writes)
+    stale = set(dst.upsert(writes).stale)
+    for write in writes:
+        if write.product.id in stale:
+            report.newer_in_target += 1
+            if write.embedding is None:
+                report.metadata_updated -= 1
+            else:
+                report.copied -= 1
 
 
 def _fill_index(

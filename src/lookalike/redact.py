@@ -19,3 +19,17 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+# librdkafka property names that hold secrets (sasl.password, ssl.key.password,
+# sasl.oauthbearer.client.secret, ssl.key.pem, sasl.jaas.config, ...).
+_SECRET_WORDS = ("password", "secret", "token", "jaas", ".key.pem", "keystore")
+
+
+def is_secret_key(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
+def redact_config(config: dict[str, object]) -> dict[str, object]:
+    """Client properties as they may be shown: secret values replaced by `***`."""
+    return {key: "***" if is_secret_key(key) else value for key, value in config.items()}

@@ -20,6 +20,7 @@ def test_health_and_readiness(client: TestClient, catalog_items) -> None:
     body = ready.json()
     assert body["status"] == "ready"
     assert body["products"] == body["searchable"] == body["index_vectors"] == len(catalog_items)
+    assert body["index_watermark"] == len(catalog_items)  # one log entry per product added
     assert body["model"].startswith("openclip-dir:")
 
 

@@ -81,6 +81,7 @@ def test_put_multipart_adds_a_searchable_product(writable_client: TestClient) ->
 
 def test_put_again_replaces_image_and_metadata(writable_client: TestClient, catalog_items):
     item = catalog_items[0]
+    assert writable_client.get(f"/v1/products/{item.id}").json()["version"] == 1
     response = writable_client.put(
         f"/v1/products/{item.id}",
         data={"title": "Replaced", "price": "1"},
@@ -88,6 +89,7 @@ def test_put_again_replaces_image_and_metadata(writable_client: TestClient, cata
     )
     assert response.status_code == 200, response.text
     assert response.json()["title"] == "Replaced"
+    assert response.json()["version"] == 2  # every write takes the next version
     assert response.json()["category"] is None  # PUT replaces the whole record
     assert first_hit_for(writable_client, NEW_IMAGE)["id"] == item.id
     # The old picture no longer finds it first.
@@ -230,6 +232,10 @@ def test_delete_makes_it_unsearchable(writable_client: TestClient, catalog_items
     assert item.id not in all_ids and len(all_ids) == len(catalog_items) - 1
     again = writable_client.delete(f"/v1/products/{item.id}")
     assert again.status_code == 404
+    # The delete left a tombstone at the next version: a queue event older than it (a
+    # late update of the product) cannot bring the product back.
+    catalog = writable_client.app.state.engine.catalog
+    assert catalog.versions([item.id]) == {item.id: 2}
 
 
 def test_ids_with_slashes(writable_client: TestClient) -> None:

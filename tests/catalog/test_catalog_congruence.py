@@ -263,6 +263,129 @@ def test_describe_names_the_backend_and_its_schema(catalog: Catalog, backend: Ba
     assert set(described["capabilities"]) == {"shared_between_machines", "concurrent_writers"}
 
 
+# --- versions: order that holds with several writers ----------------------------------
+def versioned(pid: str, seed: int | None, version: int | None, **fields) -> ProductWrite:
+    written = write(pid, seed, **fields)
+    return ProductWrite(written.product, written.embedding, version)
+
+
+def test_a_write_older_than_the_stored_version_is_refused(catalog: Catalog):
+    assert catalog.upsert([versioned("a", 1, 5, title="v5")]).changed == ("a",)
+    head, counter = catalog.log_head(), catalog.version()
+    outcome = catalog.upsert([versioned("a", 2, 4, title="v4"), versioned("a", 3, 5, title="v5'")])
+    assert outcome.stale == ("a",) and outcome.changed == ()
+    got = catalog.get("a")
+    assert (got.title, got.version) == ("v5", 5)
+    np.testing.assert_array_equal(catalog.embedding("a")[1], vec(1))
+    # Nothing was written: no log entry, the cache counter stands.
+    assert (catalog.log_head(), catalog.version()) == (head, counter)
+    assert catalog.upsert([versioned("a", None, 9, title="v9")]).changed == ("a",)
+    assert (catalog.get("a").title, catalog.get("a").version) == ("v9", 9)
+
+
+def test_writes_without_a_version_take_the_next_one(catalog: Catalog):
+    catalog.upsert([write("a", 1)])
+    assert catalog.get("a").version == 1
+    catalog.upsert([write("a", None, title="x"), write("a", 2)])  # two writes, two versions
+    assert catalog.get("a").version == 3
+    catalog.upsert([versioned("a", None, 1_700_000_000_000)])  # a producer's clock (ms)
+    catalog.upsert([write("a", None, title="an API write after it")])
+    assert catalog.versions(["a", "never"]) == {"a": 1_700_000_000_001}
+
+
+def test_a_batch_applies_its_versions_in_order(catalog: Catalog):
+    outcome = catalog.upsert(
+        [
+            versioned("a", 1, 2, title="two"),
+            versioned("a", 2, 1, title="one (late)"),
+            versioned("b", 3, 1),
+            versioned("a", None, 3, title="three"),
+        ]
+    )
+    assert outcome.changed == ("a", "b") and outcome.stale == ("a",)
+    got = catalog.get("a")
+    assert (got.title, got.version, got.content_hash) == ("three", 3, "h1")
+
+
+def test_a_delete_leaves_a_tombstone_that_refuses_older_upserts(catalog: Catalog):
+    catalog.upsert([versioned("a", 1, 3), versioned("b", 2, 1)])
+    assert catalog.delete_versions({"a": 2}).stale == ("a",)  # older than the product
+    outcome = catalog.delete_versions({"a": 4, "b": None})
+    assert set(outcome.changed) == {"a", "b"} and not outcome.stale
+    assert catalog.get_many(["a", "b"]) == {}
+    assert catalog.versions(["a", "b"]) == {"a": 4, "b": 2}  # b: its stored version + 1
+    # A late update from before the delete cannot bring the product back...
+    assert catalog.upsert([versioned("a", 5, 4)]).stale == ("a",)
+    assert catalog.get_many(["a"]) == {} and catalog.stats().products == 0
+    # ...a newer one can, and the tombstone goes.
+    assert catalog.upsert([versioned("a", 6, 5)]).changed == ("a",)
+    assert catalog.get("a").version == 5 and catalog.versions(["a"]) == {"a": 5}
+    assert catalog.delete_versions({"a": 5}).stale == ("a",)  # not newer than itself
+
+
+def test_a_delete_that_overtook_its_create_still_wins(catalog: Catalog):
+    """Events of one product handled by two consumers: the delete (v2) lands first."""
+    outcome = catalog.delete_versions({"x": 2})
+    assert outcome == type(outcome)((), ())  # nothing deleted, nothing stale
+    assert catalog.versions(["x"]) == {"x": 2}
+    assert catalog.upsert([versioned("x", 1, 1)]).stale == ("x",)
+    assert catalog.get_many(["x"]) == {} and catalog.log_head() == 0
+    assert catalog.delete(["x"]) == 0 and catalog.versions(["x"]) == {"x": 2}
+
+
+def test_concurrent_writers_of_one_product_leave_its_newest_version(backend: Backend):
+    """Threads with their own connections write interleaved versions of the same products;
+    whatever the order of commits, each product ends at its highest version."""
+    versions = list(range(1, 41))
+    writers = [backend.open() for _ in range(4)]
+    try:
+
+        def work(n: int) -> None:
+            mine = versions[n::4][::-1] if n % 2 else versions[n::4]
+            for v in mine:
+                for pid in ("p", "q"):
+                    if pid == "q" and v % 7 == 0:
+                        writers[n].delete_versions({pid: v})
+                    else:
+                        seed = v if pid == "p" else 100 + v
+                        writers[n].upsert([versioned(pid, seed, v, title=f"v{v}")])
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        reader = writers[0]
+        p = reader.get("p")
+        assert (p.title, p.version) == ("v40", 40)
+        np.testing.assert_array_equal(reader.embedding("p")[1], vec(40))
+        assert reader.get("q").version == 40 and reader.versions(["q"]) == {"q": 40}
+        # The index built from the log holds exactly one vector per product.
+        index = FlatIndex(IndexMeta("flat", DIM, "m1"), None)
+        LiveIndex(index, reader).catch_up()
+        q = reader.get("q")
+        queries = np.stack([reader.embedding(pid)[1] for pid in ("p", "q")])
+        assert len(index) == 2
+        assert index.search(queries, 1)[1][:, 0].tolist() == [p.vector_id, q.vector_id]
+    finally:
+        for opened in writers:
+            opened.close()
+
+
+def test_change_log_entries_record_their_commit_time(catalog: Catalog):
+    before = time.time()
+    catalog.upsert([write("a", 1), write("b", 2)])
+    middle = time.time()
+    catalog.delete(["a"])
+    after = time.time()
+    changes = catalog.changes_since(0)
+    assert len(changes.commit_times) == 2  # one per transaction
+    first, second = changes.commit_times.tolist()
+    assert before <= first <= middle <= second <= after
+    times = catalog.commit_times([1, 2, 3, 99])
+    assert sorted(times) == [1, 2, 3] and times[1] == times[2] == first and times[3] == second
+
+
 # --- the same operations, the same results ---------------------------------------------
 SCRIPT = [
     (
@@ -339,6 +462,7 @@ def _comparable(p: Product) -> tuple:
         p.content_hash,
         p.model_id,
         p.vector_id,
+        p.version,
     )
 
 

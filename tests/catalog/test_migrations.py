@@ -12,8 +12,9 @@ from lookalike.catalog.sql.migrations import LEGACY_STEPS, MIGRATIONS, Migration
 def test_names_are_numbered_once_each_and_listed_in_order():
     names = [m.name for m in MIGRATIONS]
     assert names == sorted(names)
-    assert len({m.number for m in MIGRATIONS}) == len(MIGRATIONS)
-    assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    numbers = [m.number for m in MIGRATIONS]
+    # Numbers are reserved per workstream, so a branch may hold 0008 before 0005 lands.
+    assert numbers == sorted(set(numbers)) and numbers[0] == 1
 
 
 @pytest.mark.parametrize("name", ["1_products", "0005-products", "0005_Products", "products"])

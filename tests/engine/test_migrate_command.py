@@ -129,6 +129,16 @@ def test_migrate_copies_without_reencoding_and_is_idempotent(tmp_path, postgres_
     milvus = open_index(settings, target, DIM, MODEL).index
     pricey = milvus.search_filtered(query, 5, ProductFilter(price_min=90))[1][0]
     assert [target.by_vector_ids([i])[i].id for i in pricey if i >= 0] == ["p2"]
+    # Versions come along: p1 and p2 were written twice in the source.
+    assert target.versions(["p0", "p1", "p2"]) == source.versions(["p0", "p1", "p2"])
+    assert target.get("p1").version == 2
+
+    # A product written in the target since (a newer version) is kept as it is.
+    target.upsert([ProductWrite(Product("p3", title="edited on the server"), version=100)])
+    source.upsert([ProductWrite(Product("p3", title="edited at the source"))])
+    output = migrate(data_dir, postgres_url, index_url)
+    assert "0 copied, 0 metadata updated, 61 unchanged, 1 newer in the target" in output
+    assert target.get("p3").title == "edited on the server"
     target.close()
     source.close()
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -70,13 +72,7 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start; see {self.root / 'redis.log'}")
 
     def stop_process(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_s=10)
 
     def stop(self) -> None:
         self.stop_process()

@@ -34,6 +34,18 @@ def wait_for_port(port: int, timeout_s: float = 30.0, process: subprocess.Popen 
     raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
 
 
+def stop_process(process: subprocess.Popen | None, grace_s: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL when it has not exited after `grace_s`."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def postgres_bin_dir() -> Path | None:
     """Where initdb/pg_ctl live: Debian's versioned folder (newest), else PATH."""
     found = sorted(
@@ -162,10 +174,4 @@ class MilvusLiteServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

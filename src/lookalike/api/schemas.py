@@ -164,6 +164,10 @@ class ProductOut(BaseModel):
     model_id: str | None
     created_at: float
     updated_at: float
+    version: int = Field(
+        description="Grows with every change of the product; a queue event older than it is "
+        "skipped (see the live catalog docs)."
+    )
 
 
 # --- catalog -----------------------------------------------------------------------------
@@ -192,6 +196,9 @@ class Readiness(BaseModel):
     products: int
     searchable: int
     index_vectors: int
+    # The last catalog change-log entry this process's index has applied (a change whose
+    # entry is at or below it is searchable here).
+    index_watermark: int
     model: str
 
 
@@ -254,6 +261,7 @@ def product_out(product: Product, root_path: str = "") -> ProductOut:
         model_id=product.model_id,
         created_at=product.created_at,
         updated_at=product.updated_at,
+        version=product.version,
     )
 
 

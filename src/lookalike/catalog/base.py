@@ -37,6 +37,8 @@ class Product:
     vector_id: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # Grows with every change of the product (see ProductWrite.version).
+    version: int = 0
 
     def metadata_key(self) -> tuple:
         """What an ingest compares to decide whether only metadata changed."""
@@ -52,10 +54,24 @@ class Product:
 
 @dataclass
 class ProductWrite:
-    """One upsert. `embedding=None` updates metadata and keeps the stored vector."""
+    """One upsert. `embedding=None` updates metadata and keeps the stored vector.
+
+    `version`: the product's version after this write. A write whose version is not newer
+    than the one stored (or left by a delete) is refused as stale; without one, the write
+    takes the stored version plus one (API writes, batch ingest, unversioned events)."""
 
     product: Product
     embedding: np.ndarray | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a versioned write did: the products it changed and those it refused as stale
+    (their version was not newer than the catalog's)."""
+
+    changed: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,9 @@ class VectorChanges:
     # filterable attributes beside the vectors; others ignore them).
     update_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     update_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    # When the writes of this stretch committed (Unix seconds, one per transaction; entries
+    # written before commit times were recorded have none): how fresh the index is.
+    commit_times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     @property
     def is_empty(self) -> bool:
@@ -143,12 +162,29 @@ class Catalog(Protocol):
         """Backend name, redacted URL, schema (newest migration) and capabilities."""
         ...
 
-    def upsert(self, writes: Sequence[ProductWrite]) -> None:
-        """Insert or replace products (one transaction for the batch)."""
+    def upsert(self, writes: Sequence[ProductWrite]) -> WriteOutcome:
+        """Insert or replace products (one transaction for the batch); writes older than
+        the stored version are refused (see ProductWrite.version)."""
         ...
 
     def delete(self, product_ids: Sequence[str]) -> int:
-        """Delete products; returns how many existed."""
+        """Delete products; returns how many existed. Each leaves a tombstone with its
+        version (the stored one plus one)."""
+        ...
+
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        """Delete products at these versions (None: the stored one plus one), in one
+        transaction. A delete not newer than the stored version is refused as stale; one of
+        a product the catalog never had still leaves its tombstone, so that an older upsert
+        arriving later cannot create it. `changed`: the products whose rows went."""
+        ...
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        """The current version of each product that exists or was deleted (its tombstone)."""
+        ...
+
+    def commit_times(self, seqs: Sequence[int]) -> dict[int, float]:
+        """When the change-log entries `seqs` were committed (Unix seconds), where recorded."""
         ...
 
     def get(self, product_id: str) -> Product:

@@ -1,5 +1,6 @@
 """The vector change log: which entries a batch of writes appends (`plan_upsert`), and how
-a stretch of entries folds into index operations (`net_changes`).
+a stretch of entries folds into index operations (`net_changes`); which writes of a batch
+are new enough to apply (`resolve_versions`).
 
 Both are pure functions shared by every backend: a backend reads the stored state, asks for
 the plan, numbers its entries (its own way, in commit order) and writes what it says.
@@ -7,6 +8,7 @@ the plan, numbers its entries (its own way, in commit order) and writes what it 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -84,6 +86,31 @@ def plan_upsert(
         rows.append(PlannedRow(write, created, added))
         state[write.product.id] = (_Vector(None, added), created)
     return UpsertPlan(tuple(entries), tuple(rows))
+
+
+def resolve_versions(
+    current: Mapping[str, int], writes: Sequence[ProductWrite]
+) -> tuple[list[ProductWrite], list[str]]:
+    """(the writes to apply, each with the version it gives its product; the ids of those
+    refused as stale). `current`: the stored version of each written product that exists
+    or was deleted. Writes apply in order: a product written twice in one batch is
+    compared with its first write the second time."""
+    versions = dict(current)
+    accepted: list[ProductWrite] = []
+    stale: list[str] = []
+    for write in writes:
+        pid = write.product.id
+        stored = versions.get(pid)
+        if write.version is None:
+            version = (stored or 0) + 1  # an unversioned write: the next version
+        elif stored is not None and write.version <= stored:
+            stale.append(pid)
+            continue
+        else:
+            version = write.version
+        versions[pid] = version
+        accepted.append(dataclasses.replace(write, version=version))
+    return accepted, stale
 
 
 class _Vector(NamedTuple):

@@ -9,7 +9,7 @@ from lookalike.catalog.base import Product
 
 PRODUCT_COLUMNS = (
     "id, title, category, brand, price, image_source, attributes, content_hash, model_id, "
-    "vector_id, created_at, updated_at"
+    "vector_id, created_at, updated_at, version"
 )
 # What a write without an embedding changes (plus updated_at): the stored vector, and the
 # content hash and model it was made from, stay.
@@ -39,4 +39,5 @@ def product_from_row(row: tuple) -> Product:
         vector_id=row[9],
         created_at=row[10],
         updated_at=row[11],
+        version=int(row[12] or 0),
     )

@@ -57,6 +57,10 @@ class LiveIndex:
         self._sync_lock = threading.Lock()
         self._last_save = time.monotonic()
         self._dirty = False
+        # Called with the commit times of each stretch of the log made searchable here
+        # (the freshness metric); set once the index is open, so its first catch-up of
+        # writes made while the process was down is not counted.
+        self.on_applied: Callable[[np.ndarray], None] | None = None
 
     @property
     def watermark(self) -> int:
@@ -106,7 +110,7 @@ class LiveIndex:
 
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
         """Apply the log after `index`'s watermark to it; returns entries applied."""
-        return replay_log(index, self.catalog, batch)
+        return replay_log(index, self.catalog, batch, self.on_applied)
 
     def maintain(self) -> bool:
         """Rebuild the index now if the maintainer says it is due; returns whether it did."""
@@ -160,8 +164,14 @@ class LiveIndex:
         return self.index.describe()
 
 
-def replay_log(index: VectorIndex, catalog: Catalog, batch: int = 100_000) -> int:
-    """Apply the catalog's log after `index`'s watermark to it; returns entries applied."""
+def replay_log(
+    index: VectorIndex,
+    catalog: Catalog,
+    batch: int = 100_000,
+    on_applied: Callable[[np.ndarray], None] | None = None,
+) -> int:
+    """Apply the catalog's log after `index`'s watermark to it; returns entries applied.
+    `on_applied` gets the commit times of each stretch applied (freshness metrics)."""
     applied = 0
     while True:
         changes = catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
@@ -183,6 +193,8 @@ def replay_log(index: VectorIndex, catalog: Catalog, batch: int = 100_000) -> in
                 index.add(changes.add_ids, changes.add_vectors)
         applied += changes.head - index.meta.watermark
         index.meta.watermark = changes.head
+        if on_applied is not None and len(changes.commit_times):
+            on_applied(changes.commit_times)
 
 
 def rebuild_from_catalog(

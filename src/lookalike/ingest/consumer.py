@@ -14,7 +14,16 @@ on; later events of the same product wait behind it, so a retried old event can 
 overwrite a newer one. After `max_deliveries` tries it goes to the dead-letter stream
 with its error, and the product's later events proceed. An event that was handed out
 `max_deliveries` times and never acknowledged (a consumer crashed on it) is dead-lettered
-before it is tried again.
+before it is tried again (where the queue counts deliveries: Redis, not Kafka).
+
+Across consumers, order comes from versions: an event with a `version` not newer than the
+catalog's for its product is stale (another consumer, or a redelivery, got there first)
+and is skipped, acknowledged and counted, never dead-lettered; the catalog makes the same
+check inside its write transaction. An event without a version applies in arrival order
+(counted as unversioned; `events_require_version` refuses it instead).
+
+Freshness: each applied event's age at its catalog commit (from its `occurred_at`, else
+the queue's timestamp) goes to the `lookalike_event_commit_seconds` histogram.
 
 When the catalog, index, model or queue itself is unavailable, nothing counts as a
 failed try: the consumer backs off and tries again, so an outage never empties the stream
@@ -27,11 +36,11 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from lookalike.catalog.base import Catalog
+from lookalike.catalog.base import Catalog, WriteOutcome
 from lookalike.errors import (
     CatalogError,
     IndexError_,
@@ -40,6 +49,7 @@ from lookalike.errors import (
     QueueError,
 )
 from lookalike.files.fetch import Fetcher
+from lookalike.ingest.event_schema import require_event_schema
 from lookalike.ingest.event_sources import Delivery, EventSource
 from lookalike.ingest.events import ProductEvent, parse_event
 from lookalike.ingest.pipeline import IngestReport
@@ -72,7 +82,9 @@ class CatalogWriter(Protocol):
         """Reads image sources the catalog already holds (local ones under their roots)."""
         ...
 
-    def delete_many(self, product_ids: Sequence[str]) -> int: ...
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        """Delete products at these versions (None: the next one); see Catalog."""
+        ...
 
     def sync(self) -> int:
         """Catch the index up with the catalog and save it when a save is due."""
@@ -98,6 +110,12 @@ class ConsumerStats:
     applied: int = 0
     failed_tries: int = 0
     dead_lettered: int = 0
+    stale: int = 0  # skipped: the catalog held a newer version
+    unversioned: int = 0  # applied in arrival order, without a version
+
+    @property
+    def resolved(self) -> int:
+        return self.applied + self.dead_lettered + self.stale
 
 
 class StreamConsumer:
@@ -110,17 +128,22 @@ class StreamConsumer:
         block_ms: int = 1000,
         max_deliveries: int = 5,
         retry_delay_s: float = 1.0,
+        require_version: bool = False,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        require_event_schema()  # fail at start, not on every event
         self.source = source
         self.writer = writer
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.max_deliveries = max_deliveries
         self.retry_delay_s = retry_delay_s
+        self.require_version = require_version
         self.metrics = metrics
         self.clock = clock
+        self.wall_clock = wall_clock
         self.stats = ConsumerStats()
         # Events taken and not yet resolved, in stream order (dicts keep insertion order).
         self._pending: dict[str, _Work] = {}
@@ -159,7 +182,11 @@ class StreamConsumer:
         ready = self._select(now)
         if room > 0:
             wait = 0 if ready else self._wait_ms(now)
-            self._admit(self.source.receive(min(room, self.batch_size), wait))
+            received = self.source.receive(min(room, self.batch_size), wait)
+            # A rebalance inside that read may have taken partitions away: their events are
+            # their new owner's now, and may even come back to us as fresh deliveries.
+            self._forget(self.source.revoked())
+            self._admit(received)
             ready = self._select(self.clock())
         elif not ready:  # full of events waiting behind failures: wait for a retry
             self._stop.wait(self._wait_ms(now) / 1000)
@@ -179,9 +206,16 @@ class StreamConsumer:
             work = _Work(delivery)
             try:
                 work.event = parse_event(delivery.fields)
+                if self.require_version and work.event.version is None:
+                    raise InvalidInput("event without a version (events_require_version is on)")
             except InvalidInput as exc:
+                work.event = None
                 work.parse_error = str(exc)
             self._pending[delivery.id] = work
+
+    def _forget(self, delivery_ids: Iterable[str]) -> None:
+        for delivery_id in delivery_ids:
+            self._pending.pop(delivery_id, None)
 
     def _select(self, now: float) -> list[_Work]:
         """Events that may be applied now, in stream order: not waiting for a retry, and
@@ -212,7 +246,7 @@ class StreamConsumer:
     def _apply(self, ready: list[_Work]) -> int:
         if not ready:
             return 0
-        resolved_before = self.stats.applied + self.stats.dead_lettered
+        resolved_before = self.stats.resolved
         retries = [w for w in ready if w.attempts]
         if retries:
             again = {d.id: d for d in self.source.redeliver([w.delivery for w in retries])}
@@ -249,15 +283,19 @@ class StreamConsumer:
             run.append(work)
         if run:
             self._flush(run)
-        return self.stats.applied + self.stats.dead_lettered - resolved_before
+        return self.stats.resolved - resolved_before
 
     def _flush(self, run: list[_Work]) -> set[str]:
         """Apply a run of same-kind events of distinct products (one catalog transaction
         per encoder batch); returns the products whose event failed."""
         try:
+            run = self._skip_stale(run)
+            if not run:
+                return set()
             if run[0].event.kind == "delete":
-                self.writer.delete_many([w.product_id for w in run])
-                self._ack(run)
+                versions = {w.product_id: w.event.version for w in run}
+                outcome = self.writer.delete_versions(versions)
+                self._ack(run, stale=set(outcome.stale))
                 return set()
             return self._upsert(run)
         except UNAVAILABLE:
@@ -274,6 +312,23 @@ class StreamConsumer:
             log.exception("event %s failed", run[0].delivery.id)
             self._fail(run[0], f"{type(exc).__name__}: {exc}")
             return {run[0].product_id}
+
+    def _skip_stale(self, run: list[_Work]) -> list[_Work]:
+        """Acknowledge the events the catalog has already outgrown; returns the rest. (The
+        catalog checks again as it writes: another consumer may commit meanwhile.)"""
+        versioned = [w.product_id for w in run if w.event.version is not None]
+        if not versioned:
+            return run
+        current = self.writer.catalog.versions(versioned)
+        stale = [
+            w
+            for w in run
+            if w.event.version is not None and w.event.version <= current.get(w.product_id, -1)
+        ]
+        if stale:
+            self._ack(stale, stale={w.product_id for w in stale})
+        skipped = {w.delivery.id for w in stale}
+        return [w for w in run if w.delivery.id not in skipped]
 
     def _upsert(self, run: list[_Work]) -> set[str]:
         failed: dict[str, str] = {}
@@ -293,6 +348,7 @@ class StreamConsumer:
                 kept.append(dataclasses.replace(item, image=existing.image_source))
             else:
                 named.append(item)
+        stale: set[str] = set()
         for specs, stored_source in ((named, False), (kept, True)):
             if specs:
                 fetcher = self.writer.stored_fetcher() if stored_source else None
@@ -300,21 +356,44 @@ class StreamConsumer:
                     specs, write_report=False, save_at_end=False, fetcher=fetcher
                 )
                 failed.update((bad.id, bad.reason) for bad in report.failed)
-        self._ack([w for w in run if w.product_id not in failed])
+                stale.update(report.stale)
+        self._ack([w for w in run if w.product_id not in failed], stale=stale)
         for work in run:
             if work.product_id in failed:
                 self._fail(work, failed[work.product_id])
         return set(failed)
 
     # --- outcomes ------------------------------------------------------------------------
-    def _ack(self, works: list[_Work]) -> None:
+    def _ack(self, works: list[_Work], *, stale: set[str] = frozenset()) -> None:
+        """Acknowledge events the catalog has committed (or refused as stale)."""
         if not works:
             return
         self.source.ack([w.delivery for w in works])
+        committed_at = self.wall_clock()
         for work in works:
             self._pending.pop(work.delivery.id, None)
-            self._count("applied", work.event.type if work.event else "unknown")
-        self.stats.applied += len(works)
+            event_type = work.event.type if work.event else "unknown"
+            if work.product_id in stale:
+                self.stats.stale += 1
+                self._count("stale", event_type)
+                continue
+            self.stats.applied += 1
+            self._count("applied", event_type)
+            if work.event is not None and work.event.version is None:
+                self.stats.unversioned += 1
+                if self.metrics is not None:
+                    self.metrics.consumer_unversioned.inc()
+            self._observe_freshness(work, committed_at)
+
+    def _observe_freshness(self, work: _Work, committed_at: float) -> None:
+        if self.metrics is None:
+            return
+        occurred = work.event.occurred_at if work.event else None
+        if occurred is None:
+            occurred = work.delivery.queued_at
+        if occurred is not None:
+            # A producer's clock ahead of ours must not make an observation negative.
+            self.metrics.event_commit_seconds.observe(max(0.0, committed_at - occurred))
 
     def _fail(self, work: _Work, error: str) -> None:
         work.attempts += 1
@@ -356,7 +435,7 @@ class StreamConsumer:
         from prometheus_client.core import GaugeMetricFamily
 
         try:
-            lag = self.source.lag()
+            backlog = self.source.backlog()
         except QueueError:
             return
         family = GaugeMetricFamily(
@@ -365,9 +444,25 @@ class StreamConsumer:
             "acknowledged (pending).",
             labels=["state"],
         )
-        for state, value in lag.items():
-            family.add_metric([state], value)
+        family.add_metric(["lag"], backlog.lag)
+        family.add_metric(["pending"], backlog.pending)
         yield family
+        if backlog.partitions:
+            partitions = GaugeMetricFamily(
+                "lookalike_consumer_partition_lag",
+                "Events the group has not acknowledged, per partition (Kafka).",
+                labels=["partition"],
+            )
+            for partition, value in backlog.partitions.items():
+                partitions.add_metric([partition], value)
+            yield partitions
+        if backlog.oldest_s is not None:
+            yield GaugeMetricFamily(
+                "lookalike_consumer_lag_seconds",
+                "Age of the oldest event the group has not acknowledged (0: none), by the "
+                "queue's timestamps.",
+                value=backlog.oldest_s,
+            )
         yield GaugeMetricFamily(
             "lookalike_consumer_waiting",
             "Events this consumer holds back: waiting for a retry, or behind one.",

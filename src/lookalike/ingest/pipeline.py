@@ -37,6 +37,9 @@ class IngestReport:
     metadata_updated: int = 0
     unchanged: int = 0
     failed: list[BadRow] = field(default_factory=list)
+    # Ids of versioned items (queue events) the catalog refused at commit: it had a newer
+    # version by then. They are counted above as what they were prepared to be, too.
+    stale: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     interrupted: bool = False
 
@@ -53,6 +56,8 @@ class IngestReport:
             f"updated, {self.unchanged} unchanged, {len(self.failed)} failed "
             f"in {self.elapsed_s:.1f}s ({rate:.1f} items/s)"
         )
+        if self.stale:
+            text += f"; {len(self.stale)} refused as older than the catalog's version"
         return text + (" - interrupted, run again to resume" if self.interrupted else "")
 
     def record(self, prepared: Prepared) -> str:
@@ -125,11 +130,11 @@ class IngestPipeline:
                 if prepared.action == "encode":
                     to_encode.append(prepared)
                 elif prepared.action == "metadata":
-                    metadata.append(ProductWrite(prepared.product))
+                    metadata.append(ProductWrite(prepared.product, version=prepared.version))
                 if len(to_encode) >= self.batch_size:
-                    self._commit(to_encode, metadata)
+                    self._commit(to_encode, metadata, report)
                     to_encode, metadata = [], []
-            self._commit(to_encode, metadata)
+            self._commit(to_encode, metadata, report)
         except KeyboardInterrupt:
             report.interrupted = True
             raise
@@ -167,16 +172,19 @@ class IngestPipeline:
         return prepare_item(spec, existing, self.fetcher, self.limits, self.encoder)
 
     # --- encoding thread -----------------------------------------------------------------
-    def _commit(self, to_encode: list[Prepared], metadata: list[ProductWrite]) -> None:
+    def _commit(
+        self, to_encode: list[Prepared], metadata: list[ProductWrite], report: IngestReport
+    ) -> None:
         writes = list(metadata)
         if to_encode:
             vectors = self.encoder.encode_pixels(np.stack([p.pixels for p in to_encode]))
             writes.extend(
-                ProductWrite(p.product, v) for p, v in zip(to_encode, vectors, strict=True)
+                ProductWrite(p.product, v, p.version)
+                for p, v in zip(to_encode, vectors, strict=True)
             )
         if not writes:
             return
-        self.catalog.upsert(writes)
+        report.stale.extend(self.catalog.upsert(writes).stale)
         self.index.apply_writes()
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:

@@ -30,6 +30,7 @@ class Prepared:
     pixels: np.ndarray | None = None
     failure: BadRow | None = None
     existed: bool = False
+    version: int | None = None  # the item's version (queue events), for the catalog write
 
 
 def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
@@ -69,18 +70,22 @@ def prepare_item(
     """Read, hash, decide and preprocess one item; `existing` is its catalog record, if any."""
     product = product_from_spec(spec, encoder.model_id)
     source = spec.image or spec.id
+    version = spec.version
     try:
         if spec.image is None:
             # Metadata without an image: kept, but only searchable if it had a vector.
-            return Prepared("metadata", product)
+            return Prepared("metadata", product, version=version)
         data = fetcher.fetch(spec.image)
         product.content_hash = content_hash(data)
         skip = skip_action(existing, product)
+        if skip == "unchanged" and version is not None and version > existing.version:
+            skip = "metadata"  # same content, but the catalog must learn the new version
         if skip is not None:
-            return Prepared(skip, product)
+            return Prepared(skip, product, version=version)
         image = decode_image(data, limits, source=source)
         pixels = encoder.preprocess(image)
-        return Prepared("encode", product, pixels=pixels, existed=existing is not None)
+        existed = existing is not None
+        return Prepared("encode", product, pixels=pixels, existed=existed, version=version)
     except (InvalidInput, FetchError) as exc:
         return Prepared("failed", failure=BadRow(spec.id, source, failure_reason(exc)))
 

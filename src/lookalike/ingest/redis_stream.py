@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lookalike.config import Settings
 from lookalike.errors import QueueError
 from lookalike.ingest.event_sources import (
+    Backlog,
     DeadLetter,
     Delivery,
     EventBackend,
@@ -234,11 +235,40 @@ class RedisStreamSource:
 
         self._call(both)
 
+    def revoked(self) -> list[str]:
+        # A group never takes events back from a member; XAUTOCLAIM can hand a slow
+        # member's events to another meanwhile, and versions keep that harmless.
+        return []
+
     def lag(self) -> dict[str, int]:
+        group = self._group_info()
+        if group is None:
+            return {"lag": 0, "pending": 0}
+        return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
+
+    def backlog(self) -> Backlog:
+        group = self._group_info()
+        if group is None:
+            return Backlog(0, 0, oldest_s=0.0)
+        # The oldest event not acknowledged: the first pending one, or the first one not
+        # handed out yet (after the group's last-delivered id).
+        times = []
+        if int(group["pending"]):
+            summary = self._call(self.client.xpending, self.stream, self.group)
+            times.append(_id_time(summary["min"]))
+        last = _text(group["last-delivered-id"])
+        after = self._call(self.client.xrange, self.stream, min=f"({last}", max="+", count=1)
+        if after:
+            times.append(_id_time(after[0][0]))
+        oldest = max(0.0, time.time() - min(times)) if times else 0.0
+        lag = int(group.get("lag") or 0)
+        return Backlog(lag, int(group["pending"]), oldest_s=oldest)
+
+    def _group_info(self) -> dict[str, Any] | None:
         for group in self._call(self.client.xinfo_groups, self.stream):
             if _text(group["name"]) == self.group:
-                return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
-        return {"lag": 0, "pending": 0}
+                return group
+        return None
 
     def close(self) -> None:
         self.client.close()
@@ -257,12 +287,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _id_time(entry_id: bytes | str) -> float:
+    """When Redis added an entry (its id's milliseconds part), in Unix seconds."""
+    return int(_text(entry_id).split("-", 1)[0]) / 1000
+
+
 def _delivery(entry_id: bytes | str, fields: dict, deliveries: int) -> Delivery:
     decoded = {
         _text(key): value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         for key, value in fields.items()
     }
-    return Delivery(_text(entry_id), decoded, deliveries)
+    return Delivery(_text(entry_id), decoded, deliveries, queued_at=_id_time(entry_id))
 
 
 def publish(client: redis.Redis, stream: str, event: Mapping[str, Any]) -> str:
@@ -282,6 +317,24 @@ class RedisStreamPublisher:
             return publish(self.client, self.stream, event)
         except _redis_errors() as exc:
             raise QueueError(f"cannot publish to redis stream {self.stream}: {exc}") from exc
+
+    def publish_many(self, events: Sequence[Mapping[str, Any]]) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, {"event": json.dumps(event)})
+        try:
+            return [_text(entry_id) for entry_id in pipe.execute()]
+        except _redis_errors() as exc:
+            raise QueueError(f"cannot publish to redis stream {self.stream}: {exc}") from exc
+
+    def discard_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        dead = dead_letter_stream(self.stream)
+        try:
+            self.client.xdel(dead, *[letter.id for letter in letters])
+        except _redis_errors() as exc:
+            raise QueueError(f"cannot delete from {dead}: {exc}") from exc
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         try:

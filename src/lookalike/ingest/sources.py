@@ -30,6 +30,8 @@ class ItemSpec:
     brand: str | None = None
     price: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The product's version after this change (queue events); None: the catalog's next one.
+    version: int | None = None
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from lookalike.catalog.base import Catalog, Product, ProductWrite
+from lookalike.catalog.base import Catalog, Product, ProductWrite, WriteOutcome
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
 from lookalike.errors import InvalidInput, NotFound
@@ -20,7 +20,8 @@ BatchIngest = Callable[[Iterable[ItemSpec | BadRow]], IngestReport]
 
 class ProductWriter:
     """Upserts and deletes that are searchable when they return (the index applies the
-    catalog's change log right after each commit)."""
+    catalog's change log right after each commit). Each takes the product's next version,
+    unless it names one (queue events)."""
 
     def __init__(
         self,
@@ -74,9 +75,14 @@ class ProductWriter:
             raise NotFound(f"product {product_id!r}")
 
     def delete_many(self, product_ids: Sequence[str]) -> int:
-        """Delete the products that exist (one transaction); returns how many did."""
-        deleted = self.catalog.delete(product_ids)
-        if deleted:
-            self.metrics.ingest_items.labels("deleted").inc(deleted)
+        """Delete the products that exist (one transaction); returns how many did. Each
+        leaves a tombstone at its next version."""
+        return len(self.delete_versions(dict.fromkeys(product_ids)).changed)
+
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        """Delete products at these versions (queue events); older ones are refused."""
+        outcome = self.catalog.delete_versions(versions)
+        if outcome.changed:
+            self.metrics.ingest_items.labels("deleted").inc(len(outcome.changed))
             self.index.apply_writes()
-        return deleted
+        return outcome

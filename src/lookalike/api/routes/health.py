@@ -38,5 +38,6 @@ def _readiness(engine: Engine) -> Readiness:
         products=stats.products,
         searchable=stats.searchable,
         index_vectors=len(engine.live_index.index),
+        index_watermark=engine.live_index.watermark,
         model=engine.encoder.model_id,
     )

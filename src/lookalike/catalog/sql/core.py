@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from functools import cache
@@ -26,9 +26,16 @@ from lookalike.catalog.base import (
     ProductFilter,
     ProductWrite,
     VectorChanges,
+    WriteOutcome,
     now,
 )
-from lookalike.catalog.changes import OP_REMOVE, PlannedRow, net_changes, plan_upsert
+from lookalike.catalog.changes import (
+    OP_REMOVE,
+    PlannedRow,
+    net_changes,
+    plan_upsert,
+    resolve_versions,
+)
 from lookalike.catalog.filters import filter_sql
 from lookalike.catalog.keys import ApiKey
 from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
@@ -78,9 +85,9 @@ class SQLCatalog(ABC):
         }
 
     # --- writes ------------------------------------------------------------------------
-    def upsert(self, writes: Sequence[ProductWrite]) -> None:
+    def upsert(self, writes: Sequence[ProductWrite]) -> WriteOutcome:
         if not writes:
-            return
+            return WriteOutcome()
         stamp = now()
         ids = list(dict.fromkeys(w.product.id for w in writes))
         with self._writing() as conn:
@@ -90,36 +97,87 @@ class SQLCatalog(ABC):
                     conn, "SELECT id, vector_id, created_at FROM products", "id", ids
                 )
             }
-            plan = plan_upsert(stored, writes, stamp)
-            seqs = self._number_entries(conn, len(plan.entries))
-            self._append_log(
-                conn, [(s, e.resolve(seqs), e.op) for s, e in zip(seqs, plan.entries, strict=True)]
-            )
-            # Runs of one kind in write order: a product written twice must end as its last write.
-            for with_vector, run in itertools.groupby(
-                plan.rows, key=lambda row: row.vector_entry is not None
-            ):
-                self.dialect.executemany(
-                    conn,
-                    _upsert_sql(self.dialect, with_vector),
-                    [_row_params(row, seqs, stamp) for row in run],
-                )
-            self._bump_version(conn)
+            accepted, stale = resolve_versions(self._current_versions(conn, ids), writes)
+            if accepted:
+                plan = plan_upsert(stored, accepted, stamp)
+                seqs = self._number_entries(conn, len(plan.entries))
+                entries = [
+                    (s, e.resolve(seqs), e.op) for s, e in zip(seqs, plan.entries, strict=True)
+                ]
+                self._append_log(conn, entries, stamp)
+                # Runs of one kind in write order: a product written twice must end as its
+                # last write.
+                for with_vector, run in itertools.groupby(
+                    plan.rows, key=lambda row: row.vector_entry is not None
+                ):
+                    self.dialect.executemany(
+                        conn,
+                        _upsert_sql(self.dialect, with_vector),
+                        [_row_params(row, seqs, stamp) for row in run],
+                    )
+                # Written again: the product's delete is history now.
+                written = list(dict.fromkeys(w.product.id for w in accepted))
+                self._where_in(conn, "DELETE FROM product_tombstones", "id", written, fetch=False)
+                self._bump_version(conn)
+        changed = tuple(dict.fromkeys(w.product.id for w in accepted))
+        return WriteOutcome(changed, tuple(dict.fromkeys(stale)))
 
     def delete(self, product_ids: Sequence[str]) -> int:
-        ids = list(dict.fromkeys(product_ids))
+        return len(self.delete_versions(dict.fromkeys(product_ids)).changed)
+
+    def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
+        ids = list(versions)
         if not ids:
-            return 0
+            return WriteOutcome()
+        stamp = now()
+        p = self.dialect.param
         with self._writing() as conn:
             # SELECT, then DELETE: no RETURNING, which SQLite before 3.35 lacks.
-            rows = self._where_in(conn, "SELECT vector_id FROM products", "id", ids)
-            self._where_in(conn, "DELETE FROM products", "id", ids, fetch=False)
-            removed = [int(vector_id) for (vector_id,) in rows if vector_id is not None]
-            seqs = self._number_entries(conn, len(removed))
-            self._append_log(conn, [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)])
-            if rows:
+            rows = dict(self._where_in(conn, "SELECT id, vector_id FROM products", "id", ids))
+            current = self._current_versions(conn, ids)
+            gone: list[str] = []
+            stale: list[str] = []
+            tombstones: list[tuple[str, int, float]] = []
+            for pid, version in versions.items():
+                stored = current.get(pid)
+                if version is None:
+                    if pid not in rows:
+                        continue  # nothing to delete, and no version to remember
+                    version = (stored or 0) + 1
+                elif stored is not None and version <= stored:
+                    stale.append(pid)
+                    continue
+                tombstones.append((pid, version, stamp))
+                if pid in rows:
+                    gone.append(pid)
+            if gone:
+                self._where_in(conn, "DELETE FROM products", "id", gone, fetch=False)
+                removed = [int(rows[pid]) for pid in gone if rows[pid] is not None]
+                seqs = self._number_entries(conn, len(removed))
+                entries = [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)]
+                self._append_log(conn, entries, stamp)
                 self._bump_version(conn)
-        return len(rows)
+            if tombstones:
+                self.dialect.executemany(
+                    conn,
+                    "INSERT INTO product_tombstones (id, version, deleted_at)"
+                    f" VALUES ({p}, {p}, {p}) ON CONFLICT (id) DO UPDATE"
+                    " SET version = excluded.version, deleted_at = excluded.deleted_at",
+                    tombstones,
+                )
+        return WriteOutcome(tuple(gone), tuple(stale))
+
+    def _current_versions(self, conn: Any, ids: Sequence[str]) -> dict[str, int]:
+        """Each id's version: its row's, else its tombstone's (none: never seen)."""
+        versions = {
+            pid: int(version)
+            for pid, version in self._where_in(
+                conn, "SELECT id, version FROM product_tombstones", "id", ids
+            )
+        }
+        for pid, version in self._where_in(conn, "SELECT id, version FROM products", "id", ids):
+            versions[pid] = max(int(version), versions.get(pid, 0))
+        return versions
 
     def set_meta(self, key: str, value: str) -> None:
         p = self.dialect.param
@@ -131,11 +189,14 @@ class SQLCatalog(ABC):
                 (key, value),
             )
 
-    def _append_log(self, conn: Any, entries: list[tuple[int, int, int]]) -> None:
+    def _append_log(self, conn: Any, entries: list[tuple[int, int, int]], stamp: float) -> None:
         if entries:
             p = self.dialect.param
             self.dialect.executemany(
-                conn, f"INSERT INTO vector_log (seq, vector_id, op) VALUES ({p}, {p}, {p})", entries
+                conn,
+                "INSERT INTO vector_log (seq, vector_id, op, committed_at)"
+                f" VALUES ({p}, {p}, {p}, {p})",
+                [(*entry, stamp) for entry in entries],
             )
 
     def _bump_version(self, conn: Any) -> None:
@@ -203,11 +264,33 @@ class SQLCatalog(ABC):
         self, seq: int, limit: int = 100_000, model_id: str | None = None
     ) -> VectorChanges:
         p = self.dialect.param
-        ops = self._rows(
-            f"SELECT seq, vector_id, op FROM vector_log WHERE seq > {p} ORDER BY seq LIMIT {p}",
+        rows = self._rows(
+            "SELECT seq, vector_id, op, committed_at FROM vector_log"
+            f" WHERE seq > {p} ORDER BY seq LIMIT {p}",
             (seq, limit),
         )
-        return net_changes(ops, seq, lambda ids: self.embeddings_by_vector_ids(ids, model_id))
+        changes = net_changes(
+            [row[:3] for row in rows], seq, lambda ids: self.embeddings_by_vector_ids(ids, model_id)
+        )
+        times = {float(row[3]) for row in rows if row[3] is not None}
+        changes.commit_times = np.asarray(sorted(times), dtype=np.float64)
+        return changes
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        with self._reading() as conn:
+            return self._current_versions(conn, list(dict.fromkeys(product_ids)))
+
+    def commit_times(self, seqs: Sequence[int]) -> dict[int, float]:
+        with self._reading() as conn:
+            rows = self._where_in(
+                conn,
+                "SELECT seq, committed_at FROM vector_log",
+                "seq",
+                [int(s) for s in seqs],
+                " AND committed_at IS NOT NULL",
+                sql_type="bigint",
+            )
+        return {int(seq): float(at) for seq, at in rows}
 
     def iter_embeddings(
         self, batch_size: int = 10_000, model_id: str | None = None
@@ -421,15 +504,17 @@ class SQLCatalog(ABC):
         return f" AND model_id = {self.dialect.param}", [model_id]
 
 
-_INSERTED = "id, title, category, brand, price, image_source, attributes, content_hash, model_id"
+_INSERTED = (
+    "id, title, category, brand, price, image_source, attributes, content_hash, model_id, version"
+)
 
 
 @cache
 def _upsert_sql(dialect: Dialect, with_vector: bool) -> str:
     """Insert a product, or update it: metadata only, or its vector too."""
     p, j = dialect.param, dialect.json_param
-    values = [p] * 6 + [j, p, p]
-    columns, updated = _INSERTED, list(METADATA_COLUMNS)
+    values = [p] * 6 + [j, p, p, p]
+    columns, updated = _INSERTED, [*METADATA_COLUMNS, "version"]
     if with_vector:
         columns += ", vector_id, embedding"
         values += [p, p]
@@ -455,6 +540,7 @@ def _row_params(row: PlannedRow, seqs: Sequence[int], stamp: float) -> tuple:
         dump_attributes(p.attributes),
         p.content_hash,
         p.model_id,
+        row.write.version,
     )
     if row.vector_entry is None:
         return (*head, row.created_at, stamp)

@@ -144,6 +144,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0008_product_versions",
+        # Order that holds with several writers (queue consumers, servers): each product's
+        # version grows with every change and a write older than the stored one is refused.
+        # A delete leaves a tombstone with its version, so a late, older upsert cannot bring
+        # the product back. Each change-log entry records when it was committed, so servers
+        # that apply the log can tell how long a change took to become searchable.
+        """
+        ALTER TABLE products ADD COLUMN version {int64} NOT NULL DEFAULT 0;
+        CREATE TABLE product_tombstones (
+            id TEXT PRIMARY KEY,
+            version {int64} NOT NULL,
+            deleted_at {float} NOT NULL
+        );
+        ALTER TABLE vector_log ADD COLUMN committed_at {float};
+        """,
+    ),
 )
 
 # Positional steps before names: (dialect, number) -> (the name recorded then, what it did).
