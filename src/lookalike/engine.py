@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,27 @@ from lookalike.files.fetch import Fetcher
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
+from lookalike.ingest.media import MediaStore
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.runs import ingest_items, ingest_on_ray
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
 from lookalike.ingest.writes import ProductWriter
 from lookalike.metrics import Metrics
+from lookalike.quality.retention import Pruned, prune_logs
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
 
-__all__ = ["Diversity", "Engine", "SearchRequest"]
+__all__ = ["Diversity", "Engine", "Housekeeping", "SearchRequest"]
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What one round of `Engine.housekeeping` deleted."""
+
+    pruned: Pruned
+    media_deleted: int
 
 
 class Engine:
@@ -140,10 +151,19 @@ class Engine:
     @property
     def writer(self) -> ProductWriter:
         """Single-product writes, searchable when they return."""
-        media = self.settings.data_dir / "media"
         ingest = lambda items: self.index_items(items, write_report=False)  # noqa: E731
         parts = (self.live_index, self.encoder, self.limits, self.metrics)
-        return ProductWriter(self.catalog, *parts, media, ingest)
+        return ProductWriter(self.catalog, *parts, self.media, ingest)
+
+    @property
+    def media(self) -> MediaStore:
+        """Uploaded images, by content hash, deleted with the last product using them."""
+        return MediaStore(self.settings.data_dir / "media", self.catalog)
+
+    def housekeeping(self, now: float | None = None) -> Housekeeping:
+        """Delete search logs past their retention and uploaded images no product uses."""
+        pruned = prune_logs(self.catalog, self.settings.search_log_retention_days, now=now)
+        return Housekeeping(pruned, self.media.sweep())
 
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         return self.writer.upsert(item, image)

@@ -95,7 +95,7 @@ def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Bad image (corrupt, truncated, too small) or unreadable image source",
         401: "Missing or wrong X-API-Key",
-        404: "Unknown product",
+        404: "Unknown product (or, for clicks, unknown search)",
         413: "Body or image over the size limit, or a decompression bomb",
         415: "Not an image format we read, or an unsupported content type",
         503: "Model, index or catalog unavailable",

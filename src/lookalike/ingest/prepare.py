@@ -78,7 +78,7 @@ def prepare_item(
         skip = skip_action(existing, product)
         if skip is not None:
             return Prepared(skip, product)
-        image = decode_image(data, limits, source=source)
+        image = decode_image(data, limits, source=source, shrink_to=encoder.info.image_size)
         pixels = encoder.preprocess(image)
         return Prepared("encode", product, pixels=pixels, existed=existing is not None)
     except (InvalidInput, FetchError) as exc:

@@ -27,6 +27,7 @@ from lookalike.api.schemas import (
 )
 from lookalike.api.uploads import ImageUpload, read_upload
 from lookalike.catalog import Product
+from lookalike.catalog.fields import check_product_fields
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import InvalidInput, NotFound, UnsupportedMediaType
 from lookalike.ingest.sources import ItemSpec
@@ -107,8 +108,6 @@ async def put_product(
     """Add or replace a product; it is searchable when this returns. Send JSON (metadata and
     an optional `image_url`) or multipart (metadata fields and an `image` file). Without an
     image, an existing product keeps its image and only its metadata changes."""
-    if not product_id.strip():
-        raise InvalidInput("the product id must not be empty")
     max_bytes = engine.settings.max_image_bytes
     content_type = request.headers.get("content-type", "")
     upload: ImageUpload | None = None
@@ -137,6 +136,15 @@ async def put_product(
         )
     if upload is not None and body.image_url:
         raise InvalidInput("send an image file or an image_url, not both")
+    check_product_fields(
+        product_id=product_id,
+        title=body.title,
+        category=body.category,
+        brand=body.brand,
+        price=body.price,
+        attributes=body.attributes,
+        image=body.image_url,
+    )
     product, created = await run(_upsert, engine, product_id, body, upload)
     response.status_code = 201 if created else 200
     return product_out(product, root_path)
@@ -187,8 +195,8 @@ async def delete_product(product_id: str, engine: EngineDep, run: RunDep) -> Res
 def _json_object(text: str, name: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{name} must be a JSON object: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+        raise InvalidInput(f"{name} must be a JSON object: {getattr(exc, 'msg', exc)}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object")
     return value
