@@ -15,6 +15,7 @@ import pytest
 from PIL import EpsImagePlugin, Image, UnidentifiedImageError
 
 from lookalike.config import Settings
+from lookalike.encode.decode_gate import DecodeGate
 from lookalike.encode.images import (
     ImageLimits,
     check_request_pixels,
@@ -169,3 +170,48 @@ def test_what_the_model_sees_barely_changes() -> None:
         a = np.asarray(full.resize(size, Image.Resampling.BICUBIC), dtype=np.float64)
         b = np.asarray(shrunk.resize(size, Image.Resampling.BICUBIC), dtype=np.float64)
         assert np.abs(a - b).mean() < 1.5, fmt
+
+
+def test_decoding_holds_at_most_the_budget_at_once_across_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight threads each decode a 2000 x 2000 image (4 MP) under one gate of 10 MP: no
+    more than two are ever decoding at once."""
+    import threading
+    import time
+
+    settings = Settings(_env_file=None, max_request_pixels=10_000_000)
+    limits = ImageLimits.from_settings(settings)
+    assert limits.gate is not None and limits.gate.capacity == 10_000_000
+    data = big_blank_png(2000, 2000)
+    seen: list[int] = []
+    real_load = Image.Image.load
+
+    def slow_load(self: Image.Image):  # type: ignore[no-untyped-def]
+        seen.append(limits.gate.in_flight)
+        time.sleep(0.05)
+        return real_load(self)
+
+    monkeypatch.setattr(Image.Image, "load", slow_load)
+    threads = [threading.Thread(target=decode_image, args=(data, limits)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(seen) == 8_000_000  # two at a time, never three
+    assert limits.gate.in_flight == 0
+
+
+def test_one_image_larger_than_the_gate_still_decodes_alone() -> None:
+    limits = ImageLimits(max_pixels=40_000_000, gate=DecodeGate(1_000_000))
+    assert decode_image(big_blank_png(2000, 2000), limits, shrink_to=64).size == (134, 134)
+    assert limits.gate.in_flight == 0
+
+
+def test_a_gate_travels_as_a_fresh_one() -> None:
+    import pickle
+
+    gate = DecodeGate(5)
+    with gate.admit(3):
+        copy = pickle.loads(pickle.dumps(gate))
+    assert (copy.capacity, copy.in_flight) == (5, 0)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,8 +186,11 @@ class LiveServer:
     env: dict[str, str]
 
 
-def start_server(data_dir: Path, model_dir: Path, *args: str) -> LiveServer:
-    """`lookalike serve` in a subprocess (the real entry point), once it is ready."""
+def start_server(
+    data_dir: Path, model_dir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> LiveServer:
+    """`lookalike serve` in a subprocess (the real entry point), once it is ready; `env`
+    overrides the environment it gets (settings, PYTHONPATH)."""
     port = free_port()
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {
@@ -199,6 +202,7 @@ def start_server(data_dir: Path, model_dir: Path, *args: str) -> LiveServer:
         "LOOKALIKE_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
         "LOOKALIKE_INDEX_SYNC_INTERVAL_S": "0.1",
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
+        **(env or {}),
     }
     command = [sys.executable, "-m", "lookalike.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), *args]

@@ -5,7 +5,8 @@ must be on the allow-list, its size within the per-image pixel limit, and the im
 request within the request's pixel budget together. Decoding then runs one image at a time
 and shrinks each as early as it can (JPEGs decode at a reduced scale in draft mode, others
 are box-reduced right after decoding, before any mode conversion), so the memory a request
-holds is about one full-size image, never all of them.
+holds is about one full-size image, never all of them. Across requests, a process-wide
+gate (`decode_gate.py`) admits at most the budget's pixels to decoding at once.
 
 Only the decoders of `SUPPORTED_FORMATS` stay registered with Pillow in this process: the
 others (EPS, which runs Ghostscript; PSD, FITS, ...) are unregistered when this module is
@@ -14,16 +15,18 @@ imported, so even an `Image.open` without `formats=` cannot reach them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import get_args
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from lookalike.config import DEFAULT_IMAGE_FORMATS, ImageFormat
+from lookalike.encode.decode_gate import DecodeGate
 from lookalike.errors import DecompressionBomb, ImageTooLarge, InvalidImage, UnsupportedImage
 
 # Truncated files must fail loudly, never decode as half-grey images.
@@ -33,6 +36,8 @@ SUPPORTED_FORMATS: tuple[str, ...] = get_args(ImageFormat)
 # A shrunk image keeps at least this many times the wanted side, so the model's own resize
 # afterwards looks the same as one from the full image (Pillow's `reducing_gap` idea).
 REDUCING_GAP = 2
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "RGBX")
+BAND_PIXELS = 1_000_000  # about what a band being reduced holds (x its bytes per pixel)
 
 
 def _unregister_other_decoders() -> None:
@@ -54,6 +59,8 @@ class ImageLimits:
     min_side: int = 50
     max_request_pixels: int = 100_000_000  # all the images of one request together
     formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
+    # Shared by every decode with these limits: at most max_request_pixels at once.
+    gate: DecodeGate | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings) -> ImageLimits:
@@ -63,6 +70,7 @@ class ImageLimits:
             settings.min_image_side,
             settings.max_request_pixels,
             tuple(settings.image_formats),
+            DecodeGate(settings.max_request_pixels),
         )
 
 
@@ -120,9 +128,10 @@ def decode_image(
     box-reduced right after decoding.
     """
     image = _open(data, limits, source)
-    _size(image, limits, source)
+    width, height = _size(image, limits, source)
+    admitted = limits.gate.admit(width * height) if limits.gate else contextlib.nullcontext()
     try:
-        with warnings.catch_warnings():
+        with admitted, warnings.catch_warnings():
             # Pillow's own bomb guard warns before it errors; we check the size ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if shrink_to is not None:
@@ -131,11 +140,11 @@ def decode_image(
             image.load()
             if shrink_to is not None:
                 image = _reduce(image, REDUCING_GAP * shrink_to)
+            return to_rgb(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(f"decompression bomb: {exc}", source=source) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"corrupt or truncated image: {exc}", source=source) from exc
-    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def _open(data: bytes, limits: ImageLimits, source: str | None) -> ImageFile.ImageFile:
@@ -178,15 +187,31 @@ def _size(image: Image.Image, limits: ImageLimits, source: str | None) -> tuple[
 
 
 def _reduce(image: Image.Image, min_side: int) -> Image.Image:
-    """Box-reduce by the largest whole factor that keeps the shorter side >= min_side."""
+    """Box-reduce by the largest whole factor that keeps the shorter side >= min_side.
+
+    Band by band: Pillow reduces RGBA through a premultiplied copy of the whole image, and
+    modes it cannot reduce (palette, 1-bit, 16-bit) must be converted first; per band, those
+    copies are a band's size, not the image's. Bands are whole blocks of `factor` rows, so
+    the result is the same as reducing the image at once."""
     factor = min(image.size) // min_side
     if factor < 2:
         return image
-    try:
-        return image.reduce(factor)
-    except ValueError:  # a mode reduce does not take (palette, 1-bit, 16-bit)
-        has_alpha = "transparency" in image.info or image.mode in ("PA", "LA", "RGBA")
-        return image.convert("RGBA" if has_alpha else "RGB").reduce(factor)
+    mode = image.mode if image.mode in REDUCIBLE_MODES else _reducible_mode(image)
+    width, height = image.size
+    rows = factor * max(1, BAND_PIXELS // (width * factor))
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        if band.mode != mode:
+            band = band.convert(mode)
+        reduced.paste(band.reduce(factor), (0, top // factor))
+    reduced.info = dict(image.info)  # the EXIF orientation, for exif_transpose
+    return reduced
+
+
+def _reducible_mode(image: Image.Image) -> str:
+    has_alpha = "transparency" in image.info or image.mode in ("PA", "LA")
+    return "RGBA" if has_alpha else "RGB"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
