@@ -17,6 +17,7 @@ from typing import Any
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
+from lookalike.encode.decode_gate import return_freed_memory_promptly
 from lookalike.files.fetch import Fetcher
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
@@ -57,6 +58,7 @@ class Engine:
         self._pipeline: SearchPipeline | None = None
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
+        return_freed_memory_promptly()  # decoded images' memory back to the OS when freed
         self.fetcher = Fetcher.from_settings(settings)
         self.metrics = Metrics()
         namespace = self.catalog.get_meta("catalog_id") or self.catalog.url

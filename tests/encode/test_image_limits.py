@@ -215,3 +215,13 @@ def test_a_gate_travels_as_a_fresh_one() -> None:
     with gate.admit(3):
         copy = pickle.loads(pickle.dumps(gate))
     assert (copy.capacity, copy.in_flight) == (5, 0)
+
+
+def test_freed_image_memory_goes_back_to_the_os_on_glibc() -> None:
+    import platform
+
+    from lookalike.encode.decode_gate import return_freed_memory_promptly
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert return_freed_memory_promptly() is True

@@ -42,3 +42,25 @@ class DecodeGate:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["capacity"])  # type: ignore[misc]
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_freed_memory_promptly(threshold: int = 4 * 1024 * 1024) -> bool:
+    """Make every allocation of `threshold` bytes or more its own mapping, given back to
+    the OS when freed (glibc; elsewhere nothing changes and this returns False).
+
+    glibc raises that threshold on its own after large frees, so decoded image buffers
+    (Pillow allocates them in 16 MB blocks) then come from per-thread heaps that keep them
+    after they are freed: measured on a server, 4 requests of two 40 MP RGBA images raised
+    the peak RSS by 370 MiB the first time instead of the 315 MiB the gate admits."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
