@@ -47,7 +47,7 @@ def measure(
     attack: dict[str, object],
 ) -> tuple[str, dict[str, object], AttackResult]:
     data_dir = work / str(len(list(work.iterdir())))
-    server = start_server(data_dir, model, env=env)
+    server = start_server(data_dir, model, extra_env=env)
     try:
         send_attack(server.url, server.process.pid, requests=1, images=1, side=64)  # warm up
         result = send_attack(server.url, server.process.pid, side=SIDE, **attack)  # type: ignore[arg-type]

@@ -16,7 +16,11 @@ from tests.support.servers import MilvusLiteServer, PostgresServer, postgres_bin
 from tests.support.tiny_models import build_tiny_openclip
 
 # Fixtures of real servers the tests start (each skips when its server is not installed).
-pytest_plugins = ["tests.support.redis_server", "tests.support.api_catalog"]
+pytest_plugins = [
+    "tests.support.redis_server",
+    "tests.support.api_catalog",
+    "tests.support.hostile_http",
+]
 
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from lookalike.catalog import ProductFilter
-from lookalike.config import Settings, settings_table
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:  # imported inside the commands: `lookalike --help` stays cheap
+    from lookalike.config import Settings
 
 app = typer.Typer(
     name="lookalike",
@@ -36,6 +37,8 @@ DataDir = Annotated[
 
 
 def build_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    from lookalike.config import Settings
+
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
@@ -157,6 +160,7 @@ def search_command(
     data_dir: DataDir = None,
 ) -> None:
     """Search by image, text, both, or an indexed product."""
+    from lookalike.catalog import ProductFilter
     from lookalike.engine import Diversity, SearchRequest
 
     if not (image or text or similar):
@@ -252,6 +256,8 @@ def config_command(
     markdown: Annotated[bool, typer.Option("--markdown", help="The README's table.")] = False,
 ) -> None:
     """Show the effective settings (or the table of all settings)."""
+    from lookalike.config import Settings, settings_table
+
     if markdown:
         typer.echo(settings_table())
         return

@@ -158,9 +158,36 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads that read, download and decode images while the model encodes.",
     )
-    download_timeout_s: float = Field(10.0, gt=0, description="Timeout per image download.")
+    download_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Timeout of each connect and read of an image download (the whole "
+        "fetch is bounded by fetch_deadline_s).",
+    )
     download_retries: int = Field(
         3, ge=0, description="Retries for a failed download (connect errors, 5xx, 429)."
+    )
+
+    # --- image sources: what a fetch may reach ---------------------------------------------
+    fetch_deadline_s: float = Field(
+        15.0,
+        gt=0,
+        description="Longest one image fetch may take in all (DNS, connects, redirects, "
+        "retries, reading); a server that drips bytes is cut off here.",
+    )
+    fetch_max_redirects: int = Field(
+        3, ge=0, le=10, description="Redirects one image fetch follows (each one re-checked)."
+    )
+    fetch_allow_hosts: list[str] = Field(
+        [],
+        description="Image hosts fetched even though they resolve to a loopback, private or "
+        'other internal address (JSON list of exact `host` or `host:port`, e.g. `["images.'
+        'internal:8080"]`); a bare host admits ports 80 and 443 only.',
+    )
+    media_roots: list[Path] = Field(
+        [],
+        description="Folders whose image files `lookalike index` may read and the API may "
+        "serve, besides the folder or manifest named on the command line (JSON list).",
     )
 
     # --- batch indexing on Ray (`lookalike index --engine ray`) --------------------------

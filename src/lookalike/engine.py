@@ -18,7 +18,8 @@ from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
 from lookalike.encode.decode_gate import return_freed_memory_promptly
-from lookalike.files.fetch import Fetcher
+from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
+from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
@@ -59,6 +60,8 @@ class Engine:
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
         return_freed_memory_promptly()  # decoded images' memory back to the OS when freed
+        # Remote only: sources API clients and event streams name are fetched through it.
+        # Local files are read only by siblings granted roots (index_path, stored_fetcher).
         self.fetcher = Fetcher.from_settings(settings)
         self.metrics = Metrics()
         namespace = self.catalog.get_meta("catalog_id") or self.catalog.url
@@ -122,19 +125,36 @@ class Engine:
     def save(self) -> None:
         self.live_index.save(force=True)
 
+    def stored_fetcher(self) -> Fetcher:
+        """Reads back image sources the catalog holds (reindex, metadata-only writes):
+        remote, or local under the media folder, media_roots and earlier index runs' roots."""
+        recorded = recorded_roots(self.catalog.get_meta(RECORDED_ROOTS_KEY))
+        return self.fetcher.with_local_roots(served_roots(self.settings, recorded))
+
     # --- ingest --------------------------------------------------------------------------
     def index_path(self, location: str | Path) -> IngestReport:
-        """Index a folder (recursive) or a CSV/JSONL manifest."""
-        return self.index_items(open_source(location), total=count_items(location))
+        """Index a folder (recursive) or a CSV/JSONL manifest; its local image files are
+        read only under it (the manifest's folder) and media_roots."""
+        fetcher = self.fetcher.with_local_roots(ingest_roots(location, self.settings))
+        items = open_source(location)
+        return self.index_items(items, total=count_items(location), fetcher=fetcher)
 
     index_folder = index_manifest = index_path
 
     def index_items(
-        self, items: Iterable[ItemSpec | BadRow], total: int | None = None, **options: Any
+        self,
+        items: Iterable[ItemSpec | BadRow],
+        total: int | None = None,
+        *,
+        fetcher: Fetcher | None = None,
+        **options: Any,
     ) -> IngestReport:
-        """Ingest items (`write_report`, `save_at_end`: see `ingest.runs.ingest_items`)."""
-        parts = (self.catalog, self.live_index, self.encoder, self.fetcher, self.metrics)
-        return ingest_items(self.settings, *parts, items, total, progress=self.progress, **options)
+        """Ingest items (`write_report`, `save_at_end`: see `ingest.runs.ingest_items`).
+        `fetcher`: remote only unless the caller grants local roots."""
+        parts = (self.catalog, self.live_index, self.encoder, fetcher or self.fetcher)
+        return ingest_items(
+            self.settings, *parts, self.metrics, items, total, progress=self.progress, **options
+        )
 
     def index_path_ray(self, location: str | Path, **options: Any) -> IngestReport:
         """`index_path` on Ray workers (`lookalike index --engine ray`)."""
@@ -148,12 +168,16 @@ class Engine:
             ItemSpec(p.id, p.image_source, p.title, p.category, p.brand, p.price, p.attributes)
             for p in self.catalog.iter_products()
         )
-        return self.index_items(specs, total=self.catalog.stats().products)
+        total = self.catalog.stats().products
+        return self.index_items(specs, total=total, fetcher=self.stored_fetcher())
 
     @property
     def writer(self) -> ProductWriter:
         """Single-product writes, searchable when they return."""
-        ingest = lambda items: self.index_items(items, write_report=False)  # noqa: E731
+        # Only the API's metadata-only PUT ingests here: the item's image is its stored source.
+        ingest = lambda items: self.index_items(  # noqa: E731
+            items, write_report=False, fetcher=self.stored_fetcher()
+        )
         parts = (self.live_index, self.encoder, self.limits, self.metrics)
         return ProductWriter(self.catalog, *parts, self.media, ingest)
 

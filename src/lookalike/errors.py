@@ -10,6 +10,9 @@ LookalikeError
 │   ├── ManifestError      a manifest we cannot read at all
 │   └── UnsupportedMediaType  a request body of a type the endpoint does not take (HTTP 415)
 ├── FetchError             an image source could not be read/downloaded (HTTP 400)
+│   └── FetchRefused       a source the fetch policy forbids: an internal address, a
+│                          local file outside the roots or where none are granted,
+│                          a scheme other than http(s), too many redirects (HTTP 422)
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
 │   ├── ModelMismatch      catalog was indexed with another model
@@ -78,7 +81,22 @@ class UnsupportedMediaType(InvalidInput):
 
 
 class FetchError(LookalikeError):
+    """An image source could not be read or downloaded (not found, unreachable, timed out,
+    an HTTP error status); `reason` says why, `source` names what was asked for."""
+
     http_status = 400
+
+    def __init__(self, reason: str, *, source: str | None = None) -> None:
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class FetchRefused(FetchError):
+    """The fetch policy forbids this source; asking again will not help (hence 422, an
+    input we cannot use, rather than 400)."""
+
+    http_status = 422
 
 
 class NotFound(LookalikeError):

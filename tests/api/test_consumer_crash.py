@@ -5,6 +5,7 @@ once, and the index saved at shutdown matches the catalog."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -32,7 +33,10 @@ GROUP = "lookalike"
 BATCH = 16
 
 
-def start_consumer(data_dir: Path, model_dir: Path, redis_url: str, *args: str) -> subprocess.Popen:
+def start_consumer(
+    data_dir: Path, model_dir: Path, redis_url: str, image_host: str, *args: str
+) -> subprocess.Popen:
+    """`lookalike consume`; `image_host`: the allow-listed loopback image server."""
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -48,6 +52,8 @@ def start_consumer(data_dir: Path, model_dir: Path, redis_url: str, *args: str) 
         "LOOKALIKE_INGEST_WORKERS": "2",
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
         "LOOKALIKE_DOWNLOAD_TIMEOUT_S": "120",
+        "LOOKALIKE_FETCH_DEADLINE_S": "240",  # the gated URL waits for the test, not a drip
+        "LOOKALIKE_FETCH_ALLOW_HOSTS": json.dumps([image_host]),
     }
     command = [sys.executable, "-m", "lookalike.cli", "consume", "--data-dir", str(data_dir)]
     command += args
@@ -89,6 +95,7 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
     image_server: ImageServer,
 ) -> None:
     paths = [item.path for item in catalog_items]
+    urls = [f"{image_server.url}/{path.name}" for path in paths]  # events name no local file
     client = redis.Redis.from_url(redis_url)
     # The first batch: 16 new products, one of them behind the slow URL.
     expected: dict[str, tuple[float, str]] = {}
@@ -100,18 +107,18 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
 
     for i, path in enumerate(paths[:BATCH]):
         slow = f"{image_server.url}/slow/{path.name}"  # answers once the gate opens
-        event("product_created", i, slow if i == 5 else str(path), float(i))
+        event("product_created", i, slow if i == 5 else urls[i], float(i))
     # Later batches: more products, price updates of earlier ones, a delete.
-    for i, path in enumerate(paths[BATCH:], start=BATCH):
-        event("product_created", i, str(path), float(i))
+    for i in range(BATCH, len(paths)):
+        event("product_created", i, urls[i], float(i))
     for i in (1, 6, 20):
-        event("product_updated", i, str(paths[i]), 100.0 + i)
+        event("product_updated", i, urls[i], 100.0 + i)
     publish(client, STREAM, {"type": "product_deleted", "product": {"id": "p2"}})
     del expected["p2"]
 
     data_dir = tmp_path / "data"
     catalog_path = data_dir / "catalog.db"
-    consumer = start_consumer(data_dir, tiny_model, redis_url)
+    consumer = start_consumer(data_dir, tiny_model, redis_url, image_server.allow_entry)
     try:
         # Kill it while the first batch is partly committed (encoder batches of 4 go in
         # as they are ready; the slow item holds up the rest), none of it acknowledged.
@@ -129,7 +136,9 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
 
     image_server.gate.set()
     port = free_port()
-    consumer = start_consumer(data_dir, tiny_model, redis_url, "--metrics-port", str(port))
+    consumer = start_consumer(
+        data_dir, tiny_model, redis_url, image_server.allow_entry, "--metrics-port", str(port)
+    )
     try:
         wait_for(
             lambda: (

@@ -68,12 +68,16 @@ def test_uploaded_images_are_served_with_their_type(writable_client: TestClient)
     assert response.content == image
 
 
-def test_a_vanished_image_file_is_404(writable_client: TestClient, tmp_path) -> None:
-    source = tmp_path / "gone.png"
-    source.write_bytes(png_bytes(draw_product("circle", (1, 2, 3), 2)))
-    put = writable_client.put("/v1/products/gone", json={"image_url": str(source)})
+def test_a_vanished_image_file_is_404(writable_client: TestClient) -> None:
+    image = png_bytes(draw_product("circle", (1, 2, 3), 2))
+    put = writable_client.put("/v1/products/gone", files={"image": ("g.png", image, "image/png")})
     assert put.status_code == 201
-    source.unlink()
+    stored = writable_client.get("/v1/products/gone").json()
+    assert writable_client.get(stored["image_url"]).content == image
+    data_dir = writable_client.app.state.engine.settings.data_dir
+    files = (data_dir / "media").rglob("*")
+    (media,) = [f for f in files if f.is_file() and f.read_bytes() == image]
+    media.unlink()
     for params in ({}, {"size": 64}):
         response = writable_client.get("/v1/images/gone", params=params)
         assert response.status_code == 404

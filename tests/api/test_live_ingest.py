@@ -22,6 +22,7 @@ from tests.support.api_catalog import (
     start_server,
     stop_server,
 )
+from tests.support.http_files import FolderServer, serve_folder
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
@@ -30,8 +31,22 @@ FRESHNESS_GOAL_S = 1.0
 
 
 @pytest.fixture
+def new_images(tmp_path: Path) -> Iterator[FolderServer]:
+    """Where the events' images are served from (events name URLs, never local files)."""
+    folder = tmp_path / "new-images"
+    folder.mkdir()
+    with serve_folder(folder) as server:
+        yield server
+
+
+@pytest.fixture
 def live_setup(
-    tmp_path: Path, indexed_data: Path, tiny_model: Path, redis_url: str, monkeypatch
+    tmp_path: Path,
+    indexed_data: Path,
+    tiny_model: Path,
+    redis_url: str,
+    monkeypatch,
+    new_images: FolderServer,
 ) -> Iterator[tuple[str, redis.Redis]]:
     """A server and a consumer on one data dir, both warmed up; yields (url, redis)."""
     data_dir = copy_data(indexed_data, tmp_path)
@@ -44,6 +59,7 @@ def live_setup(
         stream_name=STREAM,
         consumer_name="fresh",
         consumer_block_ms=100,
+        fetch_allow_hosts=[new_images.allow_entry],
     )
     engine = Engine(settings)
     engine.live_index  # noqa: B018  (model and index loaded before the clock starts)
@@ -82,12 +98,12 @@ def seconds_until_found(url: str, product_id: str, image: bytes, timeout_s: floa
 
 
 def test_published_products_are_searchable_within_a_second(
-    live_setup: tuple[str, redis.Redis], tmp_path: Path
+    live_setup: tuple[str, redis.Redis], tmp_path: Path, new_images: FolderServer
 ) -> None:
     url, client = live_setup
     images = {}
     for n in range(4):
-        path = tmp_path / f"fresh-{n}.png"
+        path = tmp_path / "new-images" / f"fresh-{n}.png"
         draw_product(
             ("circle", "square", "triangle", "diamond")[n], (20 + 60 * n, 90, 200), 50 + n
         ).save(path)
@@ -100,7 +116,7 @@ def test_published_products_are_searchable_within_a_second(
             STREAM,
             {
                 "type": "product_created",
-                "product": {"id": product_id, "image": str(images[product_id])},
+                "product": {"id": product_id, "image": f"{new_images.url}/{product_id}.png"},
             },
         )
         return seconds_until_found(url, product_id, image)

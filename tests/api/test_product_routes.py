@@ -1,5 +1,5 @@
-"""Products: read, add/replace (multipart upload, JSON with an image URL or path, metadata
-only), delete, and the API key on writes."""
+"""Products: read, add/replace (multipart upload, JSON with an image URL, metadata only),
+delete, and the API key on writes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from tests.support.api_catalog import (
+    UNREACHABLE,
     CatalogItem,
     ImageServer,
     api_settings,
@@ -93,12 +94,21 @@ def test_put_again_replaces_image_and_metadata(writable_client: TestClient, cata
     assert first_hit_for(writable_client, item.path.read_bytes())["id"] != item.id
 
 
-def test_put_json_with_a_server_path(writable_client: TestClient, catalog_items) -> None:
+def test_put_json_with_an_image_url(
+    writable_client: TestClient, image_server: ImageServer, catalog_items
+) -> None:
     source = catalog_items[3]
-    response = writable_client.put(
-        "/v1/products/copy-of-3",
-        json={"title": "Copy", "category": "extra", "price": 5, "image_url": str(source.path)},
+    body = {"title": "Copy", "category": "extra", "price": 5}
+    # A path on the server is never read for an API client, even one under the catalog's
+    # own folder; the same image by URL is.
+    refused = writable_client.put(
+        "/v1/products/copy-of-3", json={**body, "image_url": str(source.path)}
     )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["type"] == "FetchRefused"
+    assert writable_client.get("/v1/products/copy-of-3").status_code == 404
+    url = f"{image_server.url}/{source.path.name}"
+    response = writable_client.put("/v1/products/copy-of-3", json={**body, "image_url": url})
     assert response.status_code == 201, response.text
     results = writable_client.get("/v1/search/text", params={"q": "x", "category": "extra"}).json()[
         "results"
@@ -141,8 +151,9 @@ def test_put_metadata_only_keeps_the_image(writable_client: TestClient, catalog_
         ({"json": {"title": "t", "price": -1, "image_url": "x"}}, 422, "ValidationError"),
         ({"json": {"title": "t", "price": "free", "image_url": "x"}}, 422, "ValidationError"),
         ({"json": {"title": "t", "unknown_field": 1}}, 422, "ValidationError"),
-        ({"json": {"image_url": "/no/such/file.png"}}, 400, "FetchError"),
-        ({"json": {"image_url": "http://127.0.0.1:9/x.png"}}, 400, "FetchError"),
+        ({"json": {"image_url": "/no/such/file.png"}}, 422, "FetchRefused"),
+        ({"json": {"image_url": f"http://{UNREACHABLE}/x.png"}}, 400, "FetchError"),
+        ({"json": {"image_url": "http://localhost:9/x.png"}}, 422, "FetchRefused"),
         (
             {"files": {"image": ("a.txt", b"plain text " * 30, "text/plain")}},
             415,
@@ -177,8 +188,9 @@ def test_put_metadata_only_keeps_the_image(writable_client: TestClient, catalog_
         "negative-price",
         "price-not-a-number",
         "unknown-field",
-        "missing-file",
+        "server-path",
         "unreachable-url",
+        "loopback-url",
         "not-an-image",
         "attributes-not-json",
         "file-and-url",

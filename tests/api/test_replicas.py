@@ -67,6 +67,7 @@ def replicas(
     postgres_url: str,
     milvus_server,
     monkeypatch: pytest.MonkeyPatch,
+    image_server: ImageServer,
 ):
     """The catalog indexed once into the servers, then two replicas, each with its own
     (empty) data dir: nothing on local disk is shared."""
@@ -81,9 +82,10 @@ def replicas(
     assert report.added == len(catalog_items)
     for name, value in servers.items():
         monkeypatch.setenv(f"LOOKALIKE_{name.upper()}", value)
-    a = start_server(tmp_path / "a", tiny_model)
+    allow = [image_server.allow_entry]
+    a = start_server(tmp_path / "a", tiny_model, allow_hosts=allow)
     try:
-        b = start_server(tmp_path / "b", tiny_model)
+        b = start_server(tmp_path / "b", tiny_model, allow_hosts=allow)
     except BaseException:
         stop_server(a.process)
         raise

@@ -34,7 +34,7 @@ def server(
         "LOOKALIKE_MAX_UPLOAD_BYTES": str(32 * MiB),
     }
     live = start_server(
-        copy_data(indexed_data, tmp_path_factory.mktemp("memory")), tiny_model, env=env
+        copy_data(indexed_data, tmp_path_factory.mktemp("memory")), tiny_model, extra_env=env
     )
     try:
         yield live

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lookalike import Engine, Settings
-from lookalike.cache import open_cache
+from lookalike.cache import open_cache, open_cache_backend
 from lookalike.cache.embeddings import EmbeddingCache, image_key, text_key
 from lookalike.cache.lru import LRUCache
 from lookalike.cache.redis import RedisCache, connect_redis
@@ -29,17 +29,36 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["lru", "redis"])
+def _memory_url(request: pytest.FixtureRequest) -> str:
+    return "memory://"
+
+
+def _redis_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("redis_url")
+
+
+# Every registered cache backend by the URL that selects it; a new backend joins with a line.
+BACKENDS = {"memory": _memory_url, "redis": _redis_url}
+
+
+def test_every_registered_backend_is_in_the_suite(tmp_path: Path) -> None:
+    from lookalike.cache.factory import _BUILDERS
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    # Redis clients connect lazily: building one for a closed port sends nothing.
+    built = [_BUILDERS[scheme](f"{scheme}://127.0.0.1:9/0", settings) for scheme in _BUILDERS]
+    assert {backend.describe()["type"] for backend in built} == set(BACKENDS)
+
+
+@pytest.fixture(params=sorted(BACKENDS))
 def backend(request, tmp_path: Path):
-    """The same cache contract on both backends."""
-    if request.param == "lru":
-        yield open_cache(Settings(_env_file=None, data_dir=tmp_path), "test")
-    else:
-        url = request.getfixturevalue("redis_url")
-        cache = open_cache(Settings(_env_file=None, data_dir=tmp_path, redis_url=url), "test")
-        assert isinstance(cache, RedisCache)
-        yield cache
-        cache.close()
+    """The same cache contract on every backend, chosen by configuration alone."""
+    url = BACKENDS[request.param](request)
+    caches = open_cache_backend(Settings(_env_file=None, data_dir=tmp_path, cache_url=url))
+    assert caches.describe()["type"] == request.param
+    assert caches.capabilities.shared_between_processes == (request.param != "memory")
+    yield caches.cache("test")
+    caches.close()
 
 
 def test_backends_store_return_and_count_alike(backend) -> None:

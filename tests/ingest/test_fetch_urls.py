@@ -1,4 +1,5 @@
-"""Images by URL: a real HTTP server on localhost, with retries, timeouts and size caps."""
+"""Images by URL: a real HTTP server on localhost (allow-listed: loopback is refused
+otherwise), with retries, timeouts and size caps."""
 
 from __future__ import annotations
 
@@ -62,14 +63,18 @@ def server():
     httpd.shutdown()
 
 
+def allowed(server: str) -> list[str]:
+    return [server.removeprefix("http://")]
+
+
 def test_fetcher_retries_then_succeeds(server: str):
-    fetcher = Fetcher(max_bytes=1_000_000, timeout_s=5, retries=3)
+    fetcher = Fetcher(max_bytes=1_000_000, timeout_s=5, retries=3, allow_hosts=allowed(server))
     assert fetcher.fetch(f"{server}/flaky/a.png") == png(77)
     assert Handler.flaky_hits["/flaky/a.png"] == 3
 
 
 def test_fetcher_errors_are_typed(server: str):
-    fetcher = Fetcher(max_bytes=200_000, timeout_s=0.5, retries=1)
+    fetcher = Fetcher(max_bytes=200_000, timeout_s=0.5, retries=1, allow_hosts=allowed(server))
     with pytest.raises(FetchError, match="HTTP 404"):
         fetcher.fetch(f"{server}/missing.png")
     with pytest.raises(FetchError, match="timed out"):
@@ -77,7 +82,8 @@ def test_fetcher_errors_are_typed(server: str):
     with pytest.raises(ImageTooLarge):
         fetcher.fetch(f"{server}/huge.png")
     with pytest.raises(FetchError, match="connection failed"):
-        Fetcher(max_bytes=10, timeout_s=1, retries=0).fetch("http://127.0.0.1:9/x.png")
+        closed = Fetcher(max_bytes=10, timeout_s=1, retries=0, allow_hosts=["127.0.0.1:9"])
+        closed.fetch("http://127.0.0.1:9/x.png")
 
 
 def test_manifest_of_urls_indexes_good_and_reports_bad(
@@ -92,7 +98,8 @@ def test_manifest_of_urls_indexes_good_and_reports_bad(
     ]
     manifest = tmp_path / "urls.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows))
-    with Engine(settings.model_copy(update={"download_timeout_s": 2.0})) as engine:
+    update = {"download_timeout_s": 2.0, "fetch_allow_hosts": allowed(server)}
+    with Engine(settings.model_copy(update=update)) as engine:
         report = engine.index_path(manifest)
         assert report.added == 7 and [b.id for b in report.failed] == ["gone"]
         hits = engine.search_image(png(3), limit=1).hits

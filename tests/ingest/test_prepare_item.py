@@ -23,8 +23,8 @@ def encoder(tiny_model_dir: Path):
 
 
 @pytest.fixture
-def prepare(encoder):
-    fetcher = Fetcher(max_bytes=1 << 20)
+def prepare(encoder, tmp_path):
+    fetcher = Fetcher(max_bytes=1 << 20, local_roots=[tmp_path])  # as `lookalike index tmp_path`
     yield lambda spec, existing=None: prepare_item(spec, existing, fetcher, ImageLimits(), encoder)
     fetcher.close()
 

@@ -213,3 +213,30 @@ def test_killed_run_resumes_without_duplicates(tmp_path, ray_address, tiny_model
         hits = engine.search_image(png_bytes(3), limit=3).hits
         assert hits[0].product.id == "item-003"
         assert not list((data_dir / "batch").glob("shard-*"))  # a finished run drops its shards
+
+
+@pytest.mark.slow
+def test_ray_workers_keep_the_fetch_policy(tmp_path, ray_address, tiny_model_dir, canary):
+    """Ray prepare tasks read local files only under the manifest's folder and refuse
+    internal hosts, exactly as the local ingest does: reported skips, the rest indexed."""
+    shop = tmp_path / "shop"
+    (shop / "img").mkdir(parents=True)
+    for i in range(3):
+        (shop / "img" / f"ok-{i}.png").write_bytes(png_bytes(i))
+    (tmp_path / "secret.png").write_bytes(png_bytes(9))
+    (shop / "img" / "escape.png").symlink_to(tmp_path / "secret.png")
+    rows = [{"id": f"ok-{i}", "image": f"img/ok-{i}.png"} for i in range(3)]
+    rows += [
+        {"id": "passwd", "image": "/etc/passwd"},
+        {"id": "escape", "image": "img/escape.png"},
+        {"id": "zero", "image": "/dev/zero"},
+        {"id": "canary", "image": f"{canary.url}/png"},
+    ]
+    manifest = shop / "rows.jsonl"
+    manifest.write_text("\n".join(json.dumps(row) for row in rows))
+    with Engine(settings_for(tmp_path / "ray", tiny_model_dir)) as distributed:
+        report = distributed.index_path_ray(manifest)
+    reasons = failures(report)
+    assert report.added == 3 and sorted(reasons) == ["canary", "escape", "passwd", "zero"]
+    assert all("outside the folders" in reasons[i] for i in ("escape", "passwd", "zero"))
+    assert "loopback" in reasons["canary"]

@@ -1,13 +1,14 @@
 """The stream consumer against a real redis-server, the tiny real model, SQLite and FAISS:
 events apply in order per product, redelivery changes nothing, poison goes to the
-dead-letter stream after N tries without holding up the others."""
+dead-letter stream after N tries without holding up the others. Events name images by URL
+(a loopback server, allow-listed): an event never reads a local file."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from lookalike.index.persist import read_meta
 from lookalike.ingest.consumer import StreamConsumer
 from lookalike.ingest.events import parse_event
 from lookalike.ingest.redis_stream import RedisStreamSource, publish
+from tests.support.http_files import FolderServer, serve_folder
 
 redis = pytest.importorskip("redis", reason="needs lookalike[redis]")
 
@@ -25,9 +27,16 @@ STREAM = "test:events"
 
 
 @pytest.fixture
-def live_settings(settings: Settings, redis_url: str) -> Settings:
+def photos(photo_folder: Path) -> Iterator[FolderServer]:
+    with serve_folder(photo_folder) as server:
+        yield server
+
+
+@pytest.fixture
+def live_settings(settings: Settings, redis_url: str, photos: FolderServer) -> Settings:
     return settings.model_copy(
         update={
+            "fetch_allow_hosts": [photos.allow_entry],
             "redis_url": redis_url,
             "stream_name": STREAM,
             "consumer_name": "test-consumer",
@@ -76,12 +85,16 @@ def settled(consumer: StreamConsumer) -> Callable[[], bool]:
     return lambda: consumer.source.lag() == {"lag": 0, "pending": 0} and not consumer.pending
 
 
-def created(product_id: str, image: Path | str, **fields) -> dict:
-    return {"type": "product_created", "product": {"id": product_id, "image": str(image), **fields}}
+def created(product_id: str, image: str, **fields) -> dict:
+    return {"type": "product_created", "product": {"id": product_id, "image": image, **fields}}
 
 
 def image_of(photo_folder: Path, i: int) -> Path:
     return photo_folder / f"cat{i % 2}" / f"item_{i:04d}.png"
+
+
+def url_of(photos: FolderServer, photo_folder: Path, i: int) -> str:
+    return photos.url_of(image_of(photo_folder, i), photo_folder)
 
 
 def dead_letters(client: redis.Redis) -> list[dict[str, str]]:
@@ -92,14 +105,14 @@ def dead_letters(client: redis.Redis) -> list[dict[str, str]]:
 
 
 def test_events_create_update_and_delete_products(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
     for i in range(3):
-        publish(client, STREAM, created(f"p{i}", image_of(photo_folder, i), price=10 + i))
+        publish(client, STREAM, created(f"p{i}", url_of(photos, photo_folder, i), price=10 + i))
     publish(
         client,
         STREAM,
-        {"type": "product_updated", "product_id": "p0", "image": str(image_of(photo_folder, 0)),
+        {"type": "product_updated", "product_id": "p0", "image": url_of(photos, photo_folder, 0),
          "price": 99.5, "title": "Repriced", "category": "bags", "color": "red"},
     )  # fmt: skip
     publish(client, STREAM, {"type": "product_updated", "product": {"id": "p1", "title": "New"}})
@@ -118,7 +131,7 @@ def test_events_create_update_and_delete_products(
         {"color": "red"},
     )
     # An update without an image keeps the stored one (and its embedding).
-    assert p1.title == "New" and p1.image_source == str(image_of(photo_folder, 1))
+    assert p1.title == "New" and p1.image_source == url_of(photos, photo_folder, 1)
     assert p1.vector_id is not None
     assert consumer.stats.applied == 7 and not dead_letters(client)
     top = live_engine.search_image(image_of(photo_folder, 1).read_bytes(), limit=1)
@@ -134,9 +147,9 @@ def state(engine: Engine) -> dict[str, tuple]:
 
 
 def test_redelivered_events_leave_the_same_catalog(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
-    events = [created(f"p{i}", image_of(photo_folder, i), price=i) for i in range(4)]
+    events = [created(f"p{i}", url_of(photos, photo_folder, i), price=i) for i in range(4)]
     events.append({"type": "product_updated", "product": {"id": "p1", "price": 7.0}})
     events.append({"type": "product_deleted", "product": {"id": "p3"}})
     for event in events:
@@ -159,15 +172,15 @@ def test_redelivered_events_leave_the_same_catalog(
 
 
 def test_poison_goes_to_the_dead_letter_stream_and_never_blocks(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path, tmp_path: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
-    corrupt = tmp_path / "corrupt.png"
+    corrupt = photo_folder / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 100)
     client.xadd(STREAM, {"event": "{not json"})
-    publish(client, STREAM, created("good-1", image_of(photo_folder, 1)))
-    publish(client, STREAM, created("bad-image", corrupt))
+    publish(client, STREAM, created("good-1", url_of(photos, photo_folder, 1)))
+    publish(client, STREAM, created("bad-image", photos.url_of(corrupt, photo_folder)))
     publish(client, STREAM, {"type": "product_renamed", "product": {"id": "x"}})
-    publish(client, STREAM, created("good-2", image_of(photo_folder, 2)))
+    publish(client, STREAM, created("good-2", url_of(photos, photo_folder, 2)))
     publish(client, STREAM, {"type": "product_created", "product": {"title": "no id"}})
     consumer = make_consumer(live_engine)
 
@@ -189,12 +202,12 @@ def test_poison_goes_to_the_dead_letter_stream_and_never_blocks(
 
 
 def test_a_product_s_later_events_wait_behind_its_failed_one(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path, tmp_path: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
-    late = tmp_path / "late.png"  # not there yet: the first event fails until it is
-    publish(client, STREAM, created("p", late, price=1.0))
-    publish(client, STREAM, created("p", image_of(photo_folder, 3), price=2.0))
-    publish(client, STREAM, created("q", image_of(photo_folder, 4)))
+    late = photo_folder / "late.png"  # not there yet: the first event fails until it is
+    publish(client, STREAM, created("p", photos.url_of(late, photo_folder), price=1.0))
+    publish(client, STREAM, created("p", url_of(photos, photo_folder, 3), price=2.0))
+    publish(client, STREAM, created("q", url_of(photos, photo_folder, 4)))
     consumer = make_consumer(live_engine, retry_delay_s=0.3)
 
     consumer.step()
@@ -203,15 +216,15 @@ def test_a_product_s_later_events_wait_behind_its_failed_one(
     late.write_bytes(image_of(photo_folder, 5).read_bytes())
     drain(consumer, settled(consumer))
     assert live_engine.catalog.get("p").price == 2.0  # applied in order: 1.0, then 2.0
-    assert live_engine.catalog.get("p").image_source == str(image_of(photo_folder, 3))
+    assert live_engine.catalog.get("p").image_source == url_of(photos, photo_folder, 3)
     assert not dead_letters(client)
 
 
 def test_an_event_handed_out_too_often_is_dead_lettered_unread(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
     """A consumer that crashed on an event max_deliveries times: the next one parks it."""
-    publish(client, STREAM, created("crasher", image_of(photo_folder, 1)))
+    publish(client, STREAM, created("crasher", url_of(photos, photo_folder, 1)))
     consumer = make_consumer(live_engine)  # creates the group
     for _ in range(3):  # three crashed tries, as the same consumer name
         client.xreadgroup("lookalike", "test-consumer", {STREAM: "0" if _ else ">"}, count=10)
@@ -222,10 +235,10 @@ def test_an_event_handed_out_too_often_is_dead_lettered_unread(
 
 
 def test_events_left_by_a_vanished_consumer_are_taken_over(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
     for i in range(3):
-        publish(client, STREAM, created(f"p{i}", image_of(photo_folder, i)))
+        publish(client, STREAM, created(f"p{i}", url_of(photos, photo_folder, i)))
     consumer = make_consumer(live_engine)
     consumer.source.claim_idle_ms = 100
     client.xreadgroup("lookalike", "gone", {STREAM: ">"}, count=10)  # then it died
@@ -235,11 +248,11 @@ def test_events_left_by_a_vanished_consumer_are_taken_over(
 
 
 def test_consumer_metrics_show_lag_and_throughput(
-    live_engine: Engine, client: redis.Redis, photo_folder: Path
+    live_engine: Engine, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
     consumer = make_consumer(live_engine)
     for i in range(5):
-        publish(client, STREAM, created(f"p{i}", image_of(photo_folder, i)))
+        publish(client, STREAM, created(f"p{i}", url_of(photos, photo_folder, i)))
     registry = live_engine.metrics.registry
     assert registry.get_sample_value("lookalike_consumer_lag", {"state": "lag"}) == 5
     drain(consumer, settled(consumer))
@@ -277,7 +290,7 @@ def test_flat_stream_fields_are_an_event_too() -> None:
 
 
 def test_the_index_is_saved_while_consuming(
-    live_settings: Settings, client: redis.Redis, photo_folder: Path
+    live_settings: Settings, client: redis.Redis, photo_folder: Path, photos: FolderServer
 ) -> None:
     settings = live_settings.model_copy(update={"index_save_interval_s": 0.2})
     saved = settings.data_dir / "index" / "index.json"
@@ -286,7 +299,7 @@ def test_the_index_is_saved_while_consuming(
         thread = threading.Thread(target=consumer.run, daemon=True)
         thread.start()
         try:
-            publish(client, STREAM, created("p0", image_of(photo_folder, 0)))
+            publish(client, STREAM, created("p0", url_of(photos, photo_folder, 0)))
             deadline = time.monotonic() + 60
             while not (saved.exists() and read_meta(saved).watermark > 0):
                 assert time.monotonic() < deadline, "the index was never saved"

@@ -4,15 +4,14 @@ indexed once per session, and apps / servers over copies of it."""
 from __future__ import annotations
 
 import csv
-import http.server
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import lookalike
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.engine import Engine
+from tests.support.http_files import FolderServer, serve_folder
 from tests.support.tiny_models import build_tiny_openclip
 
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -38,6 +38,14 @@ COLORS = {
     "purple": (142, 68, 173),
 }
 BRANDS = ("Acme", "Zenith")
+
+# Image URLs for the API tests: the catalog's folder over HTTP on 127.0.0.1 (its /slow/
+# requests wait for `gate`). Clients and servers made by these fixtures allow-list it.
+ImageServer = FolderServer
+
+# A loopback port nothing listens on, allow-listed by the API fixtures so that an image
+# host that cannot be reached is tested apart from one that is refused.
+UNREACHABLE = "127.0.0.1:9"
 
 # Small limits, so every rejection can be tested with small files.
 MAX_IMAGE_BYTES = 300_000
@@ -148,18 +156,29 @@ def copy_data(indexed_data: Path, where: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client(
-    tmp_path_factory: pytest.TempPathFactory, indexed_data: Path, tiny_model: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    indexed_data: Path,
+    tiny_model: Path,
+    image_server: ImageServer,
 ) -> Iterator[TestClient]:
     """A read-only client shared by a module (tests that write use `writable_client`)."""
     data_dir = copy_data(indexed_data, tmp_path_factory.mktemp("api"))
-    with TestClient(create_app(api_settings(data_dir, tiny_model))) as test_client:
+    allow = [image_server.allow_entry, UNREACHABLE]
+    settings = api_settings(data_dir, tiny_model, fetch_allow_hosts=allow)
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def writable_client(tmp_path: Path, indexed_data: Path, tiny_model: Path) -> Iterator[TestClient]:
+def writable_client(
+    tmp_path: Path, indexed_data: Path, tiny_model: Path, image_server: ImageServer
+) -> Iterator[TestClient]:
+    """A client over a fresh copy of the catalog; image URLs on `image_server` are
+    admitted (the only loopback host it may fetch from)."""
     data_dir = copy_data(indexed_data, tmp_path)
-    with TestClient(create_app(api_settings(data_dir, tiny_model))) as test_client:
+    allow = [image_server.allow_entry, UNREACHABLE]
+    settings = api_settings(data_dir, tiny_model, fetch_allow_hosts=allow)
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 
@@ -187,10 +206,15 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, model_dir: Path, *args: str, env: Mapping[str, str] | None = None
+    data_dir: Path,
+    model_dir: Path,
+    *args: str,
+    allow_hosts: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> LiveServer:
-    """`lookalike serve` in a subprocess (the real entry point), once it is ready; `env`
-    overrides the environment it gets (settings, PYTHONPATH)."""
+    """`lookalike serve` in a subprocess (the real entry point), once it is ready;
+    `allow_hosts`: loopback image servers it may fetch from (fetch_allow_hosts);
+    `extra_env` overrides the environment it gets (settings, PYTHONPATH)."""
     port = free_port()
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {
@@ -202,7 +226,8 @@ def start_server(
         "LOOKALIKE_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
         "LOOKALIKE_INDEX_SYNC_INTERVAL_S": "0.1",
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
-        **(env or {}),
+        "LOOKALIKE_FETCH_ALLOW_HOSTS": json.dumps(list(allow_hosts)),
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "lookalike.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), *args]
@@ -235,51 +260,20 @@ def stop_server(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def live_server(
-    tmp_path_factory: pytest.TempPathFactory, indexed_data: Path, tiny_model: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    indexed_data: Path,
+    tiny_model: Path,
+    image_server: ImageServer,
 ) -> Iterator[LiveServer]:
     data_dir = copy_data(indexed_data, tmp_path_factory.mktemp("live"))
-    server = start_server(data_dir, tiny_model)
+    server = start_server(data_dir, tiny_model, allow_hosts=[image_server.allow_entry])
     try:
         yield server
     finally:
         stop_server(server.process)
 
 
-@dataclass
-class ImageServer:
-    """A real HTTP server for image URLs. A request under /slow/ sets `arrived`, then waits
-    until `gate` is set."""
-
-    url: str
-    gate: threading.Event
-    arrived: threading.Event
-
-
 @pytest.fixture(scope="module")
 def image_server(catalog_items: list[CatalogItem]) -> Iterator[ImageServer]:
-    folder = catalog_items[0].path.parent
-    gate, arrived = threading.Event(), threading.Event()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def do_GET(self) -> None:
-            if self.path.startswith("/slow/"):
-                arrived.set()
-                gate.wait(timeout=60)
-                self.path = self.path[len("/slow") :]
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ImageServer(f"http://127.0.0.1:{server.server_address[1]}", gate, arrived)
-    finally:
-        gate.set()
-        server.shutdown()
-        server.server_close()
+    with serve_folder(catalog_items[0].path.parent) as server:
+        yield server

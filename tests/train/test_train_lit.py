@@ -15,8 +15,9 @@ from lookalike import Engine, Settings
 from lookalike.cli import app
 from lookalike.demo.fashion_mnist import build_catalog
 from lookalike.encode import create_encoder
-from lookalike.encode.lit import LitEncoder, read_config
+from lookalike.encode.lit import LitEncoder, read_config, read_projection
 from lookalike.encode.sources import parse_model_source
+from lookalike.encode.text import load_text_tower
 from lookalike.errors import CheckpointError, ModelError
 from lookalike.ingest.sources import open_source
 from lookalike.train.checkpoint import STATE_FILE, load_state
@@ -85,6 +86,21 @@ def test_tiny_training_lowers_the_loss_and_the_checkpoint_loads_and_encodes(
     assert text_vectors.shape == (2, encoder.info.dim)
     config = read_config(trained)
     assert config.training["finished"] and config.training["history"][0]["epoch"] == 1
+
+
+def test_training_and_serving_embed_texts_with_the_same_tower(
+    trained: Path, train_settings: Settings
+):
+    # Captions were embedded by the tower queries use: same fingerprint, and a served
+    # query vector is exactly that tower's vector through the trained projection.
+    config = read_config(trained)
+    tower = load_text_tower(train_settings.text_model)
+    assert config.text_fingerprint == tower.fingerprint
+    settings = train_settings.model_copy(update={"model_checkpoint": str(trained)})
+    served = create_encoder(settings).encode_texts(["a photo of a trouser", "bag"])
+    projected = tower.encode(["a photo of a trouser", "bag"]) @ read_projection(trained, config)
+    expected = projected / np.linalg.norm(projected, axis=1, keepdims=True)
+    assert np.allclose(served, expected, atol=1e-6)
 
 
 def test_trained_model_indexes_and_searches_through_the_engine(

@@ -156,8 +156,8 @@ class SearchResponse(BaseModel):
 # --- products ----------------------------------------------------------------------------
 class ProductIn(BaseModel):
     """Metadata for `PUT /v1/products/{id}`. The image is an uploaded file (multipart) or
-    `image_url`: an http(s) URL or a path on the server. Without either, an existing
-    product keeps its image."""
+    `image_url`: an http(s) URL of a public host (or one in `fetch_allow_hosts`), never a
+    file on the server. Without either, an existing product keeps its image."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -64,6 +64,7 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
         echo(f"   pretrained CLIP on CPU: indexing the first {limit} items (--limit to change)")
 
     from lookalike.engine import Engine
+    from lookalike.files.fetch import ingest_roots
     from lookalike.ingest.sources import open_source
 
     manifest = catalog.manifest
@@ -72,7 +73,9 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
     with Engine(engine_settings, progress=True) as engine:
         items = open_source(manifest)
         report = engine.index_items(
-            itertools.islice(items, limit) if limit else items, total=min(limit or total, total)
+            itertools.islice(items, limit) if limit else items,
+            total=min(limit or total, total),
+            fetcher=engine.fetcher.with_local_roots(ingest_roots(manifest, engine_settings)),
         )
         echo(f"   {report.summary()}")
         searches = _example_searches(engine, directory / "fashion-mnist", echo)
@@ -126,13 +129,10 @@ def _pretrained_unavailable(settings: Settings) -> str | None:
     """Why a pretrained CLIP cannot load here, or None; decided in seconds, not minutes."""
     if settings.model_checkpoint:
         return None  # a local model: loading it is quick and tells the truth
-    import httpx
+    from lookalike.encode.hub import hub_unreachable
 
-    try:
-        httpx.head("https://huggingface.co", timeout=3.0)
-    except httpx.HTTPError as exc:
-        return f"the model hub is unreachable: {type(exc).__name__}"
-    return None
+    reason = hub_unreachable()  # honours HF_HUB_OFFLINE, HF_ENDPOINT and proxies
+    return f"the model hub is unreachable: {reason}" if reason else None
 
 
 def _ensure_offline_model(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,28 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+class LoadOnce(Generic[T]):
+    """A value built on first use, under a lock: two threads asking build it once."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._done = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._done
+
+    def get(self) -> T:
+        if not self._done:
+            with self._lock:
+                if not self._done:
+                    self._value = self._build()
+                    self._done = True
+        return self._value  # type: ignore[return-value]
 
 
 class LazyModel:

@@ -5,31 +5,35 @@ the full config rides in the safetensors header, so weights and config are one a
 file) and `lookalike_model.json` (the same config, the marker `encode/sources.py` looks
 for). The text tower is a frozen sentence encoder referenced by name and checked by
 fingerprint, never copied into the directory.
+
+A text query needs no torch: the text tower comes from `encode/text`, the projection is
+read from the safetensors with numpy. The image tower (torch, `encode/lit_model.py`)
+loads when the first image is encoded.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
-from lookalike.encode.base import EncoderInfo, LazyModel, encode_images_batched, l2_normalize
-from lookalike.encode.sentence import DEFAULT_TEXT_MODEL, TextTower, load_text_tower
-from lookalike.encode.sources import LIT_CONFIG, ModelSource
-from lookalike.encode.torch_runtime import batched_inference, resolve_device
+from lookalike.encode.base import EncoderInfo, LoadOnce, encode_images_batched, l2_normalize
+from lookalike.encode.sources import ModelSource
+from lookalike.encode.text import DEFAULT_TEXT_MODEL, TextTower, load_text_tower, same_weights
 from lookalike.errors import ModelError
+
+if TYPE_CHECKING:
+    from lookalike.encode.lit_model import LitModel
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_KEY = "lookalike_model"
+PROJECTION_KEY = "text_projection.weight"
 
 # Image towers of the open_clip family, small enough to train on a laptop CPU. `layers` as
 # a list builds open_clip's ModifiedResNet (attention-pooled ResNet), an int its ViT.
@@ -113,59 +117,13 @@ def build_config(
     )
 
 
-class LitModel(nn.Module):
-    """Trainable parts of a LiT model: image tower, text projection, temperature."""
-
-    def __init__(self, config: LitConfig) -> None:
-        super().__init__()
-        from open_clip.model import _build_vision_tower
-
-        self.config = config
-        self.visual = _build_vision_tower(config.embed_dim, config.vision_cfg)
-        if config.text_projection == "linear":
-            self.text_projection: nn.Linear | None = nn.Linear(
-                config.text_dim, config.embed_dim, bias=False
-            )
-            if config.text_dim == config.embed_dim:
-                # Start from the text tower's own geometry, so that texts never seen in
-                # training keep their neighbours while the projection adapts.
-                nn.init.eye_(self.text_projection.weight)
-        else:
-            self.text_projection = None
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.visual(pixels)
-
-    def project_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
-        if self.text_projection is None:
-            return text_embeddings
-        return self.text_projection(text_embeddings)
-
-
-def save_model(directory: Path, model: LitModel, config: LitConfig) -> None:
-    """Write weights (config in the header), then the marker JSON; each file atomically."""
-    from safetensors.torch import save_file
-
-    from lookalike.files.atomic import atomic_write
-
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
-    atomic_write(
-        directory / WEIGHTS_FILE,
-        lambda tmp: save_file(state, tmp, metadata={METADATA_KEY: text}),
-    )
-    atomic_write(directory / LIT_CONFIG, lambda tmp: Path(tmp).write_text(text))
-
-
 def read_config(directory: Path) -> LitConfig:
     """The config from the weights file header (the marker JSON may lag by one save)."""
     from safetensors import SafetensorError, safe_open
 
     path = directory / WEIGHTS_FILE
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, truncated
         raise ModelError(f"cannot read {path}: {exc}") from exc
@@ -176,22 +134,6 @@ def read_config(directory: Path) -> LitConfig:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: unreadable model config: {exc}") from exc
     return LitConfig.from_dict(parsed, where=str(path))
-
-
-def load_model(directory: Path, device: str = "cpu") -> LitModel:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    config = read_config(directory)
-    model = LitModel(config)
-    try:
-        state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
-        model.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
-        raise ModelError(
-            f"{directory / WEIGHTS_FILE}: weights do not fit the config: {exc}"
-        ) from exc
-    return model.to(device).eval()
 
 
 def preprocess_image(
@@ -212,13 +154,41 @@ def preprocess_image(
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-class LitEncoder(LazyModel):
-    """The Encoder of a LiT model: image tower for images, frozen tower + projection for text."""
+def read_projection(directory: Path, config: LitConfig) -> np.ndarray | None:
+    """The text projection as (text_dim, embed_dim) float32, read without torch; None for an
+    identity projection."""
+    from safetensors import SafetensorError, safe_open
+
+    if config.text_projection == "identity":
+        return None
+    path = directory / WEIGHTS_FILE
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            weight = handle.get_tensor(PROJECTION_KEY)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ModelError(f"cannot read the text projection from {path}: {exc}") from exc
+    return _projection_matrix(weight, config, str(path))
+
+
+def _projection_matrix(weight: np.ndarray, config: LitConfig, where: str) -> np.ndarray:
+    # Stored as torch's Linear keeps it, (out, in); texts multiply by its transpose.
+    if weight.shape != (config.embed_dim, config.text_dim):
+        raise ModelError(f"{where}: text projection {weight.shape} does not fit the config")
+    return np.ascontiguousarray(weight.T, dtype=np.float32)
+
+
+class LitEncoder:
+    """The Encoder of a LiT model: image tower for images, frozen tower + projection for text.
+
+    The two halves load independently, each once and under its own lock: a text query
+    loads the text tower and the projection (numpy), an image the torch image tower.
+    """
 
     def __init__(
         self,
         config: LitConfig,
-        load: Callable[[str], LitModel],
+        image_model: Callable[[str], LitModel],
+        projection: Callable[[], np.ndarray | None],
         *,
         name: str,
         model_id: str,
@@ -227,26 +197,36 @@ class LitEncoder(LazyModel):
         threads: int | None = None,
         text_model: str | None = None,
     ) -> None:
-        super().__init__()
         self.config = config
-        self._load_model = load
+        self._image_model = image_model
+        self._projection = projection
         self.name = name
         self._model_id = model_id
-        self.device = resolve_device(device)
+        self.device = device  # "auto" is resolved when the image tower loads (it needs torch)
         self.batch_size = batch_size
         self.threads = threads
         self.text_model = text_model or config.text_model
+        self._text = LoadOnce(self._load_text)
+        self._image = LoadOnce(self._load_image)
 
     @classmethod
     def from_source(
         cls, source: ModelSource, *, text_model: str | None = None, **options: Any
     ) -> LitEncoder:
         directory = Path(source.location)
+        config = read_config(directory)
         # A non-default LOOKALIKE_TEXT_MODEL says where this machine keeps the text tower.
         override = text_model if text_model and text_model != DEFAULT_TEXT_MODEL else None
+
+        def image_model(device: str) -> LitModel:
+            from lookalike.encode.lit_model import load_model
+
+            return load_model(directory, device)
+
         return cls(
-            read_config(directory),
-            lambda device: load_model(directory, device),
+            config,
+            image_model,
+            lambda: read_projection(directory, config),
             name=source.display_name,
             model_id=source.fingerprint(),
             text_model=override,
@@ -257,27 +237,48 @@ class LitEncoder(LazyModel):
     def random_init(cls, config: LitConfig, *, seed: int = 0, **options: Any) -> LitEncoder:
         """The untrained model of the same architecture: the baseline training must beat."""
 
-        def build(device: str) -> LitModel:
-            torch.manual_seed(seed)
-            return LitModel(config).to(device).eval()
+        def build() -> LitModel:
+            from lookalike.encode.lit_model import random_model
 
-        name = f"random-init {config.model_name}"
+            return random_model(config, seed)
+
+        model = LoadOnce(build)  # one random draw serves both halves
+
+        def projection() -> np.ndarray | None:
+            layer = model.get().text_projection
+            if layer is None:
+                return None
+            weight = layer.weight.detach().cpu().numpy()
+            return _projection_matrix(weight, config, "random-init")
+
         return cls(
-            config, build, name=name, model_id=f"random-init:{config.model_name}:{seed}", **options
+            config,
+            lambda device: model.get().to(device),
+            projection,
+            name=f"random-init {config.model_name}",
+            model_id=f"random-init:{config.model_name}:{seed}",
+            **options,
         )
 
-    def _load(self) -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        text = load_text_tower(self.text_model, self.device)
-        if (text.fingerprint, text.dim) != (self.config.text_fingerprint, self.config.text_dim):
+    def _load_text(self) -> tuple[TextTower, np.ndarray | None]:
+        text = load_text_tower(self.text_model, device=self.device, threads=self.threads)
+        if text.dim != self.config.text_dim or not same_weights(text, self.config.text_fingerprint):
             raise ModelError(
                 f"text tower {self.text_model!r} (fingerprint {text.fingerprint}, dim "
                 f"{text.dim}) is not the one {self.name} was trained with (fingerprint "
                 f"{self.config.text_fingerprint}, dim {self.config.text_dim})"
             )
-        self._text = text
-        self._model = self._load_model(self.device)
+        return text, self._projection()
+
+    def _load_image(self) -> tuple[LitModel, str]:
+        import torch
+
+        from lookalike.encode.torch_runtime import resolve_device
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = resolve_device(self.device)
+        return self._image_model(device), device
 
     @property
     def info(self) -> EncoderInfo:
@@ -294,19 +295,19 @@ class LitEncoder(LazyModel):
         return preprocess_image(image, cfg.image_size, cfg.mean, cfg.std)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        self.ensure_loaded()
-        return l2_normalize(
-            batched_inference(self._model.encode_image, pixels, self.batch_size, self.device)
-        )
+        from lookalike.encode.torch_runtime import batched_inference
+
+        model, device = self._image.get()
+        return l2_normalize(batched_inference(model.encode_image, pixels, self.batch_size, device))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return encode_images_batched(self, images)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        self.ensure_loaded()
         if not texts:
             return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        embedded = self._text.encode(texts)
-        return l2_normalize(
-            batched_inference(self._model.project_text, embedded, 1024, self.device)
-        )
+        tower, projection = self._text.get()
+        embedded = tower.encode(texts)
+        if projection is not None:
+            embedded = embedded @ projection
+        return l2_normalize(embedded)

@@ -1,113 +1,148 @@
-"""Read an image's bytes from a local path or an http(s)/file URL, within the byte limit."""
+"""Read an image's bytes from an http(s) URL, or a local file where local access is granted.
+
+One guard for every fetch, whoever asks (API, event consumer, batch ingest, Ray, training):
+
+- http(s) only; the host is resolved once and every address checked (no loopback, private,
+  link-local, multicast, reserved... see `files.addresses`) unless host[:port] is on the
+  allow-list; the connection goes to a checked address; each redirect (at most
+  `max_redirects`) is checked again; the body is streamed under a byte cap and the whole
+  fetch under a deadline (`files.remote`).
+- local paths and file:// URLs only under `local_roots` (`files.local`); a Fetcher made
+  without roots - the one for API requests and event streams - reads no local file at all.
+
+Every failure is typed: `FetchRefused` (policy, 422), `FetchError` (400), `ImageTooLarge`
+(413). Construction chooses the policy; `fetch(location)` is the same for every caller.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import ssl
+from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
-
-import httpx
 
 from lookalike.config import Settings
-from lookalike.errors import FetchError, ImageTooLarge
+from lookalike.errors import FetchRefused
+from lookalike.files.guard import HostGuard, Resolver
+from lookalike.files.local import LocalFiles
+from lookalike.files.pinned import Connector
+from lookalike.files.remote import Downloader
 
-RETRY_STATUSES = {429, 500, 502, 503, 504}
-URL_SCHEMES = ("http://", "https://", "file://")
+REMOTE_PREFIXES = ("http://", "https://")
+URL_SCHEMES = (*REMOTE_PREFIXES, "file://")
+
+Roots = Iterable[str | os.PathLike[str]]
 
 
 def is_url(location: str) -> bool:
-    """Whether a source names a URL (else it is a local path)."""
-    return location.startswith(URL_SCHEMES)
+    """Whether a source names a URL, of a scheme we fetch or not (else it is a local path,
+    which a manifest resolves against its folder)."""
+    head, sep, _ = location.partition("://")
+    return location.lower().startswith(URL_SCHEMES) or (bool(sep) and _has_scheme(head + ":"))
+
+
+def _has_scheme(location: str) -> bool:
+    """`ftp://x`, `gopher:x`, `data:...`: a scheme we do not fetch (a Windows drive letter
+    or a plain path has none of these)."""
+    head, sep, _ = location.partition(":")
+    return bool(sep) and len(head) > 1 and head.replace("+", "").replace("-", "").isalnum()
 
 
 class Fetcher:
-    """Thread-safe reader shared by ingest workers (one pooled HTTP client)."""
+    """Thread-safe reader shared by ingest workers and API threads (one pooled HTTP client).
 
-    def __init__(self, *, max_bytes: int, timeout_s: float = 10.0, retries: int = 3) -> None:
+    `Fetcher(max_bytes=...)` fetches http(s) only; pass `local_roots` to also read local
+    files under those folders. `with_local_roots` / `remote_only` make a sibling with
+    another local policy that shares this one's HTTP client and network policy.
+    `resolver` (host -> IPs) and `connector` replace the system's resolver and TCP connect
+    (tests, custom networks); `ssl_context` may add a private CA but must verify.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        deadline_s: float = 15.0,
+        max_redirects: int = 3,
+        allow_hosts: Iterable[str] = (),
+        local_roots: Roots | None = None,
+        resolver: Resolver | None = None,
+        connector: Connector | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        _downloader: Downloader | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
+        self.remote = _downloader or Downloader(
+            HostGuard(allow_hosts, resolver),
+            max_bytes=max_bytes,
+            timeout_s=timeout_s,
+            retries=retries,
+            deadline_s=deadline_s,
+            max_redirects=max_redirects,
+            connector=connector,
+            ssl_context=ssl_context,
+        )
+        self.local = LocalFiles(local_roots or (), max_bytes=max_bytes)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Fetcher:
+    def from_settings(
+        cls, settings: Settings, *, local_roots: Roots | None = None, **overrides: object
+    ) -> Fetcher:
+        """The fetcher the settings describe; remote-only unless `local_roots` is given
+        (see `ingest_roots`, `served_roots`). `overrides`: resolver / connector for tests."""
         return cls(
             max_bytes=settings.max_image_bytes,
             timeout_s=settings.download_timeout_s,
             retries=settings.download_retries,
+            deadline_s=settings.fetch_deadline_s,
+            max_redirects=settings.fetch_max_redirects,
+            allow_hosts=settings.fetch_allow_hosts,
+            local_roots=local_roots,
+            **overrides,  # type: ignore[arg-type]
         )
 
+    @property
+    def local_roots(self) -> tuple[Path, ...]:
+        """The (real) folders this fetcher reads local files from; empty: none."""
+        return self.local.roots
+
+    def with_local_roots(self, roots: Roots | None) -> Fetcher:
+        """A fetcher reading local files under `roots` (None: none), sharing this one's
+        HTTP client, allow-list and limits."""
+        return Fetcher(max_bytes=self.max_bytes, local_roots=roots, _downloader=self.remote)
+
+    def remote_only(self) -> Fetcher:
+        """This fetcher without local access: for sources chosen by API clients or events."""
+        return self if not self.local.roots else self.with_local_roots(None)
+
     def fetch(self, location: str) -> bytes:
-        if location.startswith("file://"):
-            return self._read_file(Path(unquote(urlparse(location).path)), location)
-        if is_url(location):
-            return self._download(location)
-        return self._read_file(Path(location), location)
-
-    def _read_file(self, path: Path, location: str) -> bytes:
-        try:
-            size = path.stat().st_size
-            if size > self.max_bytes:  # checked before reading: never load a huge file
-                raise ImageTooLarge(
-                    f"{size} bytes is over the limit of {self.max_bytes} bytes", source=location
-                )
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise FetchError(f"{location}: file not found") from exc
-        except IsADirectoryError as exc:
-            raise FetchError(f"{location}: is a directory") from exc
-        except PermissionError as exc:
-            raise FetchError(f"{location}: permission denied") from exc
-        except OSError as exc:
-            raise FetchError(f"{location}: cannot read: {exc}") from exc
-
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(
-                    timeout=self.timeout_s,
-                    follow_redirects=True,
-                    headers={"User-Agent": "lookalike-ingest"},
-                )
-            return self._client
-
-    def _download(self, url: str) -> bytes:
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
-            try:
-                with self._http().stream("GET", url) as response:
-                    if response.status_code in RETRY_STATUSES:
-                        last_error = f"HTTP {response.status_code}"
-                        continue
-                    if response.status_code >= 400:
-                        raise FetchError(f"{url}: HTTP {response.status_code}")
-                    return self._read_capped(response, url)
-            except httpx.TimeoutException:
-                last_error = f"timed out after {self.timeout_s:g}s"
-            except httpx.TransportError as exc:
-                last_error = f"connection failed: {exc}"
-        raise FetchError(f"{url}: {last_error} (after {self.retries + 1} attempts)")
-
-    def _read_capped(self, response: httpx.Response, url: str) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise ImageTooLarge(
-                f"{declared} bytes is over the limit of {self.max_bytes}", source=url
-            )
-        chunks, total = [], 0
-        for chunk in response.iter_bytes():
-            total += len(chunk)
-            if total > self.max_bytes:
-                raise ImageTooLarge(f"over the limit of {self.max_bytes} bytes", source=url)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The bytes of an image source, or a typed error (never an httpx one)."""
+        if location.lower().startswith(REMOTE_PREFIXES):
+            return self.remote.download(location)
+        if location.lower().startswith("file:") or not _has_scheme(location):
+            return self.local.read(location)
+        raise FetchRefused(
+            "only http(s) URLs (and, from the command line, local files) are read",
+            source=location,
+        )
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        """Close the pooled HTTP client (shared with siblings made by `with_local_roots`)."""
+        self.remote.close()
+
+
+def ingest_roots(location: str | os.PathLike[str], settings: Settings) -> list[Path]:
+    """The local roots of `lookalike index LOCATION`: the folder itself, or the folder a
+    manifest lies in (its relative paths resolve there), plus `media_roots`."""
+    path = Path(location)
+    named = path if path.is_dir() else path.parent
+    return [named, *settings.media_roots]
+
+
+def served_roots(settings: Settings, recorded: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Where stored image files may be read back from (the API's image route, reindex,
+    training): Lookalike's own media folder, `media_roots`, and the roots earlier
+    `lookalike index` runs were granted (`recorded`, kept in the catalog)."""
+    return [settings.data_dir / "media", *settings.media_roots, *recorded]

@@ -39,6 +39,7 @@ from lookalike.errors import (
     ModelError,
     QueueError,
 )
+from lookalike.files.fetch import Fetcher
 from lookalike.ingest.event_sources import Delivery, EventSource
 from lookalike.ingest.events import ProductEvent, parse_event
 from lookalike.ingest.pipeline import IngestReport
@@ -64,7 +65,12 @@ class CatalogWriter(Protocol):
         *,
         write_report: bool = True,
         save_at_end: bool = True,
+        fetcher: Fetcher | None = None,
     ) -> IngestReport: ...
+
+    def stored_fetcher(self) -> Fetcher:
+        """Reads image sources the catalog already holds (local ones under their roots)."""
+        ...
 
     def delete_many(self, product_ids: Sequence[str]) -> int: ...
 
@@ -273,7 +279,8 @@ class StreamConsumer:
         failed: dict[str, str] = {}
         without_image = [w.product_id for w in run if w.event.item.image is None]
         stored = self.writer.catalog.get_many(without_image) if without_image else {}
-        specs: list[ItemSpec] = []
+        named: list[ItemSpec] = []  # the event names the image: fetched remote only
+        kept: list[ItemSpec] = []  # the stored image, read back where the catalog keeps it
         for work in run:
             item = work.event.item
             if item.image is None:
@@ -283,11 +290,16 @@ class StreamConsumer:
                         f"product {item.id!r} has no stored image and the event carries none"
                     )
                     continue
-                item = dataclasses.replace(item, image=existing.image_source)
-            specs.append(item)
-        if specs:
-            report = self.writer.index_items(specs, write_report=False, save_at_end=False)
-            failed.update((bad.id, bad.reason) for bad in report.failed)
+                kept.append(dataclasses.replace(item, image=existing.image_source))
+            else:
+                named.append(item)
+        for specs, stored_source in ((named, False), (kept, True)):
+            if specs:
+                fetcher = self.writer.stored_fetcher() if stored_source else None
+                report = self.writer.index_items(
+                    specs, write_report=False, save_at_end=False, fetcher=fetcher
+                )
+                failed.update((bad.id, bad.reason) for bad in report.failed)
         self._ack([w for w in run if w.product_id not in failed])
         for work in run:
             if work.product_id in failed:

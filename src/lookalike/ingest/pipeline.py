@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.files.atomic import write_text_atomic
 from lookalike.files.fetch import Fetcher
+from lookalike.files.local import RECORDED_ROOTS_KEY, with_recorded
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
@@ -109,6 +110,7 @@ class IngestPipeline:
         self.metrics = metrics
 
     def run(self, items: Iterable[ItemSpec | BadRow], total: int | None = None) -> IngestReport:
+        record_local_roots(self.catalog, self.fetcher.local_roots)
         report = IngestReport()
         started = time.monotonic()
         bar = tqdm(
@@ -184,6 +186,15 @@ class IngestPipeline:
                 self.metrics.ingest_errors.inc()
             else:
                 self.metrics.ingest_items.labels(outcome).inc()
+
+
+def record_local_roots(catalog: Catalog, roots: Sequence[str | Path]) -> None:
+    """Remember the folders an ingest may read images from, so the API can serve those
+    images later and a reindex can read them again (see `files.fetch.served_roots`)."""
+    if roots:
+        updated = with_recorded(catalog.get_meta(RECORDED_ROOTS_KEY), roots)
+        if updated is not None:
+            catalog.set_meta(RECORDED_ROOTS_KEY, updated)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:

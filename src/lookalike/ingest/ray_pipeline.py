@@ -16,12 +16,13 @@ settings name receives the load.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +36,9 @@ from lookalike.encode.base import Encoder
 from lookalike.encode.factory import create_encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.errors import BatchIndexError, ConfigError
-from lookalike.files.fetch import Fetcher
+from lookalike.files.fetch import Fetcher, ingest_roots
 from lookalike.index.live import LiveIndex
-from lookalike.ingest.pipeline import IngestReport, _chunked
+from lookalike.ingest.pipeline import IngestReport, _chunked, record_local_roots
 from lookalike.ingest.prepare import Prepared, prepare_item, skip_action
 from lookalike.ingest.shards import (
     RunState,
@@ -103,14 +104,10 @@ class _PrepareTools:
     threads: ThreadPoolExecutor
 
     @classmethod
-    def build(cls, settings: Settings) -> _PrepareTools:
+    def build(cls, settings: Settings, local_roots: list[str]) -> _PrepareTools:
         encoder = create_encoder(settings)
         encoder.info  # noqa: B018 - load the model now, not inside the first item
-        fetcher = Fetcher(
-            max_bytes=settings.max_image_bytes,
-            timeout_s=settings.download_timeout_s,
-            retries=settings.download_retries,
-        )
+        fetcher = Fetcher.from_settings(settings, local_roots=local_roots)
         threads = ThreadPoolExecutor(settings.ingest_workers, thread_name_prefix="prepare")
         return cls(encoder, fetcher, ImageLimits.from_settings(settings), threads)
 
@@ -125,12 +122,15 @@ class _PrepareTools:
 _TOOLS: dict[str, _PrepareTools] = {}
 
 
-def prepare_batch(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:
+def prepare_batch(
+    batch: dict[str, np.ndarray], settings: Settings, local_roots: list[str]
+) -> dict[str, np.ndarray]:
     """Ray task: `prepare_item` over a batch of planned items, in threads that hide
-    download waits. Pixels travel as float32 bytes with their shape."""
-    key = settings.model_dump_json()
+    download waits. Pixels travel as float32 bytes with their shape. Local image files are
+    read only under `local_roots` (those of the folder or manifest being indexed)."""
+    key = json.dumps([settings.model_dump_json(), local_roots])
     if key not in _TOOLS:
-        _TOOLS[key] = _PrepareTools.build(settings)
+        _TOOLS[key] = _PrepareTools.build(settings, local_roots)
     tools = _TOOLS[key]
     items = [item_from_json(text) for text in batch["item"]]
     existing = [product_from_json(text) for text in batch["existing"]]
@@ -196,7 +196,13 @@ class EncodeWorker:
 READER_CPUS = 0.5
 
 
-def build_dataset(ray: Any, settings: Settings, rows: list[dict[str, Any]], blocks: int) -> Any:
+def build_dataset(
+    ray: Any,
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    blocks: int,
+    local_roots: Sequence[str] = (),
+) -> Any:
     """The Ray Data pipeline over planned rows: prepare tasks, then encoder actors."""
     _quiet_ray_data(ray)
     batch = settings.encode_batch_size
@@ -206,7 +212,7 @@ def build_dataset(ray: Any, settings: Settings, rows: list[dict[str, Any]], bloc
         ray.data.from_items(rows, override_num_blocks=blocks)
         .map_batches(
             prepare_batch,
-            fn_kwargs={"settings": settings},
+            fn_kwargs={"settings": settings, "local_roots": list(local_roots)},
             compute=ray.data.TaskPoolStrategy(size=settings.ray_read_concurrency),
             batch_size=batch,
             num_cpus=READER_CPUS,
@@ -322,11 +328,15 @@ class RayIngest:
         self.state = RunState(settings.data_dir / "batch")
         self._ray = RaySession(settings)
         self._spans: set[tuple[str, tuple[float, float]]] = set()
+        self._local_roots: list[str] = []
 
     def run(
         self, items: Iterable[ItemSpec | BadRow], total: int | None = None, *, source: str
     ) -> BatchReport:
-        """Index `items` (from `source`, which names the run for resuming)."""
+        """Index `items` (from `source`: the folder or manifest, which names the run for
+        resuming and is where local image files may be read from)."""
+        self._local_roots = [str(root) for root in ingest_roots(source, self.settings)]
+        record_local_roots(self.catalog, self._local_roots)
         report = BatchReport()
         started = time.monotonic()
         self._bar = tqdm(
@@ -384,7 +394,8 @@ class RayIngest:
         """Prepare and encode these shards on Ray; load each as soon as all its rows are back."""
         ray = self._ray.start()
         infos = {info.shard: info for info, _ in pending}
-        dataset = build_dataset(ray, self.settings, self._plan_rows(pending), len(pending))
+        rows = self._plan_rows(pending)
+        dataset = build_dataset(ray, self.settings, rows, len(pending), self._local_roots)
         collected: dict[int, list[ShardItem]] = defaultdict(list)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):

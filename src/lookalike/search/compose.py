@@ -96,7 +96,7 @@ class QueryComposer:
         contents: list[tuple[bytes | Image.Image, str]] = []
         for image in images:
             if isinstance(image, (str, Path)):
-                contents.append((self.fetcher.fetch(str(image)), str(image)))
+                contents.append((self._fetch(str(image)), str(image)))
             elif isinstance(image, Image.Image):
                 contents.append((to_rgb(image), "upload"))
             else:
@@ -112,6 +112,16 @@ class QueryComposer:
                 [self._decode(*contents[i]) for i in missing]
             ),
         )
+
+    def _fetch(self, location: str) -> bytes:
+        """A query image named by a URL or a path. Only the CLI and library callers name
+        paths (the API passes bytes), and a caller naming a file grants its folder."""
+        from lookalike.files.fetch import REMOTE_PREFIXES
+        from lookalike.files.local import local_path
+
+        if location.lower().startswith(REMOTE_PREFIXES):
+            return self.fetcher.fetch(location)
+        return self.fetcher.with_local_roots([local_path(location).parent]).fetch(location)
 
     def _decode(self, content: bytes | Image.Image, source: str) -> Image.Image:
         from PIL import Image

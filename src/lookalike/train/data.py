@@ -121,11 +121,14 @@ class ImageStore:
         dtype: np.dtype | type = np.float16,
         progress: bool = False,
         desc: str = "images",
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.preprocess = preprocess
         self.limits = limits
         self.workers = workers
-        self._fetcher = Fetcher(max_bytes=limits.max_bytes)
+        # The caller grants local access (the training source's folder): without a
+        # fetcher only http(s) images are read.
+        self._fetcher = fetcher or Fetcher(max_bytes=limits.max_bytes)
         self.failed: list[BadRow] = []
         # Every image preprocesses to the same shape: measure it on a blank one.
         per_image = preprocess(Image.new("RGB", (256, 256), "white")).size

@@ -25,6 +25,7 @@ from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.errors import InvalidInput
 from lookalike.files.atomic import atomic_write
+from lookalike.files.fetch import Fetcher, ingest_roots
 from lookalike.ingest.sources import ItemSpec
 from lookalike.train.data import ImageStore, read_items
 from lookalike.train.metrics import (
@@ -82,7 +83,12 @@ def evaluate(
     categories = sorted({str(item.category) for item in items})
     limits = ImageLimits.from_settings(settings)
     # float32: measure exactly the vectors the engine would store.
-    options = {"workers": settings.ingest_workers, "progress": progress, "dtype": np.float32}
+    options = {
+        "workers": settings.ingest_workers,
+        "progress": progress,
+        "dtype": np.float32,
+        "fetcher": Fetcher.from_settings(settings, local_roots=ingest_roots(source, settings)),
+    }
     store = ImageStore(items, encoder.preprocess, limits, desc="eval images", **options)
     items = store.items
     labels = np.asarray([categories.index(str(item.category)) for item in items])

@@ -24,6 +24,7 @@ from lookalike.config import Settings
 from lookalike.encode.images import ImageLimits
 from lookalike.encode.torch_runtime import resolve_device
 from lookalike.errors import CheckpointError, ConfigError, InvalidInput
+from lookalike.files.fetch import Fetcher, ingest_roots
 from lookalike.ingest.sources import ItemSpec
 from lookalike.train.captions import caption_variants
 from lookalike.train.checkpoint import TrainState, load_state, save_state
@@ -154,7 +155,8 @@ def train(
             "use --no-resume to start over, or another --output"
         )
     say(trainable.describe())
-    data = _TrainingData.load(splits, trainable, settings, config, progress)
+    fetcher = Fetcher.from_settings(settings, local_roots=ingest_roots(source, settings))
+    data = _TrainingData.load(splits, trainable, settings, config, progress, fetcher)
     data.skipped += len(bad_rows)
     say(
         f"data: {len(data.train)} train, {len(data.val)} validation, "
@@ -204,12 +206,14 @@ class _TrainingData:
         settings: Settings,
         config: TrainConfig,
         progress: bool,
+        fetcher: Fetcher,
     ) -> _TrainingData:
         limits = ImageLimits.from_settings(settings)
         options = {
             "workers": settings.ingest_workers,
             "cache_bytes": config.cache_bytes,
             "progress": progress,
+            "fetcher": fetcher,
         }
         preprocess = trainable.preprocess
         train = ImageStore(splits.train, preprocess, limits, desc="load train images", **options)
@@ -419,6 +423,7 @@ def _trainable(settings: Settings, config: TrainConfig, device: str, output: Pat
             image_size=config.image_size,
             embed_dim=config.embed_dim,
             text_projection=config.text_projection,
+            threads=settings.torch_threads,
         )
         with torch.no_grad():
             trainable.logit_scale.fill_(math.log(1 / config.temperature))

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lookalike.encode.lit import LitConfig, LitModel, build_config, preprocess_image, save_model
-from lookalike.encode.sentence import TextTower, load_text_tower
+from lookalike.encode.lit import LitConfig, build_config, preprocess_image
+from lookalike.encode.lit_model import LitModel, save_model
 from lookalike.encode.sources import OPENCLIP_CONFIG, ModelSource
+from lookalike.encode.text import TextTower, load_text_tower, same_weights
 from lookalike.errors import CheckpointError, ModelError
 from lookalike.files.atomic import atomic_write
 
@@ -67,7 +68,7 @@ class LitTrainable:
     kind = "lit"
 
     def __init__(self, config: LitConfig, text: TextTower, device: str, seed: int) -> None:
-        if (text.fingerprint, text.dim) != (config.text_fingerprint, config.text_dim):
+        if text.dim != config.text_dim or not same_weights(text, config.text_fingerprint):
             raise CheckpointError(
                 f"text tower {text.name!r} (fingerprint {text.fingerprint}) is not the one "
                 f"this run started with ({config.text_fingerprint})"
@@ -90,8 +91,10 @@ class LitTrainable:
         image_size: int = 32,
         embed_dim: int | None = None,
         text_projection: Literal["linear", "identity"] = "linear",
+        threads: int | None = None,
     ) -> LitTrainable:
-        text = load_text_tower(text_model, device)
+        # The loader serving uses: captions here and queries there get the same vectors.
+        text = load_text_tower(text_model, device=device, threads=threads)
         config = build_config(
             text,
             tower=tower,

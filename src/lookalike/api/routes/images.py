@@ -1,10 +1,11 @@
-"""Product images for result pages: only a product's own image source is ever served."""
+"""Product images for result pages: only a product's own image source is ever served, and
+a local file only when it lies where Lookalike keeps or was given images (its media
+folder, `media_roots`, the folders `lookalike index` read)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import unquote, urlparse
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -13,12 +14,15 @@ from lookalike.api.deps import EngineDep, RunDep, ThumbnailsDep
 from lookalike.api.errors import errors_doc
 from lookalike.api.thumbnails import media_type
 from lookalike.engine import Engine
-from lookalike.errors import NotFound
+from lookalike.errors import FetchRefused, NotFound
+from lookalike.files.fetch import served_roots
+from lookalike.files.local import RECORDED_ROOTS_KEY, real_roots, recorded_roots, resolve_under
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 # URLs carry the content hash (`?v=`), so a cached copy is never stale.
-CACHE = {"Cache-Control": "public, max-age=86400"}
+# nosniff: a browser never runs a served file as anything but the image type we name.
+CACHE = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
 
 
 @router.get(
@@ -59,7 +63,12 @@ def _image_source(engine: Engine, product_id: str) -> Path | str:
         raise NotFound(f"image of product {product_id!r}")
     if source.startswith(("http://", "https://")):
         return source
-    path = Path(unquote(urlparse(source).path)) if source.startswith("file://") else Path(source)
+    recorded = recorded_roots(engine.catalog.get_meta(RECORDED_ROOTS_KEY))
+    try:
+        path = resolve_under(source, real_roots(served_roots(engine.settings, recorded)))
+    except FetchRefused:
+        # Not a file Lookalike keeps or was given: as if there were no image at all.
+        raise NotFound(f"image of product {product_id!r}") from None
     if not path.is_file():
         raise NotFound(f"image file of product {product_id!r} (it was moved or deleted)")
     return path

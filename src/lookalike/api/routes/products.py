@@ -161,8 +161,9 @@ def _upsert(
     source, data = body.image_url, (upload.data if upload else None)
     if data is None and source is not None:
         # Fetched here rather than inside the ingest, so a bad source keeps its own typed
-        # error: 400 unreachable, 413 too large, 415 not an image.
-        data = engine.fetcher.fetch(source)
+        # error: 400 unreachable, 413 too large, 415 not an image, 422 refused. A client
+        # names only http(s) images: never a file on the server (remote_only).
+        data = engine.fetcher.remote_only().fetch(source)
     elif data is None:
         if existing is None or not existing.image_source:
             raise InvalidInput(f"product {product_id!r} is new: it needs an image or image_url")
