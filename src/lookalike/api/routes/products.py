@@ -27,10 +27,9 @@ from lookalike.api.schemas import (
 )
 from lookalike.api.uploads import ImageUpload, read_upload
 from lookalike.catalog import Product
-from lookalike.catalog.fields import check_product_fields
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import InvalidInput, NotFound, UnsupportedMediaType
-from lookalike.ingest.sources import ItemSpec
+from lookalike.ingest.sources import ItemSpec, check_item
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -136,15 +135,7 @@ async def put_product(
         )
     if upload is not None and body.image_url:
         raise InvalidInput("send an image file or an image_url, not both")
-    check_product_fields(
-        product_id=product_id,
-        title=body.title,
-        category=body.category,
-        brand=body.brand,
-        price=body.price,
-        attributes=body.attributes,
-        image=body.image_url,
-    )
+    check_item(_item(product_id, body, body.image_url))  # caps, finite numbers
     product, created = await run(_upsert, engine, product_id, body, upload)
     response.status_code = 201 if created else 200
     return product_out(product, root_path)
@@ -169,16 +160,19 @@ def _upsert(
             raise InvalidInput(f"product {product_id!r} is new: it needs an image or image_url")
         # Metadata only: the ingest sees the same content hash and does not re-encode.
         source = existing.image_source
-    item = ItemSpec(
+    return engine.upsert(_item(product_id, body, source), data), existing is None
+
+
+def _item(product_id: str, body: ProductIn, image: str | None) -> ItemSpec:
+    return ItemSpec(
         id=product_id,
-        image=source,
+        image=image,
         title=body.title,
         category=body.category,
         brand=body.brand,
         price=body.price,
         attributes=body.attributes,
     )
-    return engine.upsert(item, data), existing is None
 
 
 @router.delete(
