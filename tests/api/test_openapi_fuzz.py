@@ -31,8 +31,8 @@ from tests.support.loopback_only import Refusals, loopback_only
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES_PER_OPERATION = 60
-STATEFUL_SEQUENCES = 60
+EXAMPLES_PER_OPERATION = 150
+STATEFUL_SEQUENCES = 120
 
 
 class FuzzedServer:
