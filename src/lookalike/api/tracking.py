@@ -66,7 +66,7 @@ class SearchTracker:
         return)."""
         if self.log is None:
             raise CatalogError("search logging is off (LOOKALIKE_SEARCH_LOG=false)")
-        results = await self._logged_results(search_id)
+        results = await self._logged_results(self.log, search_id)
         if results is None:
             raise NotFound(f"search {search_id} (never logged, or older than the logs keep)")
         if product_id not in results:
@@ -75,22 +75,21 @@ class SearchTracker:
         self.log.record(record)
         return record
 
-    async def _logged_results(self, search_id: str) -> tuple[str, ...] | None:
+    async def _logged_results(self, log: SearchLogger, search_id: str) -> tuple[str, ...] | None:
         # A search this process logged is found at once (queued or written). One logged by
         # another replica sharing the catalog arrives with that replica's next batch, within
         # about a flush interval: for an id that says it is that recent, look again once the
         # window has passed before refusing. Older (or foreign) ids are answered at once;
         # the wait is async, so a forged recent id holds no thread.
-        assert self.log is not None
-        results = await self.run(self.log.results_of, search_id)
+        results = await self.run(log.results_of, search_id)
         made = search_id_time(search_id)
         if results is not None or made is None:
             return results
-        window = 2 * self.log.flush_interval_s + 1.0
+        window = 2 * log.flush_interval_s + 1.0
         age = time.time() - made
         if -CLOCK_SKEW_S <= age < window:
             await asyncio.sleep(window - age)
-            results = await self.run(self.log.results_of, search_id)
+            results = await self.run(log.results_of, search_id)
         return results
 
 
