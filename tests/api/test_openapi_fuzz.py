@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from lookalike.api import create_app
 from lookalike.config import Settings
-from tests.support.api_catalog import api_settings, copy_data, free_port
+from tests.support.api_catalog import WRITE_HEADERS, api_settings, copy_data, free_port
 from tests.support.loopback_only import Refusals, loopback_only
 
 pytestmark = pytest.mark.fuzz
@@ -90,7 +90,9 @@ def test_no_server_error_and_every_response_matches_its_schema(
     case: schemathesis.Case, fuzzed_server: FuzzedServer
 ) -> None:
     case.call_and_validate(
-        base_url=fuzzed_server.url, checks=[not_a_server_error, response_schema_conformance]
+        base_url=fuzzed_server.url,
+        headers=WRITE_HEADERS,  # writes are fuzzed too, not just refused
+        checks=[not_a_server_error, response_schema_conformance],
     )
 
 
@@ -133,8 +135,8 @@ def test_stateful_sequences_follow_the_links(fuzzed_server: FuzzedServer) -> Non
     checks = [not_a_server_error, response_schema_conformance]
 
     class Sequences(schema.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, str]:
-            return {"base_url": fuzzed_server.url}
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"base_url": fuzzed_server.url, "headers": WRITE_HEADERS}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
             case.validate_response(response, checks=checks)

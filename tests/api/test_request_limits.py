@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from lookalike.api import create_app
-from tests.support.api_catalog import CatalogItem, api_settings, copy_data
+from tests.support.api_catalog import WRITE_HEADERS, CatalogItem, api_settings, copy_data
 
 MiB = 1024 * 1024
 
@@ -81,7 +81,7 @@ def test_a_product_image_over_the_budget_is_413(
         max_image_pixels=40_000_000,
         max_request_pixels=10_000_000,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=WRITE_HEADERS) as client:
         response = client.put(
             "/v1/products/big",
             data={"title": "big"},

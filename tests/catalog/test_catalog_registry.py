@@ -32,7 +32,7 @@ def test_the_default_is_sqlite_in_the_data_dir(tmp_path):
         assert catalog.describe() == {
             "backend": "sqlite",
             "url": f"sqlite:///{tmp_path / 'data' / 'catalog.db'}",
-            "schema": MIGRATIONS[-1].name,
+            "schema": MIGRATIONS[-1].name,  # the newest migration
             "capabilities": {"shared_between_machines": False, "concurrent_writers": True},
         }
     finally:

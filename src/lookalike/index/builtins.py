@@ -1,4 +1,5 @@
-"""Built-in index backends, registered with the factory: FAISS files and Milvus."""
+"""Built-in index backends, registered with the factory: FAISS files, Milvus and pgvector
+(`index/pgvector.py` registers itself when imported here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
+from lookalike.index import pgvector  # noqa: F401 - registers itself; psycopg loads on open
 from lookalike.index.factory import index_directory, register_index
 from lookalike.index.live import LiveIndex, rebuild_from_catalog
 

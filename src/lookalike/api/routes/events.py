@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lookalike.api.deps import TrackerDep
+from lookalike.api.deps import TrackerDep, search_access
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import ClickIn, EventAccepted
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[search_access])
 
 
 @router.post(

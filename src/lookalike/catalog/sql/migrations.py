@@ -131,6 +131,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        "0005_api_keys",
+        # API keys by name; a request's key is found by its digest (the UNIQUE index), the
+        # token itself is never stored (see catalog/keys.py). Revoking deletes the row.
+        """
+        CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            scope TEXT NOT NULL,
+            created_at {float} NOT NULL,
+            last_used_at {float}
+        );
+        """,
+    ),
+    Migration(
         "0006_log_pruning_and_media_refs",
         # Pruning logs by age reads clicks by time (searches have search_log_ts already).
         # Uploaded media is named by content hash: "who still points at this file" is a
