@@ -470,23 +470,34 @@ def serve_command(
 
         uvicorn.run(create_app(settings), **common)
         return
+    from lookalike.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+
     # Worker processes build their own app from the environment: hand them the
     # command-line overrides that way (this is an entry point, where settings are made).
     if data_dir is not None:
         os.environ["LOOKALIKE_DATA_DIR"] = str(settings.data_dir)
     os.environ["LOOKALIKE_HOST"] = settings.host  # the allowed Host names include it
+    # Several workers: they map one saved index (`index_memory` auto) and merge their
+    # metrics through files in one folder (prometheus_client reads the variable itself).
+    os.environ["LOOKALIKE_WORKERS"] = str(settings.workers)
+    metrics_dir, temporary = prepare_multiprocess_dir(settings.metrics_dir)
+    os.environ["LOOKALIKE_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     extra: dict[str, Any] = {}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # A worker imports torch before it can answer the supervisor's first health check;
         # uvicorn's 5 s default kills and restarts workers on a busy machine.
         extra["timeout_worker_healthcheck"] = 60
-    uvicorn.run(
-        "lookalike.api.app:create_app_from_env",
-        factory=True,
-        workers=settings.workers,
-        **common,
-        **extra,
-    )
+    try:
+        uvicorn.run(
+            "lookalike.api.app:create_app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **common,
+            **extra,
+        )
+    finally:
+        if temporary:
+            remove_multiprocess_dir(metrics_dir)
 
 
 # --- API keys -------------------------------------------------------------------------------

@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     index_save_interval_s: float = Field(
         30.0, gt=0, description="Longest time between index snapshots while writing."
     )
+    index_memory: Literal["auto", "private", "mapped"] = Field(
+        "auto",
+        description="How a process holds the FAISS index: private = its own copy in memory; "
+        "mapped = the saved file mapped read-only (one copy in the page cache for every "
+        "process on the machine) plus a small private delta of later writes; auto = mapped "
+        "when `lookalike serve` runs several workers.",
+    )
+    index_delta_max: int = Field(
+        10_000,
+        ge=1,
+        description="mapped: writes a process holds beside the mapped file (vectors added "
+        "plus ids removed) before it folds them into a new saved file.",
+    )
     search_threads: int | None = Field(
         None, ge=1, description="Threads FAISS may use (unset: all cores)."
     )
@@ -301,6 +314,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="`lookalike serve` bind address.")
     port: int = Field(8000, ge=0, le=65535, description="`lookalike serve` port.")
     workers: int = Field(1, ge=1, description="`lookalike serve` worker processes.")
+    metrics_dir: Path | None = Field(
+        None,
+        description="Where the workers of `lookalike serve --workers N` share their "
+        "Prometheus metrics, so `/metrics` on any worker reports them all (unset: a new "
+        "temporary folder per run). Under another process manager, set "
+        "`PROMETHEUS_MULTIPROC_DIR` to the same folder.",
+    )
     max_upload_bytes: int = Field(
         32 * MiB,
         ge=1,

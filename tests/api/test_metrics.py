@@ -7,7 +7,6 @@ import string
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from lookalike.api import create_app
 from tests.support.api_catalog import (
@@ -18,21 +17,14 @@ from tests.support.api_catalog import (
     draw_product,
     png_bytes,
 )
+from tests.support.prometheus import Samples, parse_samples, value
 
 
-def scrape(client: TestClient) -> dict[tuple[str, frozenset], float]:
+def scrape(client: TestClient) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_samples(response.text)
 
 
 def test_metrics_follow_searches_errors_caches_and_writes(

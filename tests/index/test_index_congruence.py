@@ -37,6 +37,13 @@ def _milvus_lite(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, An
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, Any]]] = {
     "faiss-flat": lambda request, tmp_path: {"index_type": "flat"},
     "faiss-hnsw": lambda request, tmp_path: {"index_type": "hnsw", "hnsw_ef_search": 256},
+    # The saved file mapped read-only plus a private delta (`serve --workers N`).
+    "faiss-flat-mapped": lambda request, tmp_path: {"index_type": "flat", "index_memory": "mapped"},
+    "faiss-hnsw-mapped": lambda request, tmp_path: {
+        "index_type": "hnsw",
+        "hnsw_ef_search": 256,
+        "index_memory": "mapped",
+    },
     "milvus-lite": _milvus_lite,
     "pgvector": pgvector_settings,
 }
