@@ -785,13 +785,28 @@ def report_command(
     data_dir: DataDir = None,
     days: Annotated[int, typer.Option(min=1, help="Days to cover, today included.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="First delete searches and clicks older than LOOKALIKE_SEARCH_LOG_RETENTION_DAYS.",
+        ),
+    ] = False,
 ) -> None:
     """Search quality per day from the search and click logs: CTR, MRR, diversity."""
     from lookalike.catalog import open_catalog
-    from lookalike.quality import format_report, quality_report
+    from lookalike.quality import format_report, prune_logs, quality_report
 
-    catalog = open_catalog(build_settings(data_dir))
+    settings = build_settings(data_dir)
+    catalog = open_catalog(settings)
     try:
+        if prune:
+            pruned = prune_logs(catalog, settings.search_log_retention_days)
+            typer.echo(
+                f"pruned {pruned.searches} searches and {pruned.clicks} clicks older than "
+                f"{settings.search_log_retention_days:g} days",
+                err=True,
+            )
         report = quality_report(catalog, days)
     finally:
         catalog.close()

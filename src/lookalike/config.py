@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
 
+# Image formats Lookalike can be allowed to decode (Pillow's names); every other decoder is
+# unregistered from Pillow (`encode/images.py`). GIF, WebP and TIFF: the first frame / page.
+ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"]
+DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -71,6 +76,18 @@ class Settings(BaseSettings):
         40_000_000, ge=1, description="Largest width x height (decompression-bomb guard)."
     )
     min_image_side: int = Field(50, ge=1, description="Smallest accepted image side in pixels.")
+    max_request_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="Pixel budget of one request: all its images together (width x height "
+        "from their headers, checked before anything is decoded); over it: 413.",
+    )
+    image_formats: list[ImageFormat] = Field(
+        list(DEFAULT_IMAGE_FORMATS),
+        min_length=1,
+        description="Image formats that are decoded (JSON list; GIF, WebP, TIFF: first frame). "
+        "AVIF may be added; no other Pillow decoder is ever used.",
+    )
 
     # --- vector index --------------------------------------------------------------------
     index_type: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
@@ -310,6 +327,12 @@ class Settings(BaseSettings):
         description="Largest HTTP request body (all uploads together); larger ones get 413 "
         "before they are read. Each image must also fit `max_image_bytes`.",
     )
+    thumbnail_cache_bytes: int = Field(
+        256 * MiB,
+        ge=MiB,
+        description="Size bound of the thumbnails kept on disk (data_dir/thumbnails); the "
+        "least recently used are deleted when it is passed.",
+    )
     api_threads: int = Field(
         4, ge=1, description="Threads that run encoding, FAISS and SQLite work off the event loop."
     )
@@ -480,6 +503,25 @@ class Settings(BaseSettings):
     search_log: bool = Field(
         True, description="Log API searches and clicks in the catalog for `lookalike report`."
     )
+    search_log_flush_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the server writes queued search and click records (one "
+        "transaction each time); a click is checked against searches not yet written too.",
+    )
+    search_log_retention_days: float = Field(
+        90.0,
+        ge=0,
+        description="Searches and clicks older than this are deleted (by the server each "
+        "housekeeping_interval_s, or `lookalike report --prune`); 0 keeps them forever.",
+    )
+    housekeeping_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often a server prunes old search logs and deletes uploaded images "
+        "no product uses any more.",
+    )
 
     # --- scaling out: PostgreSQL catalog, Milvus or pgvector vector store ------------------
     postgres_pool_min: int = Field(
@@ -564,6 +606,13 @@ class Settings(BaseSettings):
         description="Attributes a vector database keeps beside each vector so filters on "
         'them run inside it (JSON list, e.g. `["color"]`); category, brand, price always do.',
     )
+
+    @field_validator("image_formats", mode="before")
+    @classmethod
+    def _upper_case_formats(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [item.upper() if isinstance(item, str) else item for item in value]
+        return value
 
     @field_validator("rate_limit_per_key", "rate_limit_per_address")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +20,34 @@ from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.catalog.base import WriteOutcome
 from lookalike.config import Settings
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
+from lookalike.encode.decode_gate import return_freed_memory_promptly
 from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
 from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
 from lookalike.ingest.event_sources import describe_events
+from lookalike.ingest.media import MediaStore
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.runs import ingest_items, ingest_on_ray
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
 from lookalike.ingest.writes import ProductWriter
 from lookalike.metrics import Metrics
+from lookalike.quality.retention import Pruned, prune_logs
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
 
-__all__ = ["Diversity", "Engine", "SearchRequest"]
+__all__ = ["Diversity", "Engine", "Housekeeping", "SearchRequest"]
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What one round of `Engine.housekeeping` deleted."""
+
+    pruned: Pruned
+    media_deleted: int
 
 
 class Engine:
@@ -51,6 +63,7 @@ class Engine:
         self._pipeline: SearchPipeline | None = None
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
+        return_freed_memory_promptly()  # decoded images' memory back to the OS when freed
         # Remote only: sources API clients and event streams name are fetched through it.
         # Local files are read only by siblings granted roots (index_path, stored_fetcher).
         self.fetcher = Fetcher.from_settings(settings)
@@ -184,13 +197,22 @@ class Engine:
     @property
     def writer(self) -> ProductWriter:
         """Single-product writes, searchable when they return."""
-        media = self.settings.data_dir / "media"
         # Only the API's metadata-only PUT ingests here: the item's image is its stored source.
         ingest = lambda items: self.index_items(  # noqa: E731
             items, write_report=False, fetcher=self.stored_fetcher()
         )
         parts = (self.live_index, self.encoder, self.limits, self.metrics)
-        return ProductWriter(self.catalog, *parts, media, ingest)
+        return ProductWriter(self.catalog, *parts, self.media, ingest)
+
+    @property
+    def media(self) -> MediaStore:
+        """Uploaded images, by content hash, deleted with the last product using them."""
+        return MediaStore(self.settings.data_dir / "media", self.catalog)
+
+    def housekeeping(self, now: float | None = None) -> Housekeeping:
+        """Delete search logs past their retention and uploaded images no product uses."""
+        pruned = prune_logs(self.catalog, self.settings.search_log_retention_days, now=now)
+        return Housekeeping(pruned, self.media.sweep())
 
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         return self.writer.upsert(item, image)

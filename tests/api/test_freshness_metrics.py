@@ -22,7 +22,9 @@ def test_a_change_committed_elsewhere_is_timed_until_it_is_searchable(
     data_dir = copy_data(indexed_data, tmp_path)
     settings = api_settings(data_dir, tiny_model, index_sync_interval_s=0.2)
     image = png_bytes(draw_product("square", (20, 200, 90), 41))
-    with TestClient(create_app(settings)) as client, Engine(settings) as writer:
+    # /metrics answers loopback clients without a key (TestClient is "testclient" otherwise).
+    loopback = ("127.0.0.1", 50000)
+    with TestClient(create_app(settings), client=loopback) as client, Engine(settings) as writer:
         before = scrape(client)
         # Opening the index caught nothing up: nothing timed yet.
         assert value(before, "lookalike_commit_searchable_seconds_count") == 0

@@ -3,6 +3,8 @@ map of the positional steps that came before them."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from lookalike.catalog.sql.dialects import POSTGRES, SQLITE
@@ -12,9 +14,11 @@ from lookalike.catalog.sql.migrations import LEGACY_STEPS, MIGRATIONS, Migration
 def test_names_are_numbered_once_each_and_listed_in_order():
     names = [m.name for m in MIGRATIONS]
     assert names == sorted(names)
+    assert len({m.number for m in MIGRATIONS}) == len(MIGRATIONS)
+    # Numbers are reserved per workstream, so one branch may skip another's (0005, 0006,
+    # ...) until both are merged; they only ever increase.
     numbers = [m.number for m in MIGRATIONS]
-    # Numbers are reserved per workstream, so a branch may hold 0008 before 0005 lands.
-    assert numbers == sorted(set(numbers)) and numbers[0] == 1
+    assert numbers[0] == 1 and all(a < b for a, b in itertools.pairwise(numbers))
 
 
 @pytest.mark.parametrize("name", ["1_products", "0005-products", "0005_Products", "products"])

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,10 +213,15 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, model_dir: Path, *args: str, allow_hosts: Sequence[str] = ()
+    data_dir: Path,
+    model_dir: Path,
+    *args: str,
+    allow_hosts: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> LiveServer:
     """`lookalike serve` in a subprocess (the real entry point), once it is ready;
-    `allow_hosts`: loopback image servers it may fetch from (fetch_allow_hosts)."""
+    `allow_hosts`: loopback image servers it may fetch from (fetch_allow_hosts);
+    `extra_env` overrides the environment it gets (settings, PYTHONPATH)."""
     port = free_port()
     src = str(Path(lookalike.__file__).resolve().parents[1])
     env = {
@@ -230,6 +235,7 @@ def start_server(
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
         "LOOKALIKE_FETCH_ALLOW_HOSTS": json.dumps(list(allow_hosts)),
         "LOOKALIKE_API_KEY": TEST_API_KEY,
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "lookalike.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), *args]

@@ -91,18 +91,24 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 "no API key is configured: write endpoints answer 401 until you create one "
                 "with `lookalike keys create --scope write NAME` (or set LOOKALIKE_API_KEY)"
             )
-        app.state.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails", the_engine.limits)
+        app.state.thumbnails = ThumbnailCache(
+            settings.data_dir / "thumbnails", the_engine.limits, settings.thumbnail_cache_bytes
+        )
         search_log = _search_logger(settings, the_engine)
         app.state.tracker = SearchTracker(the_engine, runner, search_log)
-        syncing = asyncio.create_task(_sync_forever(the_engine, runner, settings))
+        background = [
+            asyncio.create_task(_sync_forever(the_engine, runner, settings)),
+            asyncio.create_task(_housekeeping_forever(the_engine, runner, settings)),
+        ]
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            syncing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await syncing
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Let running requests finish before the engine saves and closes.
             await asyncio.to_thread(runner.shutdown)
             if search_log is not None:
@@ -203,7 +209,9 @@ def create_app_from_env() -> FastAPI:
 
 def _search_logger(settings: Settings, engine: Engine) -> SearchLogger | None:
     """Search and click logs go to the catalog, whatever its backend, unless turned off."""
-    return SearchLogger(engine.catalog) if settings.search_log else None
+    if not settings.search_log:
+        return None
+    return SearchLogger(engine.catalog, flush_interval_s=settings.search_log_flush_s)
 
 
 async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:
@@ -220,6 +228,26 @@ async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settin
             log.info("index sync applied %d catalog change(s)", applied)
 
 
+async def _housekeeping_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:
+    """Prune old search logs and delete unused uploads: at start, then every interval."""
+    while True:
+        try:
+            done = await runner.background(engine.housekeeping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next round retries
+            log.exception("housekeeping failed")
+        else:
+            if done.pruned.searches or done.pruned.clicks or done.media_deleted:
+                log.info(
+                    "housekeeping: pruned %d searches and %d clicks, deleted %d unused uploads",
+                    done.pruned.searches,
+                    done.pruned.clicks,
+                    done.media_deleted,
+                )
+        await asyncio.sleep(settings.housekeeping_interval_s)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the bodies that routes read themselves (JSON or multipart)."""
     if app.openapi_schema is None:
@@ -234,5 +262,55 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema
+        _add_links(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _operation_ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + f"/{method}"
+
+
+# OpenAPI links: how one response feeds the next request (clients and stateful API testing
+# follow them): a search's id and first result into a click; a written product into reads.
+_PRODUCT = "/v1/products/{product_id}"
+_SEARCHES = (
+    ("/v1/search", "post"),
+    ("/v1/search/image", "post"),
+    ("/v1/search/text", "get"),
+    (_PRODUCT + "/similar", "get"),
+)
+_CLICK_LINK = {
+    "ClickFirstResult": {
+        "operationRef": _operation_ref("/v1/events/click", "post"),
+        "requestBody": {
+            "search_id": "$response.body#/search_id",
+            "product_id": "$response.body#/results/0/id",
+        },
+        "description": "Report a click on the first result.",
+    }
+}
+_PRODUCT_LINKS = {
+    name: {
+        "operationRef": _operation_ref(path, method),
+        "parameters": {"product_id": "$request.path.product_id"},
+    }
+    for name, path, method in (
+        ("GetProduct", _PRODUCT, "get"),
+        ("SimilarProducts", _PRODUCT + "/similar", "get"),
+        ("GetImage", "/v1/images/{product_id}", "get"),
+        ("DeleteProduct", _PRODUCT, "delete"),
+    )
+}
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for path, method in _SEARCHES:
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get("200")
+        if response is not None:
+            response["links"] = _CLICK_LINK
+    for status in ("200", "201"):
+        response = paths.get(_PRODUCT, {}).get("put", {}).get("responses", {}).get(status)
+        if response is not None:
+            response["links"] = _PRODUCT_LINKS

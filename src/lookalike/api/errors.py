@@ -104,7 +104,7 @@ _DESCRIPTIONS = {
     401: "No API key where one is needed, or one that is not valid "
     "(`X-API-Key` or `Authorization: Bearer`)",
     403: "The key's scope does not cover this endpoint",
-    404: "Unknown product",
+    404: "Unknown product (or, for a click, unknown search)",
     413: "Body or image over the size limit, or a decompression bomb",
     415: "Not an image format we read, or an unsupported content type",
     422: "Invalid parameters or body",

@@ -6,18 +6,27 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from lookalike.catalog import Product, ProductFilter
+from lookalike.catalog.fields import (
+    MAX_ATTRIBUTES,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SOURCE_CHARS,
+    MAX_TITLE_CHARS,
+)
+from lookalike.catalog.filters import MAX_FILTER_ATTRIBUTES, MAX_FILTER_VALUES
 from lookalike.errors import InvalidInput
 from lookalike.search import Diversity, SearchResults
+from lookalike.search.request import MAX_QUERY_IMAGES, MAX_QUERY_TEXT_CHARS, MAX_QUERY_TEXTS
 
-MAX_QUERY_IMAGES = 16
-MAX_TEXT_CHARS = 2000
+MAX_TEXT_CHARS = MAX_QUERY_TEXT_CHARS
 THUMBNAIL_SIZE = 256  # what result URLs ask for; the grid shows ~200 px cards
 
-Scalar = str | int | float | bool
+Scalar = str | int | FiniteFloat | bool
 QueryText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+FilterText = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -37,12 +46,19 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    categories: list[str] = Field([], description="Any of these categories.")
-    brands: list[str] = Field([], description="Any of these brands.")
+    categories: list[FilterText] = Field(
+        [], max_length=MAX_FILTER_VALUES, description="Any of these categories."
+    )
+    brands: list[FilterText] = Field(
+        [], max_length=MAX_FILTER_VALUES, description="Any of these brands."
+    )
     price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
     price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
     attributes: dict[str, list[Scalar]] = Field(
-        {}, description='Attribute name -> allowed values, e.g. `{"color": ["red"]}`.'
+        {},
+        max_length=MAX_FILTER_ATTRIBUTES,
+        description='Attribute name -> allowed values, e.g. `{"color": ["red"]}` (at most '
+        f"{MAX_FILTER_ATTRIBUTES} attributes and {MAX_FILTER_VALUES} values each).",
     )
 
     def to_filter(self) -> ProductFilter:
@@ -84,16 +100,18 @@ class SearchQuery(BaseModel):
 
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Query text.")
     texts: list[QueryText] = Field(
-        [], max_length=MAX_QUERY_IMAGES, description="More query texts (averaged)."
+        [], max_length=MAX_QUERY_TEXTS, description="More query texts (averaged)."
     )
     negative_texts: list[QueryText] = Field(
-        [], max_length=MAX_QUERY_IMAGES, description='"Like this, but not ...".'
+        [], max_length=MAX_QUERY_TEXTS, description='"Like this, but not ...".'
     )
     images: list[str] = Field(
         [], max_length=MAX_QUERY_IMAGES, description="Query images, base64-encoded."
     )
     product_id: str | None = Field(
-        None, description="An indexed product: its stored embedding joins the image side."
+        None,
+        max_length=MAX_ID_CHARS,
+        description="An indexed product: its stored embedding joins the image side.",
     )
     image_weight: float | None = Field(
         None, ge=0, le=1, description="Image side vs text side (default from settings)."
@@ -102,7 +120,7 @@ class SearchQuery(BaseModel):
         "mean", description="Several images: average them, or merge each one's results."
     )
     filters: Filters = Field(default_factory=Filters)
-    rerank: dict[str, float] | None = Field(
+    rerank: dict[str, FiniteFloat] | None = Field(
         None, description="Business-signal weights for re-ranking (null: settings)."
     )
     diversity: DiversityIn | None = None
@@ -143,12 +161,17 @@ class ProductIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field("", max_length=1000)
-    category: str | None = Field(None, max_length=200)
-    brand: str | None = Field(None, max_length=200)
+    title: str = Field("", max_length=MAX_TITLE_CHARS)
+    category: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    brand: str | None = Field(None, max_length=MAX_NAME_CHARS)
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
-    attributes: dict[str, Any] = Field({}, description="Any other fields, kept as given.")
-    image_url: str | None = Field(None, min_length=1, max_length=4000)
+    attributes: dict[str, Any] = Field(
+        {},
+        max_length=MAX_ATTRIBUTES,
+        description="Any other fields, kept as given: JSON values, numbers finite (limits: "
+        "see the security page).",
+    )
+    image_url: str | None = Field(None, min_length=1, max_length=MAX_SOURCE_CHARS)
 
 
 class ProductOut(BaseModel):
@@ -211,12 +234,21 @@ class ClickIn(BaseModel):
     search_id: str = Field(
         pattern=r"^[0-9a-f]{32}$", description="The `search_id` of the search response."
     )
-    product_id: str = Field(min_length=1, max_length=1000, description="The clicked result.")
-    position: int = Field(ge=1, le=1000, description="Its position in the results (1 = first).")
+    product_id: str = Field(
+        min_length=1, max_length=MAX_ID_CHARS, description="The clicked result."
+    )
+    position: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Ignored (kept for older clients): the position recorded is the one the "
+        "product had in the logged search.",
+    )
 
 
 class EventAccepted(BaseModel):
     status: Literal["recorded"] = "recorded"
+    position: int = Field(description="The clicked result's position in its search (1 = first).")
 
 
 # --- conversions -------------------------------------------------------------------------

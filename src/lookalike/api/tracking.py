@@ -1,19 +1,23 @@
 """Every API search is timed and counted by query type, gets a search id (returned to the
-client, which sends it back with clicks), and is logged for the quality report."""
+client, which sends it back with clicks), and is logged for the quality report. A click is
+recorded only for a product the logged search returned, at the position it had there."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-import uuid
 
 from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import SearchResponse, search_response
 from lookalike.api.uploads import ImageUpload, decode_uploads
+from lookalike.catalog.logs import new_search_id, search_id_time
 from lookalike.engine import Engine, SearchRequest
-from lookalike.errors import LookalikeError
-from lookalike.quality import SearchLogger, SearchRecord
+from lookalike.errors import CatalogError, InvalidInput, LookalikeError, NotFound
+from lookalike.quality import ClickRecord, SearchLogger, SearchRecord
 from lookalike.search import SearchResults
+
+CLOCK_SKEW_S = 5.0  # replicas' clocks may differ this much (search ids carry their time)
 
 
 class SearchTracker:
@@ -40,12 +44,13 @@ class SearchTracker:
         elapsed = time.perf_counter() - started
         metrics.search_seconds.labels(kind).observe(elapsed)
         metrics.search_requests.labels(kind, "200").inc()
-        search_id = uuid.uuid4().hex
+        now = time.time()
+        search_id = new_search_id(now)
         if self.log is not None:
             self.log.record(
                 SearchRecord(
                     search_id=search_id,
-                    ts=time.time(),
+                    ts=now,
                     query_type=kind,
                     product_ids=tuple(hit.product.id for hit in results.hits),
                     categories=tuple(hit.product.category for hit in results.hits),
@@ -55,9 +60,42 @@ class SearchTracker:
             )
         return search_response(results, root_path, search_id=search_id)
 
+    async def click(self, search_id: str, product_id: str) -> ClickRecord:
+        """Record a click on a result of a logged search, at the position the log has
+        (NotFound for a search nobody logged, InvalidInput for a product it did not
+        return)."""
+        if self.log is None:
+            raise CatalogError("search logging is off (LOOKALIKE_SEARCH_LOG=false)")
+        results = await self._logged_results(self.log, search_id)
+        if results is None:
+            raise NotFound(f"search {search_id} (never logged, or older than the logs keep)")
+        if product_id not in results:
+            raise InvalidInput(f"product {product_id!r} is not a result of search {search_id}")
+        record = ClickRecord(search_id, product_id, results.index(product_id) + 1, time.time())
+        self.log.record(record)
+        return record
+
+    async def _logged_results(self, log: SearchLogger, search_id: str) -> tuple[str, ...] | None:
+        # A search this process logged is found at once (queued or written). One logged by
+        # another replica sharing the catalog arrives with that replica's next batch, within
+        # about a flush interval: for an id that says it is that recent, look again once the
+        # window has passed before refusing. Older (or foreign) ids are answered at once;
+        # the wait is async, so a forged recent id holds no thread.
+        results = await self.run(log.results_of, search_id)
+        made = search_id_time(search_id)
+        if results is not None or made is None:
+            return results
+        window = 2 * log.flush_interval_s + 1.0
+        age = time.time() - made
+        if -CLOCK_SKEW_S <= age < window:
+            await asyncio.sleep(window - age)
+            results = await self.run(log.results_of, search_id)
+        return results
+
 
 def _search(engine: Engine, request: SearchRequest, uploads: list[ImageUpload]) -> SearchResults:
     """Decode the query images (errors name the file), then search. Blocking."""
     if uploads:
-        request = dataclasses.replace(request, images=decode_uploads(uploads, engine.limits))
+        images = decode_uploads(uploads, engine.limits, engine.encoder.info.image_size)
+        request = dataclasses.replace(request, images=images)
     return engine.search(request)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from lookalike.encode import ImageLimits, decode_image
+from lookalike.encode import ImageLimits, decode_images
 from lookalike.errors import ImageTooLarge, InvalidImage
 
 
@@ -28,9 +28,13 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> ImageUpload:
     return ImageUpload(name, data)
 
 
-def decode_uploads(uploads: list[ImageUpload], limits: ImageLimits) -> list[Image.Image]:
-    """Decode and validate query images; errors name the file. Blocking (CPU)."""
-    return [decode_image(upload.data, limits, source=upload.name) for upload in uploads]
+def decode_uploads(
+    uploads: list[ImageUpload], limits: ImageLimits, shrink_to: int | None = None
+) -> list[Image.Image]:
+    """Decode and validate query images, the request's pixel budget checked first from
+    their headers, then one image at a time, shrunk to `shrink_to`; errors name the file.
+    Blocking (CPU)."""
+    return decode_images([(u.data, u.name) for u in uploads], limits, shrink_to=shrink_to)
 
 
 def decode_base64_image(text: str, max_bytes: int, *, index: int = 0) -> ImageUpload:

@@ -243,6 +243,11 @@ class Catalog(Protocol):
 
     def stats(self) -> CatalogStats: ...
 
+    def image_sources(self, content_hashes: Sequence[str]) -> set[str]:
+        """The image sources of the products whose content hash is one of these (who
+        still points at a content-addressed file)."""
+        ...
+
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
@@ -256,6 +261,15 @@ class Catalog(Protocol):
 
     def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
         """Sums of the search and click logs per UTC day from `since_ts` on, oldest first."""
+        ...
+
+    def search_results(self, search_id: str) -> tuple[str, ...] | None:
+        """The product ids a logged search returned, best first; None when no search with
+        this id is logged (unknown, not written yet, or pruned)."""
+        ...
+
+    def prune_search_logs(self, before_ts: float) -> tuple[int, int]:
+        """Delete searches and clicks logged before `before_ts`; returns how many of each."""
         ...
 
     def add_api_key(self, key: ApiKey) -> None:

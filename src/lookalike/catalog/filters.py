@@ -4,6 +4,10 @@
 and a boolean counts as the number 1 or 0 (`True == 1 == 1.0`); `None` matches a missing
 attribute or a JSON null; a list or object value never equals a scalar. Each SQL dialect
 renders the same checked conditions; the congruence tests hold them to `matches`.
+
+A filter's size is capped (values per field, attributes, values in all), so its SQL stays
+within what every database takes: SQLite refuses an expression nested 1000 deep ("Expression
+tree is too large") and, built with older defaults, more than 999 bound parameters.
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lookalike.catalog.base import ProductFilter
+from lookalike.catalog.fields import MAX_ATTRIBUTE_TEXT_CHARS
 from lookalike.errors import InvalidInput
+from lookalike.text import check_text
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")
+MAX_FILTER_VALUES = 100  # allowed values of one field (categories, brands, an attribute)
+MAX_FILTER_ATTRIBUTES = 16  # attributes one filter may name
+MAX_FILTER_TOTAL_VALUES = 500  # values of all fields together (bound SQL parameters)
 
 
 @dataclass(frozen=True)
@@ -43,25 +52,42 @@ class CheckedFilter:
 
 
 def check_filter(product_filter: ProductFilter) -> CheckedFilter:
-    """Validate names and values (InvalidInput on anything a backend could not match exactly)."""
+    """Validate names, values and sizes (InvalidInput on anything a backend could not match
+    exactly, or a filter over the caps)."""
+    if len(product_filter.attributes) > MAX_FILTER_ATTRIBUTES:
+        raise InvalidInput(
+            f"a filter on {len(product_filter.attributes)} attributes; at most "
+            f"{MAX_FILTER_ATTRIBUTES} are allowed"
+        )
     attributes = []
     for name, values in product_filter.attributes.items():
         if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
-            raise InvalidInput(f"bad attribute name {name!r}")
+            raise InvalidInput(f"bad attribute name {str(name)[:100]!r}")
         if values:
             attributes.append((name, _value_set(f"attribute {name!r}", values, numbers=True)))
-    return CheckedFilter(
+    checked = CheckedFilter(
         categories=_value_set("category", product_filter.categories, numbers=False),
         brands=_value_set("brand", product_filter.brands, numbers=False),
         price_min=_bound("price_min", product_filter.price_min),
         price_max=_bound("price_max", product_filter.price_max),
         attributes=tuple(attributes),
     )
+    sets = [checked.categories, checked.brands, *(values for _, values in checked.attributes)]
+    total = sum(len(s.strings) + len(s.numbers) + s.null for s in sets)
+    if total > MAX_FILTER_TOTAL_VALUES:
+        raise InvalidInput(
+            f"a filter with {total} values; at most {MAX_FILTER_TOTAL_VALUES} are allowed"
+        )
+    return checked
 
 
 def _value_set(what: str, values: Any, *, numbers: bool) -> ValueSet:
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidInput(f"{what}: give a list of values, not {values!r}")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise InvalidInput(f"{what}: give a list of values, not {str(values)[:100]!r}")
+    if len(values) > MAX_FILTER_VALUES:
+        raise InvalidInput(
+            f"{what}: {len(values)} values; at most {MAX_FILTER_VALUES} are allowed per field"
+        )
     strings: list[str] = []
     nums: list[int | float] = []
     null = False
@@ -69,7 +95,7 @@ def _value_set(what: str, values: Any, *, numbers: bool) -> ValueSet:
         if value is None:
             null = True
         elif isinstance(value, str):
-            strings.append(value)
+            strings.append(check_text(value, f"{what} value", MAX_ATTRIBUTE_TEXT_CHARS))
         elif numbers and isinstance(value, (bool, int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidInput(f"{what}: {value!r} is not a finite number")

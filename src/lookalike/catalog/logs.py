@@ -7,13 +7,32 @@ The tables are built to grow by later migrations without breaking readers: new f
 search (a hashed session id, ranker and model versions) become nullable columns; per-hit
 features and positions a table keyed by (search_id, position); add-to-cart or purchase
 events a kind column on clicks whose default is `click`; pruning by age uses the `ts`
-columns (`search_log_ts` is indexed). A new field here gets a default, so callers that do
-not know it keep working.
+columns (both indexed: `search_log_ts`, and `click_log_ts` from migration 0006). A new
+field here gets a default, so callers that do not know it keep working.
+
+A search id is 32 hex digits: the time it was made in milliseconds (12), then 80 random
+bits. Unguessable, and a click can tell how recent the search it names claims to be.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+
+_MS_MASK = (1 << 48) - 1
+
+
+def new_search_id(ts: float) -> str:
+    """A fresh search id made at Unix time `ts`."""
+    return f"{int(ts * 1000) & _MS_MASK:012x}{secrets.randbits(80):020x}"
+
+
+def search_id_time(search_id: str) -> float | None:
+    """The Unix time a search id says it was made at (None when it is not one of ours)."""
+    try:
+        return int(search_id[:12], 16) / 1000 if len(search_id) == 32 else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

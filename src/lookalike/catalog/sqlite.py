@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,28 @@ _LAST_SEQ = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'), 0),"
     " COALESCE((SELECT MAX(seq) FROM vector_log), 0))"
 )
+
+
+_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+_PRAGMA_PATIENCE_S = 30.0
+
+
+def _set_pragmas(conn: sqlite3.Connection) -> None:
+    """Switching a new file to WAL needs its exclusive lock. Two connections doing that at
+    once (replicas opening a fresh catalog together) can get "database is locked" at once:
+    SQLite skips the busy handler where waiting could deadlock. Try again for a while."""
+    deadline = time.monotonic() + _PRAGMA_PATIENCE_S
+    pause = 0.005
+    while True:
+        try:
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 class SQLiteCatalog(SQLCatalog):
@@ -55,9 +78,7 @@ class SQLiteCatalog(SQLCatalog):
                 )
             except sqlite3.Error as exc:
                 raise CatalogError(f"cannot open catalog {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            _set_pragmas(conn)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)

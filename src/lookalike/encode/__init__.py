@@ -2,7 +2,7 @@
 
 from lookalike.encode.base import Encoder, EncoderInfo, l2_normalize
 from lookalike.encode.factory import create_encoder, model_source
-from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.encode.images import ImageLimits, content_hash, decode_image, decode_images
 
 __all__ = [
     "Encoder",
@@ -11,6 +11,7 @@ __all__ = [
     "content_hash",
     "create_encoder",
     "decode_image",
+    "decode_images",
     "l2_normalize",
     "model_source",
 ]

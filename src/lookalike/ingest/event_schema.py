@@ -48,6 +48,9 @@ def require_event_schema() -> None:
     _validator()
 
 
+MAX_MESSAGE = 300
+
+
 def check_event(data: dict[str, Any]) -> None:
     """InvalidInput naming the first place where `data` breaks the schema."""
     from jsonschema.exceptions import best_match
@@ -62,4 +65,6 @@ def check_event(data: dict[str, Any]) -> None:
     else:
         message = error.message
     where = f" at {path}" if path else ""
+    if len(message) > MAX_MESSAGE:  # it may quote the offending value, which can be huge
+        message = message[:MAX_MESSAGE] + "..."
     raise InvalidInput(f"event does not match {SCHEMA_NAME}{where}: {message}")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from lookalike.catalog.fields import INT64, check_product_fields
 from lookalike.errors import InvalidInput
 from lookalike.ingest.event_schema import check_event
 from lookalike.ingest.sources import ItemSpec, item_from_record
@@ -75,7 +76,8 @@ def parse_event(fields: Mapping[str, str]) -> ProductEvent:
     event_type = data.get("type") or data.get("event_type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise InvalidInput(
-            f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}"
+            f"unknown event type {str(event_type)[:100]!r}; expected one of "
+            f"{', '.join(EVENT_TYPES)}"
         )
     nested = data.get("product")
     if isinstance(nested, str):  # flat stream fields carry it as JSON text
@@ -92,8 +94,14 @@ def parse_event(fields: Mapping[str, str]) -> ProductEvent:
         record.setdefault("id", record["product_id"])
         del record["product_id"]
     product_id = record.get("id")
-    if not isinstance(product_id, (str, int)) or not str(product_id).strip():
+    if isinstance(product_id, bool) or not isinstance(product_id, (str, int)):
         raise InvalidInput(f"{event_type} event without a product id")
+    if isinstance(product_id, int) and not INT64[0] <= product_id <= INT64[1]:
+        raise InvalidInput(f"{event_type} event: product id {product_id} is out of range")
+    product_id = str(product_id)
+    if not product_id.strip():
+        raise InvalidInput(f"{event_type} event without a product id")
+    check_product_fields(product_id=product_id)  # before the schema, whose error quotes it
     check_event(data)
     version = data.get("version")
     occurred_at = event_time(data)
@@ -163,8 +171,8 @@ def _flat_fields(fields: Mapping[str, str]) -> dict[str, Any]:
 def _json_object(text: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+        raise InvalidInput(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value

@@ -82,7 +82,7 @@ def prepare_item(
             skip = "metadata"  # same content, but the catalog must learn the new version
         if skip is not None:
             return Prepared(skip, product, version=version)
-        image = decode_image(data, limits, source=source)
+        image = decode_image(data, limits, source=source, shrink_to=encoder.info.image_size)
         pixels = encoder.preprocess(image)
         existed = existing is not None
         return Prepared("encode", product, pixels=pixels, existed=existed, version=version)

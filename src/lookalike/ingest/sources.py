@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lookalike.catalog.fields import check_price, check_product_fields
 from lookalike.errors import InvalidInput, ManifestError
 from lookalike.files.fetch import is_url
 
@@ -74,7 +75,7 @@ def open_source(location: str | Path) -> Iterator[ItemSpec | BadRow]:
     raise ManifestError(f"{path}: no such folder or manifest")
 
 
-def iter_folder(root: Path) -> Iterator[ItemSpec]:
+def iter_folder(root: Path) -> Iterator[ItemSpec | BadRow]:
     """Every image file under `root`. Id = path relative to root; category = first folder."""
     root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -84,12 +85,13 @@ def iter_folder(root: Path) -> Iterator[ItemSpec]:
                 continue
             path = Path(dirpath) / name
             relative = path.relative_to(root)
-            yield ItemSpec(
+            item = ItemSpec(
                 id=relative.as_posix(),
                 image=str(path),
                 title=relative.stem.replace("_", " ").replace("-", " ").strip(),
                 category=relative.parts[0] if len(relative.parts) > 1 else None,
             )
+            yield checked_item(item, relative.as_posix())
 
 
 def iter_csv(path: Path) -> Iterator[ItemSpec | BadRow]:
@@ -110,8 +112,8 @@ def iter_jsonl(path: Path) -> Iterator[ItemSpec | BadRow]:
             where = f"{path.name}:{line_no}"
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield BadRow(where, where, f"invalid JSON: {exc.msg}")
+            except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+                yield BadRow(where, where, f"invalid JSON: {getattr(exc, 'msg', exc)}")
                 continue
             if not isinstance(row, dict):
                 yield BadRow(where, where, "a JSONL line must be an object")
@@ -128,11 +130,34 @@ def _item_or_bad(row: dict[str, Any], manifest: Path, where: str) -> ItemSpec | 
     try:
         return item_from_record(row, base_dir=manifest.parent)
     except InvalidInput as exc:
-        return BadRow(str(row.get("id") or where), where, str(exc))
+        return BadRow(str(row.get("id") or where)[:200], where, str(exc))
+
+
+def checked_item(item: ItemSpec, where: str) -> ItemSpec | BadRow:
+    """The item, or a BadRow saying which field it may not hold (caps, NaN)."""
+    try:
+        check_item(item)
+    except InvalidInput as exc:
+        return BadRow(item.id[:200], where, str(exc))
+    return item
+
+
+def check_item(item: ItemSpec) -> None:
+    """InvalidInput for a field a product may not hold (`catalog/fields.py`)."""
+    check_product_fields(
+        product_id=item.id,
+        title=item.title,
+        category=item.category,
+        brand=item.brand,
+        price=item.price,
+        attributes=item.attributes,
+        image=item.image,
+    )
 
 
 def item_from_record(row: dict[str, Any], *, base_dir: Path | None = None) -> ItemSpec:
-    """A manifest row / API body -> ItemSpec; relative image paths resolve against base_dir."""
+    """A manifest row / event -> ItemSpec, checked (`check_item`); relative image paths
+    resolve against base_dir."""
     image = next((str(row[k]) for k in IMAGE_KEYS if row.get(k) not in (None, "")), None)
     if image and not is_url(image) and base_dir is not None and not Path(image).is_absolute():
         image = str((base_dir / image).resolve())
@@ -141,13 +166,14 @@ def item_from_record(row: dict[str, Any], *, base_dir: Path | None = None) -> It
         if not image:
             raise InvalidInput("row has neither an id nor an image")
         item_id = image
-    attributes = dict(row.get("attributes") or {})
-    if not isinstance(attributes, dict):
+    given = row.get("attributes") or {}
+    if not isinstance(given, dict):
         raise InvalidInput("attributes must be an object")
+    attributes = dict(given)
     for key, value in row.items():
         if key not in CORE_KEYS and value not in (None, ""):
             attributes[key] = _parse_scalar(value)
-    return ItemSpec(
+    item = ItemSpec(
         id=str(item_id),
         image=image,
         title=str(row.get("title") or ""),
@@ -156,6 +182,8 @@ def item_from_record(row: dict[str, Any], *, base_dir: Path | None = None) -> It
         price=_parse_price(row.get("price")),
         attributes=attributes,
     )
+    check_item(item)
+    return item
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -167,10 +195,9 @@ def _parse_price(value: Any) -> float | None:
         return None
     try:
         price = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"price {value!r} is not a number") from exc
-    if not math.isfinite(price) or price < 0:
-        raise InvalidInput(f"price {value!r} must be a finite, non-negative number")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"price {str(value)[:40]!r} is not a number") from exc
+    check_price(price)
     return price
 
 

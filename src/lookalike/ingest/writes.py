@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 
 from lookalike.catalog.base import Catalog, Product, ProductWrite, WriteOutcome
 from lookalike.encode.base import Encoder
-from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.encode.images import ImageLimits, content_hash, decode_images
 from lookalike.errors import InvalidInput, NotFound
 from lookalike.index.live import LiveIndex
-from lookalike.ingest.media import store_media
+from lookalike.ingest.media import MediaStore
 from lookalike.ingest.pipeline import IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
@@ -30,7 +30,7 @@ class ProductWriter:
         encoder: Encoder,
         limits: ImageLimits,
         metrics: Metrics,
-        media_dir: Path,
+        media: MediaStore,
         ingest: BatchIngest,
     ) -> None:
         self.catalog = catalog
@@ -38,19 +38,36 @@ class ProductWriter:
         self.encoder = encoder
         self.limits = limits
         self.metrics = metrics
-        self.media_dir = media_dir
+        self.media = media
         self.ingest = ingest  # items whose image is a source to read: the batch pipeline
 
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         """Add or replace one product now. `image`: its bytes (an upload); else the item's
-        image source is read as a batch ingest would (unchanged content is not re-encoded)."""
+        image source is read as a batch ingest would (unchanged content is not re-encoded).
+        A stored upload the product no longer points at is deleted if nothing else does."""
+        before = self.catalog.get_many([item.id]).get(item.id)
         if image is None:
+            product = self._upsert_from_source(item)
+        else:
+            product = self._upsert_upload(item, image, existed=before is not None)
+        if before is not None and before.image_source != product.image_source:
+            self.media.release([before.image_source])
+        return product
+
+    def _upsert_from_source(self, item: ItemSpec) -> Product:
+        # A stored upload (a metadata-only change keeps it) stays locked until the product
+        # commits, so a delete of its last other product cannot take the file meanwhile.
+        held = self.media.holding(item.image) if item.image else contextlib.nullcontext()
+        with held:
             report = self.ingest([item])
-            if report.failed:
-                bad = report.failed[0]
-                raise InvalidInput(f"{bad.source}: {bad.reason}")
-            return self.catalog.get(item.id)
-        decoded = decode_image(image, self.limits, source=item.id)
+        if report.failed:
+            bad = report.failed[0]
+            raise InvalidInput(f"{bad.source}: {bad.reason}")
+        return self.catalog.get(item.id)
+
+    def _upsert_upload(self, item: ItemSpec, image: bytes, *, existed: bool) -> Product:
+        shrink_to = self.encoder.info.image_size
+        (decoded,) = decode_images([(image, item.id)], self.limits, shrink_to=shrink_to)
         digest = content_hash(image)
         product = Product(
             id=item.id,
@@ -58,14 +75,18 @@ class ProductWriter:
             category=item.category,
             brand=item.brand,
             price=item.price,
-            image_source=item.image or str(store_media(self.media_dir, digest, image)),
+            image_source=item.image,
             attributes=item.attributes,
             content_hash=digest,
             model_id=self.encoder.model_id,
         )
         vector = self.encoder.encode_images([decoded])[0]
-        existed = bool(self.catalog.get_many([item.id]))
-        self.catalog.upsert([ProductWrite(product, vector)])
+        if item.image:  # fetched from its URL: nothing to store
+            self.catalog.upsert([ProductWrite(product, vector)])
+        else:
+            with self.media.storing(digest, image) as path:
+                product.image_source = str(path)
+                self.catalog.upsert([ProductWrite(product, vector)])
         self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
         self.index.apply_writes()
         return self.catalog.get(item.id)
@@ -75,14 +96,19 @@ class ProductWriter:
             raise NotFound(f"product {product_id!r}")
 
     def delete_many(self, product_ids: Sequence[str]) -> int:
-        """Delete the products that exist (one transaction); returns how many did. Each
-        leaves a tombstone at its next version."""
+        """Delete the products that exist (one transaction), then the stored uploads only
+        they pointed at; returns how many products were deleted. Each leaves a tombstone at
+        its next version."""
         return len(self.delete_versions(dict.fromkeys(product_ids)).changed)
 
     def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
-        """Delete products at these versions (queue events); older ones are refused."""
+        """Delete products at these versions (queue events); older ones are refused. The
+        stored uploads only the deleted products pointed at go with them."""
+        before = self.catalog.get_many(list(versions))
         outcome = self.catalog.delete_versions(versions)
         if outcome.changed:
             self.metrics.ingest_items.labels("deleted").inc(len(outcome.changed))
             self.index.apply_writes()
+        gone = set(outcome.changed)
+        self.media.release(p.image_source for pid, p in before.items() if pid in gone)
         return outcome

@@ -4,13 +4,16 @@ to the catalog, and the daily CTR / MRR / diversity report read back from it."""
 from lookalike.catalog.logs import ClickRecord, SearchRecord
 from lookalike.quality.logger import SearchLogger
 from lookalike.quality.report import DayQuality, QualityReport, format_report, quality_report
+from lookalike.quality.retention import Pruned, prune_logs
 
 __all__ = [
     "ClickRecord",
     "DayQuality",
+    "Pruned",
     "QualityReport",
     "SearchLogger",
     "SearchRecord",
     "format_report",
+    "prune_logs",
     "quality_report",
 ]

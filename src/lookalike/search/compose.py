@@ -91,7 +91,7 @@ class QueryComposer:
         file's bytes, or the pixels of an image decoded by the caller)."""
         from PIL import Image
 
-        from lookalike.encode.images import to_rgb
+        from lookalike.encode.images import check_request_pixels, to_rgb
 
         contents: list[tuple[bytes | Image.Image, str]] = []
         for image in images:
@@ -101,6 +101,9 @@ class QueryComposer:
                 contents.append((to_rgb(image), "upload"))
             else:
                 contents.append((bytes(image), "upload"))
+        # The request's pixel budget, from the headers, before anything is decoded.
+        encoded = [(content, source) for content, source in contents if isinstance(content, bytes)]
+        check_request_pixels(encoded, self.limits)
         model_id = self.encoder.model_id
         return self.embeddings.get_or_encode(
             [image_key(model_id, content) for content, _ in contents],
@@ -127,7 +130,9 @@ class QueryComposer:
 
         if isinstance(content, Image.Image):
             return content
-        return decode_image(content, self.limits, source=source)
+        return decode_image(
+            content, self.limits, source=source, shrink_to=self.encoder.info.image_size
+        )
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         """Normalised texts -> embeddings through the embedding cache."""

@@ -35,7 +35,13 @@ from lookalike.search.compose import QueryComposer
 from lookalike.search.diversity import Diversity, diversify
 from lookalike.search.ranking.base import Ranker, ordered
 from lookalike.search.ranking.registry import create_ranker
-from lookalike.search.request import Options, QueryContext, SearchRequest, check_options
+from lookalike.search.request import (
+    Options,
+    QueryContext,
+    SearchRequest,
+    check_inputs,
+    check_options,
+)
 from lookalike.search.result_cache import ResultCache
 from lookalike.search.results import SearchHit, SearchResults
 
@@ -70,6 +76,7 @@ class SearchPipeline:
         """A whole request: compose the query, then rank, through the result cache."""
         if self.composer is None:
             raise RuntimeError("this pipeline has no query composer (vectors only)")
+        check_inputs(request)
         options = check_options(
             self.settings,
             limit=request.limit,

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lookalike.catalog.base import ProductFilter
+from lookalike.catalog.fields import MAX_ID_CHARS
+from lookalike.catalog.filters import check_filter
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search.diversity import Diversity
+from lookalike.text import check_text
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -18,6 +21,10 @@ if TYPE_CHECKING:
     ImageInput = bytes | str | Path | Image.Image
 else:
     ImageInput = object
+
+MAX_QUERY_IMAGES = 16  # images of one request
+MAX_QUERY_TEXTS = 16  # texts of one request, and negative texts
+MAX_QUERY_TEXT_CHARS = 2000  # one query text
 
 QueryKind = Literal["image", "text", "hybrid"]
 QUERY_KINDS: tuple[QueryKind, ...] = ("image", "text", "hybrid")
@@ -86,6 +93,20 @@ class Options:
     ranker: str | None
 
 
+def check_inputs(request: SearchRequest) -> None:
+    """The one place a request's inputs are capped, whichever entry made it (API, CLI):
+    images, texts and their length, the product id (InvalidInput when over)."""
+    if len(request.images) > MAX_QUERY_IMAGES:
+        raise InvalidInput(f"at most {MAX_QUERY_IMAGES} query images, not {len(request.images)}")
+    for what, texts in (("texts", request.texts), ("negative texts", request.negative_texts)):
+        if len(texts) > MAX_QUERY_TEXTS:
+            raise InvalidInput(f"at most {MAX_QUERY_TEXTS} {what}, not {len(texts)}")
+        for text in texts:
+            check_text(text, "a query text", MAX_QUERY_TEXT_CHARS)
+    if request.product_id is not None:
+        check_text(request.product_id, "product_id", MAX_ID_CHARS)
+
+
 def check_options(
     settings: Settings,
     *,
@@ -106,4 +127,6 @@ def check_options(
         raise InvalidInput(f"multi_image must be 'mean' or 'best', not {multi_image!r}")
     if diversity is not None:
         diversity.validate()
+    if filters is not None:
+        check_filter(filters)  # sizes and values, before any work is done
     return Options(limit, filters or ProductFilter(), diversity, rerank, ranker)

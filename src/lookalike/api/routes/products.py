@@ -30,7 +30,7 @@ from lookalike.api.uploads import ImageUpload, read_upload
 from lookalike.catalog import Product
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import InvalidInput, NotFound, UnsupportedMediaType
-from lookalike.ingest.sources import ItemSpec
+from lookalike.ingest.sources import ItemSpec, check_item
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -116,8 +116,6 @@ async def put_product(
     """Add or replace a product; it is searchable when this returns. Send JSON (metadata and
     an optional `image_url`) or multipart (metadata fields and an `image` file). Without an
     image, an existing product keeps its image and only its metadata changes."""
-    if not product_id.strip():
-        raise InvalidInput("the product id must not be empty")
     max_bytes = engine.settings.max_image_bytes
     content_type = request.headers.get("content-type", "")
     upload: ImageUpload | None = None
@@ -146,6 +144,7 @@ async def put_product(
         )
     if upload is not None and body.image_url:
         raise InvalidInput("send an image file or an image_url, not both")
+    check_item(_item(product_id, body, body.image_url))  # caps, finite numbers
     product, created = await run(_upsert, engine, product_id, body, upload)
     response.status_code = 201 if created else 200
     return product_out(product, root_path)
@@ -170,16 +169,19 @@ def _upsert(
             raise InvalidInput(f"product {product_id!r} is new: it needs an image or image_url")
         # Metadata only: the ingest sees the same content hash and does not re-encode.
         source = existing.image_source
-    item = ItemSpec(
+    return engine.upsert(_item(product_id, body, source), data), existing is None
+
+
+def _item(product_id: str, body: ProductIn, image: str | None) -> ItemSpec:
+    return ItemSpec(
         id=product_id,
-        image=source,
+        image=image,
         title=body.title,
         category=body.category,
         brand=body.brand,
         price=body.price,
         attributes=body.attributes,
     )
-    return engine.upsert(item, data), existing is None
 
 
 @router.delete(
@@ -197,8 +199,8 @@ async def delete_product(product_id: str, engine: EngineDep, run: RunDep) -> Res
 def _json_object(text: str, name: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{name} must be a JSON object: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+        raise InvalidInput(f"{name} must be a JSON object: {getattr(exc, 'msg', exc)}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object")
     return value

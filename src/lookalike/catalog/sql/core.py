@@ -379,6 +379,17 @@ class SQLCatalog(ABC):
         row = self._row(f"SELECT value FROM meta WHERE key = {self.dialect.param}", (key,))
         return row[0] if row else None
 
+    def image_sources(self, content_hashes: Sequence[str]) -> set[str]:
+        with self._reading() as conn:
+            rows = self._where_in(
+                conn,
+                "SELECT DISTINCT image_source FROM products",
+                "content_hash",
+                list(content_hashes),
+                " AND image_source IS NOT NULL",
+            )
+        return {source for (source,) in rows}
+
     # --- search and click logs ---------------------------------------------------------
     def write_search_logs(
         self, searches: Sequence[SearchRecord], clicks: Sequence[ClickRecord]
@@ -420,6 +431,36 @@ class SQLCatalog(ABC):
             )
             for r in rows
         ]
+
+    def search_results(self, search_id: str) -> tuple[str, ...] | None:
+        p = self.dialect.param
+        row = self._row(f"SELECT product_ids FROM search_log WHERE search_id = {p}", (search_id,))
+        if row is None:
+            return None
+        ids = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+        return tuple(ids)
+
+    def prune_search_logs(self, before_ts: float) -> tuple[int, int]:
+        # In batches, each its own short transaction: a months-old backlog never holds the
+        # database's write lock for long (SQLite has one writer at a time).
+        p = self.dialect.param
+        counts = []
+        for table, key in (("search_log", "search_id"), ("click_log", "pk")):
+            total = 0
+            while True:
+                with self._writing(vector_log=False) as conn:
+                    cursor = self.dialect.execute(
+                        conn,
+                        f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
+                        f" WHERE ts < {p} LIMIT {PRUNE_BATCH})",
+                        (before_ts,),
+                    )
+                    deleted = max(cursor.rowcount, 0)
+                total += deleted
+                if deleted < PRUNE_BATCH:
+                    break
+            counts.append(total)
+        return counts[0], counts[1]
 
     # --- API keys ----------------------------------------------------------------------
     def add_api_key(self, key: ApiKey) -> None:
@@ -503,6 +544,8 @@ class SQLCatalog(ABC):
             return "", []
         return f" AND model_id = {self.dialect.param}", [model_id]
 
+
+PRUNE_BATCH = 5_000  # log rows one pruning transaction deletes
 
 _INSERTED = (
     "id, title, category, brand, price, image_source, attributes, content_hash, model_id, version"

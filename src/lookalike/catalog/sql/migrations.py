@@ -145,6 +145,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        "0006_log_pruning_and_media_refs",
+        # Pruning logs by age reads clicks by time (searches have search_log_ts already).
+        # Uploaded media is named by content hash: "who still points at this file" is a
+        # lookup by content_hash (a fixed-size key; image sources can be long URLs).
+        """
+        CREATE INDEX click_log_ts ON click_log (ts);
+        CREATE INDEX products_content_hash ON products (content_hash);
+        """,
+    ),
+    Migration(
         "0008_product_versions",
         # Order that holds with several writers (queue consumers, servers): each product's
         # version grows with every change and a write older than the stored one is refused.
