@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # Events shoppers report on a result, by strength: the relevance grade training uses.
 EVENT_GRADES = {"click": 1, "cart": 2, "purchase": 3}
 

@@ -317,7 +317,8 @@ class SQLCatalog(ABC):
                     "INSERT INTO search_log (search_id, ts, query_type, result_count,"
                     " total_found, latency_ms, product_ids, categories, session_hash, ranker,"
                     " model_id, arm, explored, feature_names)"
-                    f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {j}, {j}, {p}, {p}, {p}, {p}, {p}, {j})"
+                    f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {j}, {j},"
+                    f" {p}, {p}, {p}, {p}, {p}, {j})"
                     " ON CONFLICT (search_id) DO NOTHING",
                     [_search_params(s) for s in searches],
                 )

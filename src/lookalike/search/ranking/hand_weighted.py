@@ -115,3 +115,12 @@ class HandWeightedRanker:
             signals = features[:, 1 : len(BASE_FEATURES)]
             scores += signals @ self.weights.as_array()
         return scores
+
+
+@dataclass(frozen=True)
+class SimilarityRanker(HandWeightedRanker):
+    """Similarity order (every weight 0), under its own name; features are still computed
+    and logged, so its traffic trains a learned ranker as well as any."""
+
+    weights: RerankWeights = field(default_factory=RerankWeights)
+    name: str = field(default="similarity", init=False)
