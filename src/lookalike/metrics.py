@@ -62,6 +62,13 @@ class Metrics:
             ["outcome", "type"],
             registry=r,
         )
+        self.ranker_fallbacks = Counter(
+            "lookalike_ranker_fallbacks",
+            "Searches the hand-weighted ranker ordered because the asked-for ranker's model "
+            "was missing, corrupt or failed, by the ranker asked for.",
+            ["ranker"],
+            registry=r,
+        )
         self.index_vectors = Gauge(
             "lookalike_index_vectors", "Vectors in this process's search index.", registry=r
         )

@@ -118,3 +118,29 @@ def as_records(searches: list[LoggedSearch]) -> tuple[list[SearchRecord], list[C
             for e in search.events
         )
     return records, clicks
+
+
+RATING_LOVERS = ClickModel(likes=lambda rows: np.where(rows[:, COLUMN["rating"]] > 0.5, 0.8, 0.05))
+
+
+def small_model(version: str = "test-1", seed: int = 0) -> tuple[dict, str]:
+    """(manifest, LightGBM text) of a real lambdarank model that learned to prefer
+    well-rated hits, trained on a small synthetic log (unbiased: every slot looked at)."""
+    from lookalike.learn import build_dataset, ipw_weights
+    from lookalike.learn.lambdarank import LambdaRankParams, train_lambdarank
+    from lookalike.learn.propensity import NO_CORRECTION
+    from lookalike.search.ranking import MODEL_FORMAT, model_digest
+
+    model = ClickModel(likes=RATING_LOVERS.likes, examine=lambda position: 1.0)
+    data = build_dataset(simulate(400, model, seed=seed, explore_share=0.0))
+    params = LambdaRankParams(rounds=30, num_leaves=4, seed=seed, threads=1)
+    text, _ = train_lambdarank(
+        data, ipw_weights(data, NO_CORRECTION), None, None, params, progress=False
+    )
+    manifest = {
+        "format": MODEL_FORMAT,
+        "version": version,
+        "features": list(FEATURES),
+        "model_sha256": model_digest(text),
+    }
+    return manifest, text

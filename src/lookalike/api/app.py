@@ -116,7 +116,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Session-Id"],
         )
     app.add_middleware(RequestMetrics)  # outermost: counts what the others answer too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

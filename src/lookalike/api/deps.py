@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from lookalike.api.blocking import BlockingRunner
@@ -15,7 +15,7 @@ from lookalike.api.tracking import SearchTracker
 from lookalike.catalog import ProductFilter
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from lookalike.errors import Unauthorized
+from lookalike.errors import NotFound, Unauthorized
 
 
 def _engine(request: Request) -> Engine:
@@ -69,6 +69,29 @@ def _require_api_key(
         raise Unauthorized("this endpoint needs a valid X-API-Key header")
 
 
+def _require_report_access(
+    request: Request, given: Annotated[str | None, Security(_api_key_header)] = None
+) -> None:
+    """The quality report's page and data. Until API keys carry scopes, the page is off
+    unless `LOOKALIKE_REPORT_PAGE` is set, and needs the API key when one is configured;
+    swap this for an `admin`/`report` scope check when scopes exist."""
+    if not _settings(request).report_page:
+        raise NotFound("the report page (LOOKALIKE_REPORT_PAGE=true serves it)")
+    _require_api_key(request, given)
+
+
+def _session(
+    x_session_id: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="The shopper's session id: keeps an A/B arm stable; logged hashed.",
+        ),
+    ] = None,
+) -> str | None:
+    return x_session_id
+
+
 EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunDep = Annotated[BlockingRunner, Depends(_runner)]
@@ -80,4 +103,6 @@ LimitQuery = Annotated[
     int | None,
     Query(ge=1, description="Results wanted (settings: 20 by default, at most 100)."),
 ]
+SessionDep = Annotated[str | None, Depends(_session)]
 require_api_key = Depends(_require_api_key)
+require_report_access = Depends(_require_report_access)

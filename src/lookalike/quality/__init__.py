@@ -4,6 +4,7 @@ to the catalog, and the daily CTR / MRR / diversity report read back from it."""
 from lookalike.catalog.logs import ClickRecord, SearchRecord
 from lookalike.quality.logger import SearchLogger
 from lookalike.quality.report import DayQuality, QualityReport, format_report, quality_report
+from lookalike.quality.sessions import SessionHasher
 
 __all__ = [
     "ClickRecord",
@@ -11,6 +12,7 @@ __all__ = [
     "QualityReport",
     "SearchLogger",
     "SearchRecord",
+    "SessionHasher",
     "format_report",
     "quality_report",
 ]

@@ -1,4 +1,5 @@
-"""Feedback from the search page or shop front: clicks on results, for quality reports."""
+"""Feedback from the search page or shop front: clicks on results (and add-to-cart and
+purchase events, stronger labels for a learned ranker), for quality reports and training."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 @router.post("/click", status_code=202, response_model=EventAccepted, responses=errors_doc(503))
 async def click(body: ClickIn, tracker: TrackerDep) -> EventAccepted:
-    """Record that a result of a search was clicked (`lookalike report` turns clicks into
-    CTR and MRR). Written in the background: answers at once."""
+    """Record that a result of a search was clicked, added to the cart (`kind: cart`) or
+    bought (`kind: purchase`): `lookalike report` turns them into CTR, MRR and NDCG and
+    `lookalike train-ranker` learns from them. Written in the background: answers at once."""
     if tracker.log is None:
         raise CatalogError("search logging is off (LOOKALIKE_SEARCH_LOG=false)")
-    tracker.log.record(ClickRecord(body.search_id, body.product_id, body.position, time.time()))
+    tracker.log.record(
+        ClickRecord(body.search_id, body.product_id, body.position, time.time(), body.kind)
+    )
     return EventAccepted()

@@ -135,7 +135,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         # What a learned ranker trains on and how it is served (catalog/logs.py,
         # catalog/rankers.py): per search its session (hashed), ranker, model, A/B arm,
         # randomised top slots and feature names; per shown hit its features at serving
-        # time; the kind of each event; the models and their promotions.
+        # time; the kind of each event; the models and their promotions; the key session
+        # ids are hashed with (made here once, so replicas starting together agree on it).
         """
         ALTER TABLE search_log ADD COLUMN session_hash TEXT;
         ALTER TABLE search_log ADD COLUMN ranker TEXT;
@@ -165,6 +166,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             promoted_at {float} NOT NULL,
             rolled_back_at {float}
         );
+        INSERT INTO meta (key, value) VALUES ('session_secret', {random_id})
+            ON CONFLICT (key) DO NOTHING;
         """,
     ),
 )
