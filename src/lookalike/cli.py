@@ -559,6 +559,170 @@ def report_command(
         typer.echo(format_report(report))
 
 
+@app.command("forget-session")
+@handles_errors
+def forget_session_command(
+    session_id: Annotated[str, typer.Argument(help="The session id the client sent.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Erase one shopper's logs on request: their searches, shown hits and events."""
+    from lookalike.catalog import open_catalog
+    from lookalike.quality import SessionHasher
+
+    settings = build_settings(data_dir)
+    catalog = open_catalog(settings)
+    try:
+        hashed = SessionHasher.for_catalog(settings, catalog).hash(session_id)
+        erased = catalog.erase_session(hashed) if hashed else 0
+    finally:
+        catalog.close()
+    typer.echo(f"erased {erased} logged search(es) of that session")
+
+
+def _when(value: str | None, default: float) -> float:
+    """A date or time (ISO 8601, UTC unless it says otherwise) as Unix seconds."""
+    if value is None:
+        return default
+    from datetime import datetime, timezone
+
+    from lookalike.errors import InvalidInput
+
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"{value!r} is not a date like 2026-12-01 or 2026-12-01T08:00") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+@app.command("train-ranker")
+@handles_errors
+def train_ranker_command(
+    data_dir: DataDir = None,
+    since: Annotated[
+        str | None, typer.Option(help="First day of logs to use (ISO date; default: --days ago).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the logs to use (default: now).")] = (
+        None
+    ),
+    days: Annotated[int, typer.Option(min=1, help="Window length when --since is not given.")] = 28,
+    holdout: Annotated[
+        float, typer.Option(min=0.05, max=0.8, help="Latest share of searches held out.")
+    ] = 0.25,
+    position_bias: Annotated[
+        str,
+        typer.Option(
+            help="ipw: weigh clicks by inverse slot propensities from randomised searches; "
+            "none: raw clicks."
+        ),
+    ] = "ipw",
+    rounds: Annotated[int, typer.Option(min=1, help="Most boosting rounds.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for LightGBM and the bootstrap.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the model directory here.")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Promote the model if it beats the one serving now.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Train a ranker on the search and click logs (LightGBM lambdarank), evaluate it on a
+    later held-out period beside similarity alone and grid-searched hand weights, store
+    it in the catalog and promote it if it beats the ranker serving now."""
+    import time
+
+    from lookalike.catalog import open_catalog
+    from lookalike.learn import TrainRankerConfig, train_ranker
+    from lookalike.learn.lambdarank import LambdaRankParams
+
+    if position_bias not in ("ipw", "none"):
+        raise typer.BadParameter("--position-bias must be ipw or none")
+    settings = build_settings(data_dir)
+    end = _when(until, time.time())
+    config = TrainRankerConfig(
+        since=_when(since, end - days * 86_400),
+        until=end,
+        holdout=holdout,
+        position_bias=position_bias,  # type: ignore[arg-type]
+        params=LambdaRankParams(rounds=rounds, seed=seed),
+        promote=promote,
+        output=output,
+    )
+    catalog = open_catalog(settings)
+    try:
+        echo = (lambda line: None) if as_json else typer.echo
+        report = train_ranker(catalog, settings, config, progress=not quiet, echo=echo)
+    finally:
+        catalog.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(f"held-out later period: {report.searches['heldout']} searches")
+    typer.echo(report.table())
+    typer.echo(f"model {report.version}: {report.decision}")
+
+
+ranker_app = typer.Typer(help="Learned ranker models in the catalog: list, promote, roll back.")
+app.add_typer(ranker_app, name="ranker")
+
+
+@ranker_app.command("list")
+@handles_errors
+def ranker_list_command(data_dir: DataDir = None) -> None:
+    """Stored models, newest first; the one serving is marked."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(build_settings(data_dir))
+    try:
+        current, models = catalog.promoted_ranker(), catalog.rankers()
+    finally:
+        catalog.close()
+    for model in models:
+        heldout = model.manifest.get("metrics", {}).get("learned (lambdarank)", {})
+        mark = "*" if model.version == current else " "
+        typer.echo(f"{mark} {model.version}  held-out NDCG@10 {heldout.get('ndcg@10', '-')}")
+    if not models:
+        typer.echo("no ranker models (lookalike train-ranker makes them)")
+
+
+@ranker_app.command("promote")
+@handles_errors
+def ranker_promote_command(
+    version: Annotated[str, typer.Argument(help="A stored model's version.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Serve this stored model (LOOKALIKE_RANKER=learned picks it up without a restart)."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(build_settings(data_dir))
+    try:
+        catalog.promote_ranker(version)
+    finally:
+        catalog.close()
+    typer.echo(f"promoted {version}")
+
+
+@ranker_app.command("rollback")
+@handles_errors
+def ranker_rollback_command(data_dir: DataDir = None) -> None:
+    """Undo the newest promotion: the model promoted before it serves again (none left:
+    the hand-weighted ranker)."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(build_settings(data_dir))
+    try:
+        now_serving = catalog.rollback_ranker()
+    finally:
+        catalog.close()
+    typer.echo(
+        f"rolled back: {now_serving} serves now"
+        if now_serving
+        else "rolled back: no learned model is promoted; the hand-weighted ranker serves"
+    )
+
+
 @app.command("migrate")
 @handles_errors
 def migrate_command(

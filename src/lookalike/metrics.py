@@ -72,8 +72,29 @@ class Metrics:
         self.index_vectors = Gauge(
             "lookalike_index_vectors", "Vectors in this process's search index.", registry=r
         )
+        self.quality = {
+            name: Gauge(
+                f"lookalike_quality_{name}",
+                f"{label} of the searches of the last 24 hours, by A/B arm (all = every "
+                "search), recomputed every quality_refresh_interval_s.",
+                ["arm"],
+                registry=r,
+            )
+            for name, label in (
+                ("searches", "Logged searches"),
+                ("ctr", "Click-through rate (share of searches with an event)"),
+                ("mrr", "Mean reciprocal rank of the first event"),
+                ("ndcg", "NDCG@10 of the order shown, events as gains"),
+            )
+        }
         for query_type in QUERY_TYPES:  # present from the start, so rates work at once
             self.search_seconds.labels(query_type)
+
+    def set_quality(self, arm: str, **values: float | None) -> None:
+        """The quality gauges of one arm (a None value leaves its gauge as it was)."""
+        for name, value in values.items():
+            if value is not None:
+                self.quality[name].labels(arm).set(value)
 
     def collect_from(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Register a callback that yields metric families at each scrape."""

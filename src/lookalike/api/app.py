@@ -28,7 +28,7 @@ from lookalike.api.errors import install_error_handlers
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.metrics import RequestMetrics
 from lookalike.api.metrics import router as metrics_router
-from lookalike.api.routes import catalog, events, health, images, products, search
+from lookalike.api.routes import admin, catalog, events, health, images, products, search
 from lookalike.api.schemas import ProductIn, SearchQuery
 from lookalike.api.thumbnails import ThumbnailCache
 from lookalike.api.tracking import SearchTracker
@@ -70,15 +70,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails", the_engine.limits)
         search_log = _search_logger(settings, the_engine)
         app.state.tracker = SearchTracker(the_engine, runner, search_log)
-        syncing = asyncio.create_task(_sync_forever(the_engine, runner, settings))
+        tasks = [asyncio.create_task(_sync_forever(the_engine, runner, settings))]
+        if search_log is not None:
+            tasks.append(asyncio.create_task(_quality_forever(the_engine, runner, settings)))
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            syncing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await syncing
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Let running requests finish before the engine saves and closes.
             await asyncio.to_thread(runner.shutdown)
             if search_log is not None:
@@ -98,8 +101,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (search, products, images, catalog, events, health):
+    for module in (search, products, images, catalog, events, admin, health):
         app.include_router(module.router)
+    app.include_router(admin.page_router)
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
@@ -163,6 +167,18 @@ async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settin
             continue
         if applied:
             log.info("index sync applied %d catalog change(s)", applied)
+
+
+async def _quality_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:
+    """Keep the quality gauges of /metrics (CTR, MRR, NDCG by A/B arm) current."""
+    while True:
+        try:
+            await runner(admin.refresh_quality_gauges, engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the gauges keep their last values; the next round retries
+            log.exception("quality gauges refresh failed")
+        await asyncio.sleep(settings.quality_refresh_interval_s)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

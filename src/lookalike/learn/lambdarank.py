@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from lookalike.errors import ConfigError
 from lookalike.learn.dataset import RankingData
+from lookalike.learn.metrics import pad, per_search
+from lookalike.learn.propensity import Propensities
 from lookalike.search.ranking.features import FEATURES
 
 
@@ -29,8 +31,9 @@ class LambdaRankParams:
     def lightgbm(self) -> dict[str, Any]:
         return {
             "objective": "lambdarank",
-            "metric": "ndcg",
-            "eval_at": [10],
+            # Early stopping watches the debiased NDCG@10 of metrics.py (LightGBM's own
+            # NDCG would reward the logging ranker's order: its clicks are position-biased).
+            "metric": "None",
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_data_in_leaf,
@@ -60,14 +63,15 @@ def train_lambdarank(
     train: RankingData,
     weights: np.ndarray,
     valid: RankingData | None,
-    valid_weights: np.ndarray | None,
+    valid_propensities: Propensities | None,
     params: LambdaRankParams,
     *,
     progress: bool = True,
     label: str = "lambdarank",
 ) -> tuple[str, int]:
     """(model text, rounds kept). Groups without an event teach lambdarank nothing and
-    are left out."""
+    are left out. With `valid`, boosting stops once its debiased NDCG@10 (propensities
+    `valid_propensities`) has not improved for `early_stopping` rounds."""
     lgb = lightgbm_module()
     train, weights = _graded(train, weights)
     names = list(FEATURES)
@@ -79,20 +83,25 @@ def train_lambdarank(
         feature_name=names,
         free_raw_data=False,
     )
-    sets, callbacks = [], []
-    if valid is not None and valid_weights is not None:
-        valid, valid_weights = _graded(valid, valid_weights)
+    sets, callbacks, feval = [], [], None
+    if valid is not None and valid_propensities is not None:
+        valid = valid.subset(valid.with_events())
         if valid.groups:
+            padded = pad(valid, valid_propensities)
             sets = [
                 lgb.Dataset(
                     valid.features,
                     label=valid.grades,
                     group=valid.group_sizes,
-                    weight=valid_weights,
                     feature_name=names,
                     reference=dtrain,
                 )
             ]
+
+            def feval(preds: np.ndarray, _: Any) -> tuple[str, float, bool]:
+                ndcg, _mrr = per_search(padded, np.asarray(preds, dtype=np.float64))
+                return "debiased_ndcg@10", float(ndcg.mean()), True
+
             callbacks.append(lgb.early_stopping(params.early_stopping, verbose=False))
     with tqdm(total=params.rounds, desc=label, unit="round", disable=not progress) as bar:
         callbacks.append(lambda env: bar.update(1))
@@ -101,6 +110,7 @@ def train_lambdarank(
             dtrain,
             num_boost_round=params.rounds,
             valid_sets=sets,
+            feval=feval,
             callbacks=callbacks,
         )
     kept = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()

@@ -149,14 +149,9 @@ def train_ranker(
     echo(f"position bias: {propensities.method} {_slots(propensities)}")
 
     def fit_model(props: Propensities, label: str) -> tuple[str, int]:
+        weights = ipw_weights(fit, props)
         return train_lambdarank(
-            fit,
-            ipw_weights(fit, props),
-            valid,
-            ipw_weights(valid, props),
-            config.params,
-            progress=progress,
-            label=label,
+            fit, weights, valid, evaluation, config.params, progress=progress, label=label
         )
 
     model_text, rounds = fit_model(propensities, "lambdarank")
