@@ -413,9 +413,22 @@ def demo_command(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    simulate_shoppers: Annotated[
+        bool,
+        typer.Option(
+            help="Afterwards, simulated shoppers search and click through the API on "
+            "127.0.0.1, a ranker learns from their logs and is A/B tested (not served)."
+        ),
+    ] = False,
+    shopper_searches: Annotated[
+        int, typer.Option(min=200, help="--simulate-shoppers: searches to learn from.")
+    ] = 2500,
+    ab_searches: Annotated[
+        int, typer.Option(min=100, help="--simulate-shoppers: searches of the A/B test.")
+    ] = 1000,
 ) -> None:
     """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
-    from lookalike.demo.run import DemoOptions, run_demo
+    from lookalike.demo.run import DemoOptions, ShopperOptions, run_demo
 
     if model not in ("offline", "pretrained", "auto"):
         raise typer.BadParameter("--model must be offline, pretrained or auto")
@@ -426,6 +439,7 @@ def demo_command(
         serve=serve,
         retrain=retrain,
         source_dir=source_dir,
+        shoppers=ShopperOptions(shopper_searches, ab_searches) if simulate_shoppers else None,
     )
     run_demo(build_settings(host=host, port=port), options, echo=typer.echo)
 
