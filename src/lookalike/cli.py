@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -57,6 +58,18 @@ def handles_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _catalog(settings: Settings) -> Iterator[Any]:
+    """The catalog alone (no model, no index), closed afterwards."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(settings)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
 
 
 def _engine(settings: Settings, progress: bool = True):
@@ -559,14 +572,10 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search quality per day from the search and click logs: CTR, MRR, diversity."""
-    from lookalike.catalog import open_catalog
     from lookalike.quality import format_report, quality_report
 
-    catalog = open_catalog(build_settings(data_dir))
-    try:
+    with _catalog(build_settings(data_dir)) as catalog:
         report = quality_report(catalog, days)
-    finally:
-        catalog.close()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -580,16 +589,12 @@ def forget_session_command(
     data_dir: DataDir = None,
 ) -> None:
     """Erase one shopper's logs on request: their searches, shown hits and events."""
-    from lookalike.catalog import open_catalog
     from lookalike.quality import SessionHasher
 
     settings = build_settings(data_dir)
-    catalog = open_catalog(settings)
-    try:
+    with _catalog(settings) as catalog:
         hashed = SessionHasher.for_catalog(settings, catalog).hash(session_id)
         erased = catalog.erase_session(hashed) if hashed else 0
-    finally:
-        catalog.close()
     typer.echo(f"erased {erased} logged search(es) of that session")
 
 
@@ -647,7 +652,6 @@ def train_ranker_command(
     it in the catalog and promote it if it beats the ranker serving now."""
     import time
 
-    from lookalike.catalog import open_catalog
     from lookalike.learn import TrainRankerConfig, train_ranker
     from lookalike.learn.lambdarank import LambdaRankParams
 
@@ -664,12 +668,9 @@ def train_ranker_command(
         promote=promote,
         output=output,
     )
-    catalog = open_catalog(settings)
-    try:
+    with _catalog(settings) as catalog:
         echo = (lambda line: None) if as_json else typer.echo
         report = train_ranker(catalog, settings, config, progress=not quiet, echo=echo)
-    finally:
-        catalog.close()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -686,13 +687,8 @@ app.add_typer(ranker_app, name="ranker")
 @handles_errors
 def ranker_list_command(data_dir: DataDir = None) -> None:
     """Stored models, newest first; the one serving is marked."""
-    from lookalike.catalog import open_catalog
-
-    catalog = open_catalog(build_settings(data_dir))
-    try:
+    with _catalog(build_settings(data_dir)) as catalog:
         current, models = catalog.promoted_ranker(), catalog.rankers()
-    finally:
-        catalog.close()
     for model in models:
         heldout = model.manifest.get("metrics", {}).get("learned (lambdarank)", {})
         mark = "*" if model.version == current else " "
@@ -708,13 +704,8 @@ def ranker_promote_command(
     data_dir: DataDir = None,
 ) -> None:
     """Serve this stored model (LOOKALIKE_RANKER=learned picks it up without a restart)."""
-    from lookalike.catalog import open_catalog
-
-    catalog = open_catalog(build_settings(data_dir))
-    try:
+    with _catalog(build_settings(data_dir)) as catalog:
         catalog.promote_ranker(version)
-    finally:
-        catalog.close()
     typer.echo(f"promoted {version}")
 
 
@@ -723,13 +714,8 @@ def ranker_promote_command(
 def ranker_rollback_command(data_dir: DataDir = None) -> None:
     """Undo the newest promotion: the model promoted before it serves again (none left:
     the hand-weighted ranker)."""
-    from lookalike.catalog import open_catalog
-
-    catalog = open_catalog(build_settings(data_dir))
-    try:
+    with _catalog(build_settings(data_dir)) as catalog:
         now_serving = catalog.rollback_ranker()
-    finally:
-        catalog.close()
     typer.echo(
         f"rolled back: {now_serving} serves now"
         if now_serving
