@@ -20,6 +20,7 @@ from lookalike.errors import InvalidInput
 from lookalike.learn.dataset import RankingData
 
 MIN_RANDOMISED_CLICKS = 20
+PROPENSITY_SLOTS = 100  # the most results a page may have (max_limit's default)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Propensities:
     method: str  # "randomised" (estimated) or "none" (every slot 1: no correction)
     searches: int = 0  # randomised searches they were estimated from
     clicks: int = 0
+    eta: float | None = None  # the fitted power law's exponent
 
     def of(self, positions: np.ndarray) -> np.ndarray:
         table = np.asarray(self.by_position, dtype=np.float64)
@@ -37,7 +39,8 @@ class Propensities:
     def to_dict(self) -> dict:
         return {
             "method": self.method,
-            "by_position": [round(p, 6) for p in self.by_position],
+            "eta": None if self.eta is None else round(self.eta, 4),
+            "by_position": [round(p, 6) for p in self.by_position[:20]],
             "randomised_searches": self.searches,
             "randomised_clicks": self.clicks,
         }
@@ -75,10 +78,13 @@ def estimate_propensities(
             "(e.g. 0.05) and log more, or train with --position-bias none"
         )
     rate = clicked / np.maximum(shown, 1)
-    relative = np.minimum.accumulate(rate / rate[0])  # attention never grows down the page
-    return Propensities(
-        tuple(float(p) for p in np.clip(relative, clip, 1.0)), "randomised", searches, total
-    )
+    slots = np.arange(1, depth + 1)
+    used = (clicked > 0) & (slots > 1)
+    x, y, w = np.log(slots[used]), np.log(rate[used] / rate[0]), clicked[used]
+    slope = float((w * x * y).sum() / (w * x * x).sum()) if used.any() else 0.0
+    eta = max(-slope, 0.0)  # attention never grows down the page
+    fitted = np.clip(np.arange(1, PROPENSITY_SLOTS + 1, dtype=np.float64) ** -eta, clip, 1.0)
+    return Propensities(tuple(float(p) for p in fitted), "randomised", searches, total, eta)
 
 
 def ipw_weights(data: RankingData, propensities: Propensities) -> np.ndarray:
