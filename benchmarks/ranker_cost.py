@@ -83,9 +83,9 @@ def main() -> None:
 
     data = build_dataset(simulate(2000, RATING_LOVERS, seed=0, explore_share=0.0))
     params = LambdaRankParams(rounds=args.trees, num_leaves=15, seed=0, threads=2)
-    text, trees = train_lambdarank(
-        data, ipw_weights(data, NO_CORRECTION), None, None, params, progress=False
-    )
+    weights = ipw_weights(data, NO_CORRECTION)
+    fitted = train_lambdarank(data, weights, None, None, params, progress=False)
+    text, trees = fitted.text, fitted.rounds
     manifest = {
         "format": MODEL_FORMAT,
         "version": "bench",

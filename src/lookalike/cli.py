@@ -166,6 +166,10 @@ def search_command(
     mmr: Annotated[
         float | None, typer.Option(help="Diversify by MMR: 1 = relevance only, lower = varied.")
     ] = None,
+    ranker: Annotated[
+        str | None,
+        typer.Option(help="A registered ranker: hand, similarity, learned (default: settings)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -187,6 +191,7 @@ def search_command(
         rerank=_weights(rerank) if rerank else None,
         diversity=diversity,
         limit=limit,
+        ranker=ranker,
         filters=ProductFilter(
             categories=tuple(category or ()),
             brands=tuple(brand or ()),

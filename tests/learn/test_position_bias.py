@@ -30,11 +30,11 @@ SHOPPERS = ClickModel(
     likes=lambda rows: np.where(rows[:, COLUMN["rating"]] > 0.5, 0.9, 0.0),
     top_click=0.6,
 )
-PARAMS = LambdaRankParams(rounds=80, num_leaves=7, early_stopping=80, seed=3, threads=1)
+PARAMS = LambdaRankParams(rounds=80, num_leaves=7, seed=3, threads=1)
 
 
 def fit(data, weights):
-    text, _ = train_lambdarank(data, weights, None, None, PARAMS, progress=False)
+    text = train_lambdarank(data, weights, None, None, PARAMS, progress=False).text
     manifest = {
         "format": MODEL_FORMAT,
         "version": "test",

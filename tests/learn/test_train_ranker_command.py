@@ -75,7 +75,11 @@ def test_train_evaluate_promote_and_roll_back(data_dir: Path, tmp_path: Path) ->
     assert learned[1] > grid[0], (learned, grid)
     assert report["promoted"] and report["decision"].startswith("promoted")
     manifest = report["manifest"]
-    assert manifest["position_bias"]["method"] == "randomised"
+    bias = manifest["position_bias"]
+    assert bias["propensities"]["method"] == "randomised" and bias["propensities"]["eta"] > 0
+    # The clip of the inverse propensities was chosen on the validation searches.
+    assert set(bias["validation_ndcg@10_by_clip"]) == {"0.05", "0.2", "0.5", "1.0"}
+    assert bias["method"] == ("none" if bias["clip"] == 1.0 else "ipw")
     assert manifest["window"]["heldout_from"] > manifest["window"]["since"]
     assert manifest["searches"]["heldout"] > 400
     # The model directory and the catalog hold the same text model, never a pickle.

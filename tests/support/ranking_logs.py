@@ -134,9 +134,8 @@ def small_model(version: str = "test-1", seed: int = 0) -> tuple[dict, str]:
     model = ClickModel(likes=RATING_LOVERS.likes, examine=lambda position: 1.0)
     data = build_dataset(simulate(400, model, seed=seed, explore_share=0.0))
     params = LambdaRankParams(rounds=30, num_leaves=4, seed=seed, threads=1)
-    text, _ = train_lambdarank(
-        data, ipw_weights(data, NO_CORRECTION), None, None, params, progress=False
-    )
+    weights = ipw_weights(data, NO_CORRECTION)
+    text = train_lambdarank(data, weights, None, None, params, progress=False).text
     manifest = {
         "format": MODEL_FORMAT,
         "version": version,

@@ -24,7 +24,8 @@ class LambdaRankParams:
     learning_rate: float = 0.05
     num_leaves: int = 15
     min_data_in_leaf: int = 20
-    early_stopping: int = 30  # rounds without a better validation NDCG@10
+    smoothing: int = 15  # rounds the validation curve is averaged over to pick the best
+    min_rounds: int = 10
     seed: int = 0
     threads: int = 2
 
@@ -49,6 +50,13 @@ class LambdaRankParams:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    text: str  # LightGBM's text format
+    rounds: int  # kept
+    valid_ndcg: float | None  # debiased NDCG@10 on the validation searches at that point
+
+
 def lightgbm_module():
     try:
         import lightgbm
@@ -68,10 +76,11 @@ def train_lambdarank(
     *,
     progress: bool = True,
     label: str = "lambdarank",
-) -> tuple[str, int]:
-    """(model text, rounds kept). Groups without an event teach lambdarank nothing and
-    are left out. With `valid`, boosting stops once its debiased NDCG@10 (propensities
-    `valid_propensities`) has not improved for `early_stopping` rounds."""
+) -> Fitted:
+    """The model and the rounds kept. Groups without an event teach lambdarank nothing and
+    are left out. With `valid`, the model keeps the rounds where its debiased NDCG@10
+    (propensities `valid_propensities`), averaged over `smoothing` rounds, peaks: a small
+    validation set's curve is too noisy to stop at its first dip."""
     lgb = lightgbm_module()
     train, weights = _graded(train, weights)
     names = list(FEATURES)
@@ -83,7 +92,10 @@ def train_lambdarank(
         feature_name=names,
         free_raw_data=False,
     )
-    sets, callbacks, feval = [], [], None
+    sets: list[Any] = []
+    callbacks: list[Any] = []
+    feval = None
+    curve: dict[str, dict[str, list[float]]] = {}
     if valid is not None and valid_propensities is not None:
         valid = valid.subset(valid.with_events())
         if valid.groups:
@@ -102,7 +114,7 @@ def train_lambdarank(
                 ndcg, _mrr = per_search(padded, np.asarray(preds, dtype=np.float64))
                 return "debiased_ndcg@10", float(ndcg.mean()), True
 
-            callbacks.append(lgb.early_stopping(params.early_stopping, verbose=False))
+            callbacks.append(lgb.record_evaluation(curve))
     with tqdm(total=params.rounds, desc=label, unit="round", disable=not progress) as bar:
         callbacks.append(lambda env: bar.update(1))
         booster = lgb.train(
@@ -113,8 +125,25 @@ def train_lambdarank(
             feval=feval,
             callbacks=callbacks,
         )
-    kept = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-    return booster.model_to_string(num_iteration=kept), kept
+    kept, score = booster.current_iteration(), None
+    if curve:
+        scores = np.asarray(next(iter(curve.values()))["debiased_ndcg@10"])
+        kept, score = _peak(scores, params.smoothing, params.min_rounds)
+    return Fitted(booster.model_to_string(num_iteration=kept), kept, score)
+
+
+def _peak(scores: np.ndarray, window: int, min_rounds: int) -> tuple[int, float]:
+    """The round (1-based, at least `min_rounds`) where the trailing mean of `scores`
+    over `window` rounds is highest, and that mean."""
+    if len(scores) <= min_rounds:
+        return len(scores), float(scores[-window:].mean())
+    cumulative = np.concatenate([[0.0], np.cumsum(scores)])
+    rounds = np.arange(1, len(scores) + 1)
+    start = np.maximum(rounds - window, 0)
+    smoothed = (cumulative[rounds] - cumulative[start]) / (rounds - start)
+    smoothed[: min_rounds - 1] = -np.inf
+    best = int(np.argmax(smoothed))
+    return best + 1, float(smoothed[best])
 
 
 def _graded(data: RankingData, weights: np.ndarray) -> tuple[RankingData, np.ndarray]:

@@ -25,7 +25,12 @@ from lookalike.config import Settings
 from lookalike.errors import InvalidInput, LookalikeError
 from lookalike.learn.dataset import RankingData, build_dataset
 from lookalike.learn.grid import grid_search, hand_scores
-from lookalike.learn.lambdarank import LambdaRankParams, lightgbm_module, train_lambdarank
+from lookalike.learn.lambdarank import (
+    Fitted,
+    LambdaRankParams,
+    lightgbm_module,
+    train_lambdarank,
+)
 from lookalike.learn.metrics import Estimate, bootstrap, pad, per_search
 from lookalike.learn.propensity import (
     NO_CORRECTION,
@@ -44,6 +49,7 @@ from lookalike.search.ranking.model_files import (
 )
 
 MIN_GRADED_SEARCHES = 30
+IPW_CLIPS = (0.05, 0.2, 0.5, 1.0)  # lowest propensity a click's weight may use; 1 = none
 SIMILARITY = "similarity alone"
 HAND = "hand weights (settings)"
 GRID = "hand weights (grid-searched)"
@@ -140,21 +146,30 @@ def train_ranker(
     fit, valid, _ = _split(train, config.valid)
 
     evaluation = _evaluation_propensities(train, echo)
-    if config.position_bias == "ipw":
-        if evaluation.method == "none":
-            estimate_propensities(train)  # raises, saying what is missing
-        propensities = evaluation
-    else:
-        propensities = NO_CORRECTION
-    echo(f"position bias: {propensities.method} {_slots(propensities)}")
+    if config.position_bias == "ipw" and evaluation.method == "none":
+        estimate_propensities(train)  # raises, saying what is missing
+    echo(f"position bias: {evaluation.method} {_slots(evaluation)}")
 
-    def fit_model(props: Propensities, label: str) -> tuple[str, int]:
+    # The clip of the inverse propensities trades bias for variance: chosen on the
+    # validation searches (the held-out ones stay untouched); 1.0 = no correction.
+    clips = IPW_CLIPS if config.position_bias == "ipw" else (1.0,)
+    fitted: dict[float, tuple[Propensities, Fitted]] = {}
+    for clip in clips:
+        props = NO_CORRECTION if clip >= 1.0 else estimate_propensities(train, clip=clip)
         weights = ipw_weights(fit, props)
-        return train_lambdarank(
-            fit, weights, valid, evaluation, config.params, progress=progress, label=label
+        label = "lambdarank" + (f", clip {clip:g}" if len(clips) > 1 else "")
+        fitted[clip] = (
+            props,
+            train_lambdarank(
+                fit, weights, valid, evaluation, config.params, progress=progress, label=label
+            ),
         )
-
-    model_text, rounds = fit_model(propensities, "lambdarank")
+    chosen = max(clips, key=lambda c: (fitted[c][1].valid_ndcg or 0.0, -c))
+    model = fitted[chosen][1]
+    if len(clips) > 1:
+        scores = ", ".join(f"{c:g}: {fitted[c][1].valid_ndcg or 0:.4f}" for c in clips)
+        echo(f"validation NDCG@10 by propensity clip ({scores}): clip {chosen:g} chosen")
+    model_text, rounds = model.text, model.rounds
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + model_digest(model_text)[:8]
     manifest: dict[str, Any] = {
         "format": MODEL_FORMAT,
@@ -175,7 +190,14 @@ def train_ranker(
             "train_with_events": int(train.with_events().sum()),
             "heldout_with_events": int(heldout.with_events().sum()),
         },
-        "position_bias": propensities.to_dict(),
+        "position_bias": {
+            "method": "none" if chosen >= 1.0 else "ipw",
+            "propensities": evaluation.to_dict(),
+            "clip": chosen,
+            "validation_ndcg@10_by_clip": {
+                str(c): round(fitted[c][1].valid_ndcg or 0.0, 4) for c in clips
+            },
+        },
     }
     learned = load_model(manifest, model_text)
 
@@ -186,13 +208,21 @@ def train_ranker(
         HAND: lambda f: hand_scores(f, RerankWeights.from_settings(settings)),
         GRID: lambda f: hand_scores(f, grid.weights),
     }
-    notes = {GRID: _weights_note(grid.weights), LEARNED: f"{version}, {rounds} rounds"}
-    if propensities.method != "none":
-        uncorrected_text, _ = fit_model(NO_CORRECTION, "lambdarank, uncorrected")
+    notes = {
+        GRID: _weights_note(grid.weights),
+        LEARNED: f"{version}, {rounds} rounds, "
+        + ("no position correction" if chosen >= 1.0 else f"IPW clipped at {chosen:g}"),
+    }
+    if chosen < 1.0 and 1.0 in fitted:
+        uncorrected_text = fitted[1.0][1].text
         uncorrected = load_model(
             {**manifest, "model_sha256": model_digest(uncorrected_text)}, uncorrected_text
         )
         scorers[UNCORRECTED] = uncorrected.predict
+    elif chosen >= 1.0 and len(clips) > 1:
+        strongest = fitted[clips[0]][1].text
+        corrected = load_model({**manifest, "model_sha256": model_digest(strongest)}, strongest)
+        scorers[f"learned, IPW clipped at {clips[0]:g}"] = corrected.predict
     scorers[LEARNED] = learned.predict
     current = _current_model(catalog, echo)
     if current is not None:
