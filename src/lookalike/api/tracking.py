@@ -51,8 +51,8 @@ class SearchTracker:
         elapsed = time.perf_counter() - started
         metrics.search_seconds.labels(kind).observe(elapsed)
         metrics.search_requests.labels(kind, "200").inc()
-        if results.fallback:
-            metrics.ranker_fallbacks.labels(request.ranker or self.engine.settings.ranker).inc()
+        if results.fallback:  # "learned: why": labelled by the ranker that could not serve
+            metrics.ranker_fallbacks.labels(results.fallback.partition(":")[0]).inc()
         search_id = uuid.uuid4().hex
         if self.log is not None:
             self.log.record(self._record(search_id, kind, request, results, elapsed))
