@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -60,6 +61,18 @@ def handles_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _catalog(settings: Settings) -> Iterator[Any]:
+    """The catalog alone (no model, no index), closed afterwards."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(settings)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
 
 
 def _engine(settings: Settings, progress: bool = True):
@@ -156,6 +169,10 @@ def search_command(
     mmr: Annotated[
         float | None, typer.Option(help="Diversify by MMR: 1 = relevance only, lower = varied.")
     ] = None,
+    ranker: Annotated[
+        str | None,
+        typer.Option(help="A registered ranker: hand, similarity, learned (default: settings)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -178,6 +195,7 @@ def search_command(
         rerank=_weights(rerank) if rerank else None,
         diversity=diversity,
         limit=limit,
+        ranker=ranker,
         filters=ProductFilter(
             categories=tuple(category or ()),
             brands=tuple(brand or ()),
@@ -444,9 +462,22 @@ def demo_command(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    simulate_shoppers: Annotated[
+        bool,
+        typer.Option(
+            help="Afterwards, simulated shoppers search and click through the API on "
+            "127.0.0.1, a ranker learns from their logs and is A/B tested (not served)."
+        ),
+    ] = False,
+    shopper_searches: Annotated[
+        int, typer.Option(min=200, help="--simulate-shoppers: searches to learn from.")
+    ] = 2500,
+    ab_searches: Annotated[
+        int, typer.Option(min=100, help="--simulate-shoppers: searches of the A/B test.")
+    ] = 1000,
 ) -> None:
     """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
-    from lookalike.demo.run import DemoOptions, run_demo
+    from lookalike.demo.run import DemoOptions, ShopperOptions, run_demo
 
     if model not in ("offline", "pretrained", "auto"):
         raise typer.BadParameter("--model must be offline, pretrained or auto")
@@ -457,6 +488,7 @@ def demo_command(
         serve=serve,
         retrain=retrain,
         source_dir=source_dir,
+        shoppers=ShopperOptions(shopper_searches, ab_searches) if simulate_shoppers else None,
     )
     run_demo(build_settings(host=host, port=port), options, echo=typer.echo)
 
@@ -794,12 +826,10 @@ def report_command(
     ] = False,
 ) -> None:
     """Search quality per day from the search and click logs: CTR, MRR, diversity."""
-    from lookalike.catalog import open_catalog
     from lookalike.quality import format_report, prune_logs, quality_report
 
     settings = build_settings(data_dir)
-    catalog = open_catalog(settings)
-    try:
+    with _catalog(settings) as catalog:
         if prune:
             pruned = prune_logs(catalog, settings.search_log_retention_days)
             typer.echo(
@@ -808,12 +838,151 @@ def report_command(
                 err=True,
             )
         report = quality_report(catalog, days)
-    finally:
-        catalog.close()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo(format_report(report))
+
+
+@app.command("forget-session")
+@handles_errors
+def forget_session_command(
+    session_id: Annotated[str, typer.Argument(help="The session id the client sent.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Erase one shopper's logs on request: their searches, shown hits and events."""
+    from lookalike.quality import SessionHasher
+
+    settings = build_settings(data_dir)
+    with _catalog(settings) as catalog:
+        hashed = SessionHasher.for_catalog(settings, catalog).hash(session_id)
+        erased = catalog.erase_session(hashed) if hashed else 0
+    typer.echo(f"erased {erased} logged search(es) of that session")
+
+
+def _when(value: str | None, default: float) -> float:
+    """A date or time (ISO 8601, UTC unless it says otherwise) as Unix seconds."""
+    if value is None:
+        return default
+    from datetime import datetime, timezone
+
+    from lookalike.errors import InvalidInput
+
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"{value!r} is not a date like 2026-12-01 or 2026-12-01T08:00") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+@app.command("train-ranker")
+@handles_errors
+def train_ranker_command(
+    data_dir: DataDir = None,
+    since: Annotated[
+        str | None, typer.Option(help="First day of logs to use (ISO date; default: --days ago).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the logs to use (default: now).")] = (
+        None
+    ),
+    days: Annotated[int, typer.Option(min=1, help="Window length when --since is not given.")] = 28,
+    holdout: Annotated[
+        float, typer.Option(min=0.05, max=0.8, help="Latest share of searches held out.")
+    ] = 0.25,
+    position_bias: Annotated[
+        str,
+        typer.Option(
+            help="ipw: weigh clicks by inverse slot propensities from randomised searches; "
+            "none: raw clicks."
+        ),
+    ] = "ipw",
+    rounds: Annotated[int, typer.Option(min=1, help="Most boosting rounds.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for LightGBM and the bootstrap.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the model directory here.")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Promote the model if it beats the one serving now.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Train a ranker on the search and click logs (LightGBM lambdarank), evaluate it on a
+    later held-out period beside similarity alone and grid-searched hand weights, store
+    it in the catalog and promote it if it beats the ranker serving now."""
+    import time
+
+    from lookalike.learn import TrainRankerConfig, train_ranker
+    from lookalike.learn.lambdarank import LambdaRankParams
+
+    if position_bias not in ("ipw", "none"):
+        raise typer.BadParameter("--position-bias must be ipw or none")
+    settings = build_settings(data_dir)
+    end = _when(until, time.time())
+    config = TrainRankerConfig(
+        since=_when(since, end - days * 86_400),
+        until=end,
+        holdout=holdout,
+        position_bias=position_bias,  # type: ignore[arg-type]
+        params=LambdaRankParams(rounds=rounds, seed=seed),
+        promote=promote,
+        output=output,
+    )
+    with _catalog(settings) as catalog:
+        echo = (lambda line: None) if as_json else typer.echo
+        report = train_ranker(catalog, settings, config, progress=not quiet, echo=echo)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(f"held-out later period: {report.searches['heldout']} searches")
+    typer.echo(report.table())
+    typer.echo(f"model {report.version}: {report.decision}")
+
+
+ranker_app = typer.Typer(help="Learned ranker models in the catalog: list, promote, roll back.")
+app.add_typer(ranker_app, name="ranker")
+
+
+@ranker_app.command("list")
+@handles_errors
+def ranker_list_command(data_dir: DataDir = None) -> None:
+    """Stored models, newest first; the one serving is marked."""
+    with _catalog(build_settings(data_dir)) as catalog:
+        current, models = catalog.promoted_ranker(), catalog.rankers()
+    for model in models:
+        heldout = model.manifest.get("metrics", {}).get("learned (lambdarank)", {})
+        mark = "*" if model.version == current else " "
+        typer.echo(f"{mark} {model.version}  held-out NDCG@10 {heldout.get('ndcg@10', '-')}")
+    if not models:
+        typer.echo("no ranker models (lookalike train-ranker makes them)")
+
+
+@ranker_app.command("promote")
+@handles_errors
+def ranker_promote_command(
+    version: Annotated[str, typer.Argument(help="A stored model's version.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Serve this stored model (LOOKALIKE_RANKER=learned picks it up without a restart)."""
+    with _catalog(build_settings(data_dir)) as catalog:
+        catalog.promote_ranker(version)
+    typer.echo(f"promoted {version}")
+
+
+@ranker_app.command("rollback")
+@handles_errors
+def ranker_rollback_command(data_dir: DataDir = None) -> None:
+    """Undo the newest promotion: the model promoted before it serves again (none left:
+    the hand-weighted ranker)."""
+    with _catalog(build_settings(data_dir)) as catalog:
+        now_serving = catalog.rollback_ranker()
+    typer.echo(
+        f"rolled back: {now_serving} serves now"
+        if now_serving
+        else "rolled back: no learned model is promoted; the hand-weighted ranker serves"
+    )
 
 
 @app.command("migrate")

@@ -300,7 +300,37 @@ class Settings(BaseSettings):
     ranker: str = Field(
         "hand",
         description="Ranker that orders each page of candidates: `hand` (similarity plus the "
-        "weighted business signals below); a request may name another registered ranker.",
+        "weighted business signals below), `similarity` (similarity alone), `learned` (the "
+        "newest promoted model of `lookalike train-ranker`, kept in the catalog), or the path "
+        "of a model directory; a request may name a registered ranker (not a path).",
+    )
+    ranker_reload_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often a learned ranker checks for a newly promoted (or rolled back) "
+        "model, or a changed model directory; servers pick it up without a restart.",
+    )
+    ranker_candidate: str | None = Field(
+        None,
+        description="A/B test: the ranker (a registered name, e.g. `learned`) that a share "
+        "of sessions gets instead of `ranker`; `lookalike report` compares the two arms.",
+    )
+    ranker_candidate_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="A/B test: share of sessions (by a stable hash of the session id) that "
+        "get ranker_candidate. Searches without a session stay outside the experiment.",
+    )
+    rank_explore_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of searches whose top rank_explore_top_k results are shown in "
+        "random order (and logged as such): how `train-ranker` measures position bias.",
+    )
+    rank_explore_top_k: int = Field(
+        10, ge=2, description="Result slots the randomised searches shuffle."
     )
     negative_weight: float = Field(
         0.5,
@@ -521,6 +551,22 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a server prunes old search logs and deletes uploaded images "
         "no product uses any more.",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key that shopper session ids (`X-Session-Id`) are hashed with before "
+        "they are logged; unset = a random key made once and kept in the catalog.",
+    )
+    report_page: bool = Field(
+        False,
+        description="Serve the search-quality report page (`/report`) and its data (the "
+        "data needs an admin key). Off: both answer 404.",
+    )
+    quality_refresh_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often a server recomputes the quality gauges (CTR, MRR, NDCG by "
+        "A/B arm over the last day) it exports at /metrics.",
     )
 
     # --- scaling out: PostgreSQL catalog, Milvus or pgvector vector store ------------------

@@ -16,7 +16,8 @@ LookalikeError
 ├── NotFound               unknown product                              (HTTP 404)
 ├── ModelError             model cannot be built or loaded              (HTTP 503)
 │   ├── ModelMismatch      catalog was indexed with another model
-│   └── CheckpointError    a training state we cannot resume from        (CLI 2)
+│   ├── CheckpointError    a training state we cannot resume from        (CLI 2)
+│   └── RankerModelError   a ranker model missing, corrupt or not fitting this version
 ├── IndexError_            vector index problems                        (HTTP 503)
 │   ├── IndexMismatch      saved index does not fit the settings
 │   └── IndexNotTrained    a trained family (IVF-PQ) got vectors before training
@@ -126,6 +127,11 @@ class ModelMismatch(ModelError):
 
 class CheckpointError(ModelError):
     exit_code = 2
+
+
+class RankerModelError(ModelError):
+    """A learned ranker's model is missing, corrupt, or needs features this version does not
+    compute. Serving never answers it: the search falls back to the hand-weighted ranker."""
 
 
 class IndexError_(LookalikeError):

@@ -145,6 +145,29 @@ class Metrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        self.ranker_fallbacks = Counter(
+            "lookalike_ranker_fallbacks",
+            "Searches the hand-weighted ranker ordered because the asked-for ranker's model "
+            "was missing, corrupt or failed, by the ranker asked for.",
+            ["ranker"],
+            registry=r,
+        )
+        self.quality = {
+            name: Gauge(
+                f"lookalike_quality_{name}",
+                f"{label} of the searches of the last 24 hours, by A/B arm (all = every "
+                "search), recomputed every quality_refresh_interval_s.",
+                ["arm"],
+                registry=r,
+                multiprocess_mode="livemax",  # every worker computes the same figures
+            )
+            for name, label in (
+                ("searches", "Logged searches"),
+                ("ctr", "Click-through rate (share of searches with an event)"),
+                ("mrr", "Mean reciprocal rank of the first event"),
+                ("ndcg", "NDCG@10 of the order shown, events as gains"),
+            )
+        }
         self.index_vectors = Gauge(
             "lookalike_index_vectors",
             "Vectors in the search index (with several workers, the largest of their counts).",
@@ -160,6 +183,12 @@ class Metrics:
         self.processes.set(1)
         for query_type in QUERY_TYPES:  # present from the start, so rates work at once
             self.search_seconds.labels(query_type)
+
+    def set_quality(self, arm: str, **values: float | None) -> None:
+        """The quality gauges of one arm (a None value leaves its gauge as it was)."""
+        for name, value in values.items():
+            if value is not None:
+                self.quality[name].labels(arm).set(value)
 
     def watch_index(self, size: Callable[[], int]) -> None:
         """Report the index size read from `size` (the live index, when scraped)."""

@@ -82,3 +82,44 @@ def test_demo_command_serves_the_indexed_catalog(tmp_path):
     assert hits.status_code == 200, hits.text
     assert len(hits.json()["results"]) == 5
     assert "offline-trained LiT" in output and f"serving on http://127.0.0.1:{port}/" in output
+
+
+def test_simulated_shoppers_teach_a_ranker_through_the_api(tmp_path):
+    """`--simulate-shoppers` on a small catalog: searches and events go through the real
+    API on 127.0.0.1, train-ranker learns from the logs and prints its held-out table,
+    and the A/B phase reports both arms."""
+    pytest.importorskip("lightgbm", reason="needs lookalike[rank]")
+    from lookalike.catalog import open_catalog
+    from lookalike.demo.shoppers import ShopperOptions
+
+    idx = write_idx(tmp_path / "idx", {"train": 120, "test": 30})
+    settings = Settings(_env_file=None, device="cpu", encode_batch_size=64, ingest_workers=2)
+    shoppers = ShopperOptions(searches=500, ab_searches=100, explore_share=0.4, limit=10)
+    options = DemoOptions(
+        directory=tmp_path / "demo",
+        model="offline",
+        serve=False,
+        epochs=1,
+        source_dir=idx,
+        shoppers=shoppers,
+    )
+    lines: list[str] = []
+    result = run_demo(settings, options, echo=lines.append)
+    output = "\n".join(lines)
+    assert "phase 1: 500 searches on http://127.0.0.1:" in output
+    assert "| similarity alone |" in output and "| hand weights (grid-searched) |" in output
+    assert "| learned (lambdarank) |" in output and "not real-world gains" in output
+    catalog = open_catalog(result.settings)
+    try:
+        searches = catalog.logged_searches(0, 2e9)
+        assert len(searches) == 600
+        assert sum(s.explored > 0 for s in searches) > 150  # about 40% shuffled
+        assert {e.kind for s in searches for e in s.events} >= {"click", "cart"}
+        assert all(s.session and len(s.hits) == 10 for s in searches)
+        assert len(catalog.rankers()) == 1  # trained and stored, promoted or not
+        ab = searches[500:]
+        assert {s.arm for s in ab} == {"control", "candidate"}
+    finally:
+        catalog.close()
+    arms = [line for line in output.splitlines() if line.startswith("all ")]
+    assert [line.split()[1] for line in arms[-3:]] == ["all", "control", "candidate"]

@@ -22,7 +22,7 @@ from lookalike.search import (
     SearchPipeline,
     create_ranker,
 )
-from lookalike.search.ranking import BASE_FEATURES, SignalScales, ordered
+from lookalike.search.ranking import FEATURES, SignalScales, ordered
 from lookalike.search.ranking.features import signals
 from tests.support.synthetic_catalog import brute_force, fill_catalog, flat_live_index, unit_vectors
 
@@ -177,10 +177,10 @@ def test_service_reranks_a_pool_and_reports_both_scores(tmp_path):
     assert all(h.score == h.similarity for h in rest)
     assert [h.similarity for h in rest] == sorted((h.similarity for h in rest), reverse=True)
     # The features each hit was ranked on come back with the page, row i for hit i.
-    assert boosted.feature_names == BASE_FEATURES
-    assert boosted.features.shape == (10, len(BASE_FEATURES))
+    assert boosted.feature_names == FEATURES
+    assert boosted.features.shape == (10, len(FEATURES))
     assert boosted.features[0, 0] == pytest.approx(top.similarity)
-    assert boosted.features[0, BASE_FEATURES.index("rating")] == 1.0
-    assert (boosted.features[1:, BASE_FEATURES.index("rating")] == 0).all()
+    assert boosted.features[0, FEATURES.index("rating")] == 1.0
+    assert (boosted.features[1:, FEATURES.index("rating")] == 0).all()
     assert boosted.ranker.startswith("hand@")
     catalog.close()

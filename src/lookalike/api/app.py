@@ -41,7 +41,7 @@ from lookalike.api.limits import BodySizeLimit
 from lookalike.api.metrics import RequestMetrics
 from lookalike.api.metrics import router as metrics_router
 from lookalike.api.ratelimit import RateLimit, RateLimiter
-from lookalike.api.routes import catalog, events, health, images, products, search
+from lookalike.api.routes import admin, catalog, events, health, images, products, search
 from lookalike.api.schemas import ProductIn, SearchQuery
 from lookalike.api.thumbnails import ThumbnailCache
 from lookalike.api.tracking import SearchTracker
@@ -100,6 +100,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             asyncio.create_task(_sync_forever(the_engine, runner, settings)),
             asyncio.create_task(_housekeeping_forever(the_engine, runner, settings)),
         ]
+        if search_log is not None:
+            background.append(asyncio.create_task(_quality_forever(the_engine, runner, settings)))
         app.state.ready = True
         try:
             yield
@@ -129,8 +131,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (search, products, images, catalog, events, health):
+    for module in (search, products, images, catalog, events, admin, health):
         app.include_router(module.router)
+    app.include_router(admin.page_router)
     if settings.metrics_access != "off":
         app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
@@ -156,7 +159,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Session-Id"],
             expose_headers=["Retry-After"],
         )
     app.add_middleware(TrustedHosts, hosts=allowed_hosts(settings))
@@ -246,6 +249,18 @@ async def _housekeeping_forever(engine: Engine, runner: BlockingRunner, settings
                     done.media_deleted,
                 )
         await asyncio.sleep(settings.housekeeping_interval_s)
+
+
+async def _quality_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:
+    """Keep the quality gauges of /metrics (CTR, MRR, NDCG by A/B arm) current."""
+    while True:
+        try:
+            await runner(admin.refresh_quality_gauges, engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the gauges keep their last values; the next round retries
+            log.exception("quality gauges refresh failed")
+        await asyncio.sleep(settings.quality_refresh_interval_s)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

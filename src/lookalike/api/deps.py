@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from lookalike.api.auth import needs
 from lookalike.api.blocking import BlockingRunner
@@ -14,6 +14,7 @@ from lookalike.api.tracking import SearchTracker
 from lookalike.catalog import ProductFilter
 from lookalike.config import Settings
 from lookalike.engine import Engine
+from lookalike.errors import NotFound
 
 
 def _engine(request: Request) -> Engine:
@@ -49,6 +50,25 @@ def _filters(
     return product_filter(category, brand, price_min, price_max)
 
 
+def _report_enabled(request: Request) -> None:
+    """The quality report's page and data are off unless `LOOKALIKE_REPORT_PAGE` is set
+    (404); they also need an `admin` key (see `report_access`)."""
+    if not _settings(request).report_page:
+        raise NotFound("the report page (LOOKALIKE_REPORT_PAGE=true serves it)")
+
+
+def _session(
+    x_session_id: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="The shopper's session id: keeps an A/B arm stable; logged hashed.",
+        ),
+    ] = None,
+) -> str | None:
+    return x_session_id
+
+
 EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunDep = Annotated[BlockingRunner, Depends(_runner)]
@@ -60,7 +80,11 @@ LimitQuery = Annotated[
     int | None,
     Query(ge=1, description="Results wanted (settings: 20 by default, at most 100)."),
 ]
+SessionDep = Annotated[str | None, Depends(_session)]
 # What a route needs: searches and reads are open unless LOOKALIKE_SEARCH_REQUIRES_KEY;
-# writes always need a key with scope write (see api/auth.py).
+# writes always need a key with scope write, administration one with scope admin (see
+# api/auth.py).
 search_access = needs("search")
 write_access = needs("write")
+admin_access = needs("admin")
+report_enabled = Depends(_report_enabled)

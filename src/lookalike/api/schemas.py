@@ -125,6 +125,18 @@ class SearchQuery(BaseModel):
     )
     diversity: DiversityIn | None = None
     limit: int | None = Field(None, ge=1, description="Results wanted (default 20).")
+    ranker: str | None = Field(
+        None,
+        max_length=100,
+        description="A registered ranker for this search (`hand`, `similarity`, `learned`); "
+        "null: the server's (or the A/B arm's).",
+    )
+    session: str | None = Field(
+        None,
+        max_length=200,
+        description="The shopper's session id (also accepted as the `X-Session-Id` header): "
+        "keeps an A/B arm stable; logged only as a keyed hash.",
+    )
 
     def all_texts(self) -> list[str]:
         return ([self.text] if self.text else []) + list(self.texts)
@@ -150,6 +162,15 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float] = Field(description="Where the time went.")
     search_id: str | None = Field(
         None, description="Send it back with `POST /v1/events/click` when a result is clicked."
+    )
+    ranker: str = Field("", description="The ranker that ordered the results (name@version).")
+    ranker_fallback: str | None = Field(
+        None,
+        description="Set when the asked-for ranker could not be used (its model missing or "
+        "corrupt) and the hand-weighted ranker stood in: why.",
+    )
+    arm: str | None = Field(
+        None, description="The session's A/B arm (`control`, `candidate`) while one runs."
     )
 
 
@@ -227,7 +248,7 @@ class Readiness(BaseModel):
 
 # --- events ------------------------------------------------------------------------------
 class ClickIn(BaseModel):
-    """A click on a search result."""
+    """A click on a search result, or a stronger signal: added to the cart, bought."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -243,6 +264,9 @@ class ClickIn(BaseModel):
         le=1000,
         description="Ignored (kept for older clients): the position recorded is the one the "
         "product had in the logged search.",
+    )
+    kind: Literal["click", "cart", "purchase"] = Field(
+        "click", description="What the shopper did with it (a ranker learns most from purchases)."
     )
 
 
@@ -324,6 +348,9 @@ def search_response(
         query_time_ms=round(results.query_time_ms, 3),
         timings_ms={k: round(v, 3) for k, v in results.timings_ms.items()},
         search_id=search_id,
+        ranker=results.ranker,
+        ranker_fallback=results.fallback,
+        arm=results.arm,
     )
 
 

@@ -1,5 +1,7 @@
 """Every API search is timed and counted by query type, gets a search id (returned to the
-client, which sends it back with clicks), and is logged for the quality report. A click is
+client, which sends it back with clicks), and is logged for the quality report and for
+training a ranker: the shopper's session (hashed), the ranker and model that served it,
+its A/B arm and randomised slots, and each shown hit's serving-time features. A click is
 recorded only for a product the logged search returned, at the position it had there."""
 
 from __future__ import annotations
@@ -14,23 +16,32 @@ from lookalike.api.uploads import ImageUpload, decode_uploads
 from lookalike.catalog.logs import new_search_id, search_id_time
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import CatalogError, InvalidInput, LookalikeError, NotFound
-from lookalike.quality import ClickRecord, SearchLogger, SearchRecord
+from lookalike.quality import ClickRecord, SearchLogger, SearchRecord, SessionHasher
 from lookalike.search import SearchResults
 
 CLOCK_SKEW_S = 5.0  # replicas' clocks may differ this much (search ids carry their time)
 
 
 class SearchTracker:
-    def __init__(self, engine: Engine, run: BlockingRunner, log: SearchLogger | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        run: BlockingRunner,
+        log: SearchLogger | None,
+        sessions: SessionHasher | None = None,
+    ) -> None:
         self.engine = engine
         self.run = run
         self.log = log
+        self.sessions = sessions or SessionHasher.for_catalog(engine.settings, engine.catalog)
 
     async def search(
         self, request: SearchRequest, uploads: list[ImageUpload], root_path: str = ""
     ) -> SearchResponse:
-        """Run the search on the thread pool; time, count and log it."""
+        """Run the search on the thread pool; time, count and log it. `request.session` is
+        the client's raw session id: only its hash goes further."""
         metrics = self.engine.metrics
+        request = dataclasses.replace(request, session=self.sessions.hash(request.session))
         kind = dataclasses.replace(request, images=[*request.images, *uploads]).kind
         started = time.perf_counter()
         try:
@@ -44,26 +55,47 @@ class SearchTracker:
         elapsed = time.perf_counter() - started
         metrics.search_seconds.labels(kind).observe(elapsed)
         metrics.search_requests.labels(kind, "200").inc()
+        if results.fallback:  # "learned: why": labelled by the ranker that could not serve
+            metrics.ranker_fallbacks.labels(results.fallback.partition(":")[0]).inc()
         now = time.time()
         search_id = new_search_id(now)
         if self.log is not None:
-            self.log.record(
-                SearchRecord(
-                    search_id=search_id,
-                    ts=now,
-                    query_type=kind,
-                    product_ids=tuple(hit.product.id for hit in results.hits),
-                    categories=tuple(hit.product.category for hit in results.hits),
-                    total_found=results.total_found,
-                    latency_ms=elapsed * 1000,
-                )
-            )
+            self.log.record(self._record(search_id, now, kind, request, results, elapsed))
         return search_response(results, root_path, search_id=search_id)
 
-    async def click(self, search_id: str, product_id: str) -> ClickRecord:
-        """Record a click on a result of a logged search, at the position the log has
-        (NotFound for a search nobody logged, InvalidInput for a product it did not
-        return)."""
+    def _record(
+        self,
+        search_id: str,
+        now: float,
+        kind: str,
+        request: SearchRequest,
+        results: SearchResults,
+        elapsed: float,
+    ) -> SearchRecord:
+        features = results.features
+        logged = features is not None and len(features) == len(results.hits)
+        return SearchRecord(
+            search_id=search_id,
+            ts=now,
+            query_type=kind,
+            product_ids=tuple(hit.product.id for hit in results.hits),
+            categories=tuple(hit.product.category for hit in results.hits),
+            total_found=results.total_found,
+            latency_ms=elapsed * 1000,
+            session=request.session,
+            ranker=results.ranker,
+            model_id=self.engine.live_index.index.meta.model_id,
+            arm=results.arm,
+            explored=results.explored,
+            feature_names=results.feature_names if logged else (),
+            similarities=tuple(hit.similarity for hit in results.hits),
+            features=tuple(map(tuple, features.tolist())) if logged else (),
+        )
+
+    async def click(self, search_id: str, product_id: str, kind: str = "click") -> ClickRecord:
+        """Record a click (or `cart`, `purchase`) on a result of a logged search, at the
+        position the log has (NotFound for a search nobody logged, InvalidInput for a
+        product it did not return)."""
         if self.log is None:
             raise CatalogError("search logging is off (LOOKALIKE_SEARCH_LOG=false)")
         results = await self._logged_results(self.log, search_id)
@@ -71,7 +103,9 @@ class SearchTracker:
             raise NotFound(f"search {search_id} (never logged, or older than the logs keep)")
         if product_id not in results:
             raise InvalidInput(f"product {product_id!r} is not a result of search {search_id}")
-        record = ClickRecord(search_id, product_id, results.index(product_id) + 1, time.time())
+        record = ClickRecord(
+            search_id, product_id, results.index(product_id) + 1, time.time(), kind
+        )
         self.log.record(record)
         return record
 

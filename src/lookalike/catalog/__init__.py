@@ -11,18 +11,33 @@ from lookalike.catalog.base import (
     VectorChanges,
 )
 from lookalike.catalog.factory import catalog_backends, open_catalog, register_catalog
-from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
+from lookalike.catalog.logs import (
+    EVENT_GRADES,
+    ClickRecord,
+    DayTotals,
+    LoggedEvent,
+    LoggedHit,
+    LoggedSearch,
+    SearchRecord,
+)
+from lookalike.catalog.rankers import RankerPromotion, StoredRanker
 
 __all__ = [
+    "EVENT_GRADES",
     "Catalog",
     "CatalogCapabilities",
     "CatalogStats",
     "ClickRecord",
     "DayTotals",
+    "LoggedEvent",
+    "LoggedHit",
+    "LoggedSearch",
     "Product",
     "ProductFilter",
     "ProductWrite",
+    "RankerPromotion",
     "SearchRecord",
+    "StoredRanker",
     "VectorChanges",
     "catalog_backends",
     "open_catalog",

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from lookalike.catalog.keys import ApiKey
-from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
+from lookalike.catalog.logs import ClickRecord, DayTotals, LoggedSearch, SearchRecord
+from lookalike.catalog.rankers import RankerPromotion, StoredRanker
 
 
 @dataclass
@@ -290,6 +291,47 @@ class Catalog(Protocol):
 
     def touch_api_key(self, digest: str, when: float) -> None:
         """Note when a key was last used."""
+        ...
+
+    def logged_searches(
+        self, since_ts: float, until_ts: float, *, with_hits: bool = True
+    ) -> list[LoggedSearch]:
+        """Searches logged in [since_ts, until_ts), oldest first, with their events joined
+        to the logged hits by product (and the hits with their features, `with_hits`)."""
+        ...
+
+    def erase_session(self, session: str) -> int:
+        """Forget one (hashed) session: its searches, their hits and events. Returns how
+        many searches went."""
+        ...
+
+    def save_ranker(self, version: str, manifest: dict[str, Any], model: str) -> None:
+        """Store a learned ranker model (the same version twice must be the same model)."""
+        ...
+
+    def ranker(self, version: str) -> StoredRanker:
+        """A stored ranker model, or NotFound."""
+        ...
+
+    def rankers(self) -> list[StoredRanker]:
+        """Stored ranker models, newest first, without their model text."""
+        ...
+
+    def ranker_promotions(self) -> list[RankerPromotion]:
+        """Every promotion, oldest first."""
+        ...
+
+    def promoted_ranker(self) -> str | None:
+        """The version `LOOKALIKE_RANKER=learned` serves, or None."""
+        ...
+
+    def promote_ranker(self, version: str) -> None:
+        """Serve this stored model from now on (NotFound if it is not stored)."""
+        ...
+
+    def rollback_ranker(self) -> str | None:
+        """Undo the newest promotion in force; returns the version serving now (None: no
+        learned model). NotFound when nothing is promoted."""
         ...
 
     def close(self) -> None: ...

@@ -12,6 +12,13 @@ field here gets a default, so callers that do not know it keep working.
 
 A search id is 32 hex digits: the time it was made in milliseconds (12), then 80 random
 bits. Unguessable, and a click can tell how recent the search it names claims to be.
+
+`0007_ranking_logs` added what a ranker learns from: per search the hashed session, the
+ranker (name@version), the encoder's model id, the A/B arm, how many top slots were shown
+in random order (`explored`) and the feature names; per shown hit (`search_log_hits`,
+keyed by search_id and position) its product, similarity and feature values as computed
+when it was served; per event its kind (click, cart, purchase). Training joins events to
+the hits by product on the server side: the logged position counts, not the client's.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ def search_id_time(search_id: str) -> float | None:
         return None
 
 
+# Events shoppers report on a result, by strength: the relevance grade training uses.
+EVENT_GRADES = {"click": 1, "cart": 2, "purchase": 3}
+
+
 @dataclass(frozen=True)
 class SearchRecord:
     search_id: str
@@ -44,6 +55,14 @@ class SearchRecord:
     categories: tuple[str | None, ...]  # their categories, for diversity
     total_found: int
     latency_ms: float
+    session: str | None = None  # the shopper's session, hashed with the server's secret
+    ranker: str | None = None  # name@version of the ranker that ordered the results
+    model_id: str | None = None  # the encoder that made the query vector
+    arm: str | None = None  # A/B arm ("control", "candidate"), None outside an experiment
+    explored: int = 0  # top slots shown in random order (position-bias estimation); 0 = none
+    feature_names: tuple[str, ...] = ()
+    similarities: tuple[float, ...] = ()  # per result (product_ids order); empty = not logged
+    features: tuple[tuple[float, ...], ...] = ()  # per result, in feature_names order
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,49 @@ class ClickRecord:
     product_id: str
     position: int  # 1 = the first result
     ts: float
+    kind: str = "click"  # a key of EVENT_GRADES
+
+
+@dataclass(frozen=True)
+class LoggedHit:
+    position: int  # 1 = first shown
+    product_id: str
+    similarity: float
+    features: tuple[float, ...]  # in the search's feature_names order
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    product_id: str
+    position: int  # where the search log says the product was shown (0: it was not)
+    kind: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class LoggedSearch:
+    """One logged search read back with its hits and the events joined to them."""
+
+    search_id: str
+    ts: float
+    query_type: str
+    result_count: int
+    session: str | None
+    ranker: str | None
+    arm: str | None
+    explored: int
+    feature_names: tuple[str, ...]
+    hits: tuple[LoggedHit, ...]  # by position; empty when none were logged
+    events: tuple[LoggedEvent, ...]
+
+    def grades(self) -> dict[int, int]:
+        """Position -> the strongest event's grade, for shown hits with an event."""
+        out: dict[int, int] = {}
+        for event in self.events:
+            if event.position > 0:
+                grade = EVENT_GRADES.get(event.kind, 1)
+                out[event.position] = max(out.get(event.position, 0), grade)
+        return out
 
 
 @dataclass(frozen=True)

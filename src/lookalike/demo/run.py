@@ -17,6 +17,7 @@ from typing import Literal
 
 from lookalike.config import Settings
 from lookalike.demo.fashion_mnist import MANIFEST, build_catalog
+from lookalike.demo.shoppers import ShopperOptions, simulate_shoppers
 from lookalike.encode.sources import LIT_CONFIG
 from lookalike.errors import ModelError
 
@@ -39,6 +40,8 @@ class DemoOptions:
     retrain: bool = False
     epochs: int = DEMO_EPOCHS
     source_dir: Path | None = None  # folder with the Fashion-MNIST IDX files
+    # Simulated shoppers teach a ranker afterwards (demo/shoppers.py); None = not run.
+    shoppers: ShopperOptions | None = None
 
 
 @dataclass
@@ -82,6 +85,10 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
         indexed = engine.catalog.stats().searchable
     _print_shell_usage(engine_settings, manifest, echo)
     echo(f"== demo finished in {time.monotonic() - started:.0f}s")
+    if options.shoppers is not None:
+        simulate_shoppers(engine_settings, manifest, options.shoppers, echo)
+        echo("   serve the learned ranker: LOOKALIKE_RANKER=learned lookalike serve")
+        return DemoResult(kind, engine_settings, indexed, searches)
     if options.serve:
         _serve(engine_settings, echo)
     return DemoResult(kind, engine_settings, indexed, searches)

@@ -5,6 +5,7 @@ from lookalike.catalog.logs import ClickRecord, SearchRecord
 from lookalike.quality.logger import SearchLogger
 from lookalike.quality.report import DayQuality, QualityReport, format_report, quality_report
 from lookalike.quality.retention import Pruned, prune_logs
+from lookalike.quality.sessions import SessionHasher
 
 __all__ = [
     "ClickRecord",
@@ -13,6 +14,7 @@ __all__ = [
     "QualityReport",
     "SearchLogger",
     "SearchRecord",
+    "SessionHasher",
     "format_report",
     "prune_logs",
     "quality_report",

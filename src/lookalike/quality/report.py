@@ -10,15 +10,19 @@ first click, and how varied result pages are, each beside a baseline.
   the catalog, from its category counts.
 
 n is the mean number of results shown per search.
+
+Beside them, `ranking_quality.py`'s rows: CTR, MRR and NDCG@10 with intervals by day and by
+A/B arm, from the searches logged with their hits.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from lookalike.catalog import Catalog, DayTotals
+from lookalike.quality.ranking_quality import ArmQuality, format_ranking_quality, ranking_quality
 
 DAY_S = 86_400
 
@@ -38,12 +42,14 @@ class QualityReport:
     days: list[DayQuality]  # oldest first, then the "all" row
     baseline: DayQuality  # random order (MRR) and random pages (diversity)
     page_size: float  # mean results per search, the n of the baselines
+    arms: list[ArmQuality] = field(default_factory=list)  # by day and A/B arm
 
     def to_dict(self) -> dict:
         return {
             "days": [asdict(day) for day in self.days],
             "baseline": asdict(self.baseline),
             "page_size": self.page_size,
+            "arms": [row.to_dict() for row in self.arms],
         }
 
 
@@ -52,7 +58,8 @@ def quality_report(catalog: Catalog, days: int = 7, *, now: float | None = None)
     baselines (from the catalog's products per category), all read through `catalog`."""
     now = time.time() if now is None else now
     today_start = now - now % DAY_S
-    totals = catalog.daily_search_totals(today_start - (days - 1) * DAY_S)
+    since = today_start - (days - 1) * DAY_S
+    totals = catalog.daily_search_totals(since)
     category_counts = {
         facet["value"]: facet["count"] for facet in catalog.facets(limit=100_000)["category"]
     }
@@ -83,7 +90,7 @@ def quality_report(catalog: Catalog, days: int = 7, *, now: float | None = None)
         sum(1 / k for k in range(1, n + 1)) / n,
         random_page_diversity(category_counts, n),
     )
-    return QualityReport(rows, baseline, page_size)
+    return QualityReport(rows, baseline, page_size, ranking_quality(catalog, since, now + 1))
 
 
 def random_page_diversity(category_counts: Mapping[str | None, int], n: int) -> float | None:
@@ -120,6 +127,8 @@ def format_report(report: QualityReport) -> str:
         f"{'baseline':<12} {'':>9} {'':>7} {'':>7} {_num(b.mrr):>7} {_num(b.diversity):>10}"
         f"   (random order / random page of {max(round(report.page_size), 1)})"
     )
+    if report.arms:
+        lines += ["", "ranking quality by day and A/B arm:", format_ranking_quality(report.arms)]
     return "\n".join(lines)
 
 

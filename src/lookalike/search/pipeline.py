@@ -8,9 +8,11 @@ Each stage is a small unit with one job:
   index, by the cheapest strategy that keeps the results complete (exact over a small
   filtered set, ANN with oversampling, or the index's own filtering); the catalog has the
   last word on every candidate (deleted or changed since the index saw it);
-* rank (`ranking/`): a ranker scores the whole candidate pool and reports its features;
+* rank (`ranking/`): a ranker scores the whole candidate pool and reports its features
+  (the A/B arm of the session picks the ranker while an experiment runs);
 * diversify (`diversity`): caps per category/brand and MMR over the ranked pool;
-* results: the page, with per-stage timings and what ranked it.
+* results: the page, with per-stage timings and what ranked it; on a small random share
+  of searches its top slots are shuffled (`ranking/explore.py`), after the result cache.
 
 The result cache wraps the stages after compose, in this one place. Options are checked
 once, in `request.check_options`, whichever entry point is used.
@@ -18,6 +20,7 @@ once, in `request.check_options`, whichever entry point is used.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -33,7 +36,10 @@ from lookalike.search.caches import SearchCaches
 from lookalike.search.candidates import CandidateFinder, FilterPolicy
 from lookalike.search.compose import QueryComposer
 from lookalike.search.diversity import Diversity, diversify
+from lookalike.search.ranking.arms import assign_arm
 from lookalike.search.ranking.base import Ranker, ordered
+from lookalike.search.ranking.explore import shuffle_top
+from lookalike.search.ranking.learned import LearnedModels, fallback_of
 from lookalike.search.ranking.registry import create_ranker
 from lookalike.search.request import (
     Options,
@@ -63,6 +69,7 @@ class SearchPipeline:
         *,
         composer: QueryComposer | None = None,
         result_cache: ResultCache | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
@@ -70,6 +77,8 @@ class SearchPipeline:
         self.settings = settings if settings is not None else Settings.model_construct()
         self.composer = composer
         self.result_cache = result_cache or ResultCache(None, 0, "")
+        self.models = LearnedModels(catalog, self.settings.ranker_reload_interval_s)
+        self.rng = rng or random.Random()  # which searches show their top slots shuffled
 
     # --- entry points --------------------------------------------------------------------
     def run(self, request: SearchRequest) -> SearchResults:
@@ -77,13 +86,15 @@ class SearchPipeline:
         if self.composer is None:
             raise RuntimeError("this pipeline has no query composer (vectors only)")
         check_inputs(request)
+        settings = self.settings
+        arm = assign_arm(settings, request.ranker, request.session, overridden=bool(request.rerank))
         options = check_options(
-            self.settings,
+            settings,
             limit=request.limit,
             filters=request.filters,
             diversity=request.diversity,
             rerank=request.rerank,
-            ranker=request.ranker,
+            ranker=arm.ranker,
             multi_image=request.multi_image,
         )
         query = self.composer.compose(request)
@@ -91,6 +102,10 @@ class SearchPipeline:
         results = self._cached(query.vectors, query.exclude, query.context, options)
         results.timings_ms = {"encode_ms": query.encode_ms, **results.timings_ms}
         results.query_time_ms += query.encode_ms
+        results.arm = arm.arm
+        share = settings.rank_explore_share
+        if share > 0 and self.rng.random() < share:
+            results = shuffle_top(results, settings.rank_explore_top_k, self.rng)
         return results
 
     def by_vector(
@@ -136,7 +151,7 @@ class SearchPipeline:
         """Filtered, ranked, diversified results, from the result cache while the catalog
         and this process's index are as they were."""
         cache = self.result_cache
-        ranker = create_ranker(self.settings, options.ranker, options.rerank)
+        ranker = create_ranker(self.settings, options.ranker, options.rerank, self.models)
         if not cache.enabled:
             return self._search(queries, exclude, context, options, ranker=ranker)
         started = time.perf_counter()
@@ -147,6 +162,7 @@ class SearchPipeline:
                 "filters": options.filters,
                 "exclude": sorted(exclude),
                 "ranker": f"{ranker.name}@{ranker.version}",
+                "fallback": fallback_of(ranker),
                 "kind": context.kind,
                 "diversity": options.diversity,
                 "model": self.index.index.meta.model_id,
@@ -179,7 +195,7 @@ class SearchPipeline:
     ) -> SearchResults:
         started = time.perf_counter()
         now = time.time() if now is None else now
-        ranker = ranker or create_ranker(self.settings, options.ranker, options.rerank)
+        ranker = ranker or create_ranker(self.settings, options.ranker, options.rerank, self.models)
         limit, product_filter, diversity = options.limit, options.filters, options.diversity
         diversifying = diversity is not None and diversity.active
         timings: dict[str, float] = {}
@@ -228,6 +244,7 @@ class SearchPipeline:
             ranker=f"{ranker.name}@{ranker.version}",
             feature_names=ranking.feature_names,
             features=rows,
+            fallback=ranking.fallback or fallback_of(ranker),
         )
 
     # --- checks and helpers --------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 
 from lookalike.catalog.base import Product
 
-FORMAT = "results/2"  # the JSON layout below; caches key on it so an old layout is never read
+FORMAT = "results/3"  # the JSON layout below; caches key on it so an old layout is never read
 
 
 @dataclass
@@ -47,6 +47,10 @@ class SearchResults:
     # what a learned ranker is trained on. Empty when the ranker computed none.
     feature_names: tuple[str, ...] = ()
     features: np.ndarray | None = None
+    # Why the asked-for ranker did not order them (its model missing or corrupt), if so.
+    fallback: str | None = None
+    arm: str | None = None  # the A/B arm of the session ("control", "candidate"), if any
+    explored: int = 0  # top slots shown in random order (position-bias estimation)
 
     def to_dict(self) -> dict[str, Any]:
         """What the CLI prints as JSON."""
@@ -56,6 +60,7 @@ class SearchResults:
             "query_time_ms": round(self.query_time_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "ranker": self.ranker,
+            "ranker_fallback": self.fallback,
         }
 
     def to_json(self) -> bytes:
@@ -72,6 +77,7 @@ class SearchResults:
                 "ranker": self.ranker,
                 "feature_names": list(self.feature_names),
                 "features": None if self.features is None else self.features.tolist(),
+                "fallback": self.fallback,
             }
         ).encode()
 
@@ -93,4 +99,5 @@ class SearchResults:
             ranker=str(data["ranker"]),
             feature_names=tuple(data["feature_names"]),
             features=None if features is None else np.asarray(features, dtype=np.float64),
+            fallback=data["fallback"],
         )

@@ -14,6 +14,7 @@ from lookalike.api.deps import (
     LimitQuery,
     RootPathDep,
     RunDep,
+    SessionDep,
     TrackerDep,
     search_access,
     write_access,
@@ -49,11 +50,12 @@ async def similar_products(
     tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
+    session: SessionDep,
     limit: LimitQuery = None,
 ) -> SearchResponse:
     """More like this: neighbours of the product's stored embedding (nothing is re-encoded),
     the product itself excluded."""
-    request = SearchRequest(product_id=product_id, filters=filters, limit=limit)
+    request = SearchRequest(product_id=product_id, filters=filters, limit=limit, session=session)
     return await tracker.search(request, [], root_path)
 
 

@@ -11,6 +11,7 @@ from lookalike.api.deps import (
     FiltersDep,
     LimitQuery,
     RootPathDep,
+    SessionDep,
     TrackerDep,
     search_access,
 )
@@ -36,11 +37,12 @@ async def search_by_image(
     tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
+    session: SessionDep,
     limit: LimitQuery = None,
 ) -> SearchResponse:
     """Products that look like the uploaded image."""
     upload = await read_upload(image, engine.settings.max_image_bytes)
-    request = SearchRequest(filters=filters, limit=limit)
+    request = SearchRequest(filters=filters, limit=limit, session=session)
     return await tracker.search(request, [upload], root_path)
 
 
@@ -52,12 +54,13 @@ async def search_by_text(
     tracker: TrackerDep,
     filters: FiltersDep,
     root_path: RootPathDep,
+    session: SessionDep,
     limit: LimitQuery = None,
 ) -> SearchResponse:
     """Products that match a description, e.g. `red vintage car on mountain road`."""
     if not q.strip():
         raise InvalidInput("q must contain some text")
-    request = SearchRequest(texts=[q], filters=filters, limit=limit)
+    request = SearchRequest(texts=[q], filters=filters, limit=limit, session=session)
     return await tracker.search(request, [], root_path)
 
 
@@ -97,7 +100,11 @@ _COMBINED_BODY: dict[str, Any] = {
     openapi_extra=_COMBINED_BODY,
 )
 async def search_combined(
-    http_request: Request, engine: EngineDep, tracker: TrackerDep, root_path: RootPathDep
+    http_request: Request,
+    engine: EngineDep,
+    tracker: TrackerDep,
+    root_path: RootPathDep,
+    session: SessionDep,
 ) -> SearchResponse:
     """Any mix of images (one or several), texts, an indexed product, filters and ranking
     options. Send JSON (images base64) or multipart (`query` JSON + `image` files)."""
@@ -143,5 +150,7 @@ async def search_combined(
         rerank=query.rerank,
         diversity=query.diversity.to_diversity() if query.diversity else None,
         limit=query.limit,
+        ranker=query.ranker,
+        session=query.session or session,
     )
     return await tracker.search(request, images, root_path)

@@ -38,7 +38,15 @@ from lookalike.catalog.changes import (
 )
 from lookalike.catalog.filters import filter_sql
 from lookalike.catalog.keys import ApiKey
-from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
+from lookalike.catalog.logs import (
+    ClickRecord,
+    DayTotals,
+    LoggedEvent,
+    LoggedHit,
+    LoggedSearch,
+    SearchRecord,
+)
+from lookalike.catalog.rankers import RankerPromotion, StoredRanker
 from lookalike.catalog.rows import (
     METADATA_COLUMNS,
     PRODUCT_COLUMNS,
@@ -46,7 +54,7 @@ from lookalike.catalog.rows import (
     product_from_row,
 )
 from lookalike.catalog.sql.dialects import Dialect
-from lookalike.errors import InvalidInput, NotFound
+from lookalike.errors import CatalogError, InvalidInput, NotFound
 from lookalike.redact import redact_url
 
 
@@ -402,18 +410,180 @@ class SQLCatalog(ABC):
                 self.dialect.executemany(
                     conn,
                     "INSERT INTO search_log (search_id, ts, query_type, result_count,"
-                    " total_found, latency_ms, product_ids, categories)"
-                    f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {j}, {j})"
+                    " total_found, latency_ms, product_ids, categories, session_hash, ranker,"
+                    " model_id, arm, explored, feature_names)"
+                    f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {j}, {j},"
+                    f" {p}, {p}, {p}, {p}, {p}, {j})"
                     " ON CONFLICT (search_id) DO NOTHING",
                     [_search_params(s) for s in searches],
                 )
+                hits = [row for s in searches for row in _hit_params(s)]
+                if hits:
+                    self.dialect.executemany(
+                        conn,
+                        "INSERT INTO search_log_hits (search_id, position, product_id,"
+                        f" similarity, features) VALUES ({p}, {p}, {p}, {p}, {j})"
+                        " ON CONFLICT (search_id, position) DO NOTHING",
+                        hits,
+                    )
             if clicks:
                 self.dialect.executemany(
                     conn,
-                    "INSERT INTO click_log (search_id, product_id, position, ts)"
-                    f" VALUES ({p}, {p}, {p}, {p})",
-                    [(c.search_id, c.product_id, c.position, c.ts) for c in clicks],
+                    "INSERT INTO click_log (search_id, product_id, position, ts, kind)"
+                    f" VALUES ({p}, {p}, {p}, {p}, {p})",
+                    [(c.search_id, c.product_id, c.position, c.ts, c.kind) for c in clicks],
                 )
+
+    def logged_searches(
+        self, since_ts: float, until_ts: float, *, with_hits: bool = True
+    ) -> list[LoggedSearch]:
+        p = self.dialect.param
+        window = (since_ts, until_ts)
+        with self._reading() as conn:
+            searches = self.dialect.execute(
+                conn,
+                "SELECT search_id, ts, query_type, result_count, session_hash, ranker, arm,"
+                " explored, feature_names FROM search_log"
+                f" WHERE ts >= {p} AND ts < {p} ORDER BY ts, search_id",
+                window,
+            ).fetchall()
+            hits: dict[str, list[LoggedHit]] = {}
+            if with_hits:
+                for sid, position, pid, similarity, features in self.dialect.execute(
+                    conn,
+                    "SELECT h.search_id, h.position, h.product_id, h.similarity, h.features"
+                    " FROM search_log_hits h JOIN search_log s ON s.search_id = h.search_id"
+                    f" WHERE s.ts >= {p} AND s.ts < {p} ORDER BY h.search_id, h.position",
+                    window,
+                ).fetchall():
+                    values = tuple(float(v) for v in (_json(features) or ()))
+                    hits.setdefault(sid, []).append(
+                        LoggedHit(int(position), pid, float(similarity), values)
+                    )
+            # Events join the hits by product: the position is the logged one, whatever
+            # the client said (0 when the product was not among the logged hits).
+            events: dict[str, list[LoggedEvent]] = {}
+            for sid, pid, kind, ts, position in self.dialect.execute(
+                conn,
+                "SELECT c.search_id, c.product_id, c.kind, c.ts, COALESCE(h.position, 0)"
+                " FROM click_log c JOIN search_log s ON s.search_id = c.search_id"
+                " LEFT JOIN search_log_hits h"
+                " ON h.search_id = c.search_id AND h.product_id = c.product_id"
+                f" WHERE s.ts >= {p} AND s.ts < {p} ORDER BY c.search_id, c.ts, c.pk",
+                window,
+            ).fetchall():
+                events.setdefault(sid, []).append(LoggedEvent(pid, int(position), kind, float(ts)))
+        return [
+            LoggedSearch(
+                search_id=sid,
+                ts=float(ts),
+                query_type=query_type,
+                result_count=int(count),
+                session=session,
+                ranker=ranker,
+                arm=arm,
+                explored=int(explored or 0),
+                feature_names=tuple(_json(names) or ()),
+                hits=tuple(hits.get(sid, ())),
+                events=tuple(events.get(sid, ())),
+            )
+            for sid, ts, query_type, count, session, ranker, arm, explored, names in searches
+        ]
+
+    def erase_session(self, session: str) -> int:
+        p = self.dialect.param
+        of_session = f"search_id IN (SELECT search_id FROM search_log WHERE session_hash = {p})"
+        with self._writing(vector_log=False) as conn:
+            for table in ("click_log", "search_log_hits"):
+                self.dialect.execute(conn, f"DELETE FROM {table} WHERE {of_session}", (session,))
+            cursor = self.dialect.execute(
+                conn, f"DELETE FROM search_log WHERE session_hash = {p}", (session,)
+            )
+            return max(int(cursor.rowcount), 0)
+
+    # --- learned ranker models -----------------------------------------------------------
+    def save_ranker(self, version: str, manifest: dict[str, Any], model: str) -> None:
+        p, j = self.dialect.param, self.dialect.json_param
+        with self._writing(vector_log=False) as conn:
+            found = self.dialect.execute(
+                conn, f"SELECT model FROM ranker_models WHERE version = {p}", (version,)
+            ).fetchone()
+            if found is not None:
+                if found[0] != model:
+                    raise CatalogError(f"ranker model {version!r} exists with other content")
+                return
+            self.dialect.execute(
+                conn,
+                "INSERT INTO ranker_models (version, created_at, manifest, model)"
+                f" VALUES ({p}, {p}, {j}, {p})",
+                (version, now(), json.dumps(manifest), model),
+            )
+
+    def ranker(self, version: str) -> StoredRanker:
+        p = self.dialect.param
+        row = self._row(
+            f"SELECT version, created_at, manifest, model FROM ranker_models WHERE version = {p}",
+            (version,),
+        )
+        if row is None:
+            raise NotFound(f"ranker model {version!r}")
+        return StoredRanker(row[0], float(row[1]), _json(row[2]) or {}, row[3])
+
+    def rankers(self) -> list[StoredRanker]:
+        rows = self._rows(
+            "SELECT version, created_at, manifest FROM ranker_models"
+            " ORDER BY created_at DESC, version DESC"
+        )
+        return [StoredRanker(v, float(t), _json(m) or {}, "") for v, t, m in rows]
+
+    def ranker_promotions(self) -> list[RankerPromotion]:
+        rows = self._rows(
+            "SELECT version, promoted_at, rolled_back_at FROM ranker_promotions ORDER BY seq"
+        )
+        return [RankerPromotion(v, float(t), None if r is None else float(r)) for v, t, r in rows]
+
+    def promoted_ranker(self) -> str | None:
+        row = self._row(
+            "SELECT version FROM ranker_promotions WHERE rolled_back_at IS NULL"
+            " ORDER BY seq DESC LIMIT 1"
+        )
+        return None if row is None else row[0]
+
+    def promote_ranker(self, version: str) -> None:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            known = self.dialect.execute(
+                conn, f"SELECT 1 FROM ranker_models WHERE version = {p}", (version,)
+            ).fetchone()
+            if known is None:
+                raise NotFound(f"ranker model {version!r}")
+            self.dialect.execute(
+                conn,
+                f"INSERT INTO ranker_promotions (version, promoted_at) VALUES ({p}, {p})",
+                (version, now()),
+            )
+
+    def rollback_ranker(self) -> str | None:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            current = self.dialect.execute(
+                conn,
+                "SELECT seq FROM ranker_promotions WHERE rolled_back_at IS NULL"
+                " ORDER BY seq DESC LIMIT 1",
+            ).fetchone()
+            if current is None:
+                raise NotFound("a promoted ranker model to roll back")
+            self.dialect.execute(
+                conn,
+                f"UPDATE ranker_promotions SET rolled_back_at = {p} WHERE seq = {p}",
+                (now(), current[0]),
+            )
+            row = self.dialect.execute(
+                conn,
+                "SELECT version FROM ranker_promotions WHERE rolled_back_at IS NULL"
+                " ORDER BY seq DESC LIMIT 1",
+            ).fetchone()
+        return None if row is None else row[0]
 
     def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
         rows = self._rows(_daily_totals_sql(self.dialect), (since_ts,))
@@ -442,18 +612,28 @@ class SQLCatalog(ABC):
 
     def prune_search_logs(self, before_ts: float) -> tuple[int, int]:
         # In batches, each its own short transaction: a months-old backlog never holds the
-        # database's write lock for long (SQLite has one writer at a time).
+        # database's write lock for long (SQLite has one writer at a time). A search's shown
+        # hits (and their features) go with it, in the same transaction.
         p = self.dialect.param
         counts = []
-        for table, key in (("search_log", "search_id"), ("click_log", "pk")):
+        for table, key, with_it in (
+            ("search_log", "search_id", ("search_log_hits",)),
+            ("click_log", "pk", ()),
+        ):
+            batch = (
+                f"SELECT {key} FROM {table} WHERE ts < {p} ORDER BY ts, {key} LIMIT {PRUNE_BATCH}"
+            )
             total = 0
             while True:
                 with self._writing(vector_log=False) as conn:
+                    for dependent in with_it:
+                        self.dialect.execute(
+                            conn,
+                            f"DELETE FROM {dependent} WHERE {key} IN ({batch})",
+                            (before_ts,),
+                        )
                     cursor = self.dialect.execute(
-                        conn,
-                        f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
-                        f" WHERE ts < {p} LIMIT {PRUNE_BATCH})",
-                        (before_ts,),
+                        conn, f"DELETE FROM {table} WHERE {key} IN ({batch})", (before_ts,)
                     )
                     deleted = max(cursor.rowcount, 0)
                 total += deleted
@@ -614,7 +794,34 @@ def _search_params(record: SearchRecord) -> tuple:
         record.latency_ms,
         json.dumps(list(record.product_ids)),
         json.dumps(list(record.categories)),
+        record.session,
+        record.ranker,
+        record.model_id,
+        record.arm,
+        record.explored,
+        json.dumps(list(record.feature_names)) if record.feature_names else None,
     )
+
+
+def _hit_params(record: SearchRecord) -> list[tuple]:
+    """Rows of search_log_hits: one per result whose similarity was logged."""
+    if len(record.similarities) != len(record.product_ids):
+        return []
+    rows = []
+    for position, (pid, similarity) in enumerate(
+        zip(record.product_ids, record.similarities, strict=True), start=1
+    ):
+        features = record.features[position - 1] if record.features else None
+        values = None if features is None else json.dumps([float(v) for v in features])
+        rows.append((record.search_id, position, pid, float(similarity), values))
+    return rows
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: text in SQLite, already decoded by psycopg."""
+    if isinstance(value, (str, bytes)):
+        return json.loads(value) if value else None
+    return value
 
 
 @cache

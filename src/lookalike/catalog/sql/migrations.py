@@ -155,6 +155,46 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        "0007_ranking_logs",
+        # What a learned ranker trains on and how it is served (catalog/logs.py,
+        # catalog/rankers.py): per search its session (hashed), ranker, model, A/B arm,
+        # randomised top slots and feature names; per shown hit its features at serving
+        # time; the kind of each event; the models and their promotions; the key session
+        # ids are hashed with (made here once, so replicas starting together agree on it).
+        """
+        ALTER TABLE search_log ADD COLUMN session_hash TEXT;
+        ALTER TABLE search_log ADD COLUMN ranker TEXT;
+        ALTER TABLE search_log ADD COLUMN model_id TEXT;
+        ALTER TABLE search_log ADD COLUMN arm TEXT;
+        ALTER TABLE search_log ADD COLUMN explored INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE search_log ADD COLUMN feature_names {json};
+        CREATE INDEX search_log_session ON search_log (session_hash);
+        CREATE TABLE search_log_hits (
+            search_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            product_id TEXT NOT NULL,
+            similarity {float} NOT NULL,
+            features {json},
+            PRIMARY KEY (search_id, position)
+        );
+        ALTER TABLE click_log ADD COLUMN kind TEXT NOT NULL DEFAULT 'click';
+        CREATE TABLE ranker_models (
+            version TEXT PRIMARY KEY,
+            created_at {float} NOT NULL,
+            manifest {json} NOT NULL,
+            model TEXT NOT NULL
+        );
+        CREATE TABLE ranker_promotions (
+            seq {row_id},
+            version TEXT NOT NULL,
+            promoted_at {float} NOT NULL,
+            rolled_back_at {float}
+        );
+        INSERT INTO meta (key, value) VALUES ('session_secret', {random_id})
+            ON CONFLICT (key) DO NOTHING;
+        """,
+    ),
+    Migration(
         "0008_product_versions",
         # Order that holds with several writers (queue consumers, servers): each product's
         # version grows with every change and a write older than the stored one is refused.

@@ -25,6 +25,8 @@ class Ranking:
     scores: np.ndarray  # (n,) float64, higher is better
     features: np.ndarray  # (n, len(feature_names)) float64
     feature_names: tuple[str, ...]
+    # Set when the ranker could not score this pool itself and another one did (why).
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scores)

@@ -3,7 +3,9 @@
     score = similarity + sum(weight[s] * signal[s])    for s in popularity, rating,
                                                           conversion, freshness
 
-The signals are the features of `ranking/features.py`, each in [0, 1]. The defaults
+The signals are the features of `ranking/features.py`, each in [0, 1]; the ranker reports
+every feature of `FEATURES` (the search log keeps them for training), scoring on the
+first five. The defaults
 (popularity 0.05, rating 0.05, conversion 0, freshness 0.02) are ours: small enough that
 similarity decides and a signal only breaks near-ties (cosine similarities of a query's
 top results often differ by about 0.01-0.05). A request may override any weight.
@@ -21,7 +23,13 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search.ranking.base import Ranking
-from lookalike.search.ranking.features import BASE_FEATURES, SIGNALS, SignalScales, base_features
+from lookalike.search.ranking.features import (
+    BASE_FEATURES,
+    FEATURES,
+    SIGNALS,
+    SignalScales,
+    ranking_features,
+)
 from lookalike.search.request import QueryContext
 from lookalike.search.results import SearchHit
 
@@ -97,8 +105,22 @@ class HandWeightedRanker:
         return self.weights.active
 
     def rank(self, context: QueryContext, hits: Sequence[SearchHit], now: float) -> Ranking:
-        features = base_features(hits, self.scales, now)
+        features = ranking_features(context, hits, self.scales, now)
+        return Ranking(self.score(features), features, FEATURES)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Scores of feature rows (FEATURES order, or BASE_FEATURES: the first columns)."""
         scores = features[:, 0].copy()
-        if self.reorders and len(hits):
-            scores += features[:, 1:] @ self.weights.as_array()
-        return Ranking(scores, features, BASE_FEATURES)
+        if self.reorders and len(features):
+            signals = features[:, 1 : len(BASE_FEATURES)]
+            scores += signals @ self.weights.as_array()
+        return scores
+
+
+@dataclass(frozen=True)
+class SimilarityRanker(HandWeightedRanker):
+    """Similarity order (every weight 0), under its own name; features are still computed
+    and logged, so its traffic trains a learned ranker as well as any."""
+
+    weights: RerankWeights = field(default_factory=RerankWeights)
+    name: str = field(default="similarity", init=False)
