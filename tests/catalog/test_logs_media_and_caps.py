@@ -34,7 +34,16 @@ DAY = 86_400.0
 
 
 def search(search_id: str, ts: float, ids: tuple[str, ...] = ("a", "b")) -> SearchRecord:
-    return SearchRecord(search_id, ts, "text", ids, tuple(None for _ in ids), len(ids), 1.0)
+    return SearchRecord(
+        search_id,
+        ts,
+        "text",
+        ids,
+        tuple(None for _ in ids),
+        len(ids),
+        1.0,
+        similarities=tuple(0.5 for _ in ids),  # shown hits are logged, each with its score
+    )
 
 
 def test_a_logged_search_reads_back_its_results(catalog: Catalog) -> None:
@@ -56,6 +65,8 @@ def test_logs_are_pruned_by_age_in_batches(
     assert catalog.prune_search_logs(now - 90 * DAY) == (7, 7)
     assert backend.run("SELECT COUNT(*) FROM search_log")[0][0] == 2
     assert backend.run("SELECT COUNT(*) FROM click_log")[0][0] == 2
+    # The pruned searches' shown hits (features included) went with them.
+    assert backend.run("SELECT COUNT(*) FROM search_log_hits")[0][0] == 2 * 2
     assert catalog.search_results("old0") is None and catalog.search_results("new0")
     assert catalog.prune_search_logs(now - 90 * DAY) == (0, 0)  # again: nothing left
 
