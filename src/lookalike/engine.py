@@ -15,6 +15,8 @@ from typing import Any
 
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.config import Settings
+from lookalike.duplicates import DuplicateFinder, DuplicateRules, GroupReport
+from lookalike.duplicates.backfill import BackfillReport, hash_missing
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
 from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
 from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
@@ -28,6 +30,8 @@ from lookalike.ingest.writes import ProductWriter
 from lookalike.metrics import Metrics
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
+from lookalike.search.calibration import Calibration, calibrate_catalog
+from lookalike.search.floor import FloorDefaults
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
 
@@ -45,6 +49,8 @@ class Engine:
         self._encoder = encoder
         self._live: LiveIndex | None = None
         self._pipeline: SearchPipeline | None = None
+        self._duplicates: DuplicateFinder | None = None
+        self.floors = FloorDefaults(self.catalog, settings)
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
         # Remote only: sources API clients and event streams name are fetched through it.
@@ -100,8 +106,18 @@ class Engine:
                 self.caches,
                 self.fetcher,
                 self.limits,
+                self.floors,
             )
         return self._pipeline
+
+    @property
+    def duplicates(self) -> DuplicateFinder:
+        """Near-duplicate groups over the catalog and the live index."""
+        index = self.live_index.index
+        if self._duplicates is None or self._duplicates.index is not index:
+            rules = DuplicateRules.from_settings(self.settings)
+            self._duplicates = DuplicateFinder(self.catalog, index, rules, progress=self.progress)
+        return self._duplicates
 
     def sync(self) -> int:
         """Pick up catalog changes made by other processes; returns log entries applied."""
@@ -139,6 +155,7 @@ class Engine:
         """Ingest items (`write_report`, `save_at_end`: see `ingest.runs.ingest_items`).
         `fetcher`: remote only unless the caller grants local roots."""
         parts = (self.catalog, self.live_index, self.encoder, fetcher or self.fetcher)
+        options.setdefault("duplicates", self.duplicates)
         return ingest_items(
             self.settings, *parts, self.metrics, items, total, progress=self.progress, **options
         )
@@ -167,7 +184,7 @@ class Engine:
             items, write_report=False, fetcher=self.stored_fetcher()
         )
         parts = (self.live_index, self.encoder, self.limits, self.metrics)
-        return ProductWriter(self.catalog, *parts, media, ingest)
+        return ProductWriter(self.catalog, *parts, media, ingest, self.duplicates)
 
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         return self.writer.upsert(item, image)
@@ -193,6 +210,52 @@ class Engine:
 
     def get_product(self, product_id: str) -> Product:
         return self.catalog.get(product_id)
+
+    # --- result quality: relevance floor, near-duplicates ---------------------------------
+    def calibrate(self) -> Calibration:
+        """Measure the relevance floor of the current model over this catalog and store it
+        (searches use it from now on)."""
+        settings = self.settings
+        calibration = calibrate_catalog(
+            self.catalog,
+            self.live_index.index,
+            self.encoder,
+            k=settings.default_limit,
+            sample_size=settings.calibration_sample,
+            image_weight=settings.image_weight,
+        )
+        self.floors.forget()
+        return calibration
+
+    def hash_images(self) -> BackfillReport:
+        """Hash the stored images of products that have no hashes yet (read back through
+        `stored_fetcher`)."""
+        return hash_missing(
+            self.catalog,
+            self.stored_fetcher(),
+            self.limits,
+            workers=self.settings.ingest_workers,
+            progress=self.progress,
+        )
+
+    def near_duplicates(self, *, write: bool = True) -> tuple[GroupReport, BackfillReport]:
+        """Hash what is not hashed, then find every near-duplicate group from scratch (and
+        store the groups unless `write` is False)."""
+        backfill = self.hash_images()
+        report = self.duplicates.find_all(write=write)
+        report.unhashed = len(backfill.failed)
+        return report, backfill
+
+    def duplicates_of(self, product_id: str) -> list[Product]:
+        """The other members of the product's near-duplicate group (NotFound if unknown)."""
+        self.catalog.get(product_id)
+        rows = self.catalog.image_hashes(product_ids=[product_id])
+        group = rows[0].group_id if rows else None
+        if group is None:
+            return []
+        members = self.catalog.group_members([group]).get(group, [])
+        found = self.catalog.get_many([pid for pid in members if pid != product_id])
+        return [found[pid] for pid in sorted(found)]
 
     # --- index administration ------------------------------------------------------------
     @property

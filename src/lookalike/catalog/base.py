@@ -51,10 +51,25 @@ class Product:
 
 @dataclass
 class ProductWrite:
-    """One upsert. `embedding=None` updates metadata and keeps the stored vector."""
+    """One upsert. `embedding=None` updates metadata and keeps the stored vector.
+
+    `hashes`: the (perceptual hash, mirror image's hash) of the image the embedding was made
+    from, as unsigned 64-bit ints; a new embedding without them drops the stored ones."""
 
     product: Product
     embedding: np.ndarray | None = None
+    hashes: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class HashRow:
+    """A product's stored image hashes and near-duplicate group."""
+
+    product_id: str
+    vector_id: int
+    phash: int  # unsigned 64-bit
+    phash_mirror: int
+    group_id: str | None
 
 
 @dataclass(frozen=True)
@@ -219,6 +234,32 @@ class Catalog(Protocol):
 
     def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
         """Sums of the search and click logs per UTC day from `since_ts` on, oldest first."""
+        ...
+
+    # --- near-duplicates: image hashes and groups ---------------------------------------
+    def image_hashes(
+        self, *, after_vector_id: int = -1, product_ids: Sequence[str] | None = None
+    ) -> list[HashRow]:
+        """Stored hashes of current embeddings: of `product_ids`, or all whose vector id is
+        above `after_vector_id`, by vector id."""
+        ...
+
+    def unhashed_products(self, limit: int = 1_000, after_vector_id: int = -1) -> list[Product]:
+        """Searchable products whose current image has no stored hashes (a backfill's
+        work), by vector id, from above `after_vector_id`."""
+        ...
+
+    def set_image_hashes(self, rows: Sequence[tuple[str, int, int, int]]) -> int:
+        """Store (product_id, vector_id, phash, phash_mirror) of products whose current
+        vector is still `vector_id` (others are skipped); returns how many were stored."""
+        ...
+
+    def set_duplicate_groups(self, groups: Mapping[str, str | None]) -> None:
+        """product id -> its near-duplicate group id (None: in no group), one transaction."""
+        ...
+
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[str]]:
+        """group id -> its members' product ids (sorted)."""
         ...
 
     def close(self) -> None: ...

@@ -1,6 +1,7 @@
 """One item's preparation, shared by every ingest engine (local threads, Ray workers).
 
-fetch -> content hash -> skip-unchanged decision -> decode + validate -> model preprocessing.
+fetch -> content hash -> skip-unchanged decision -> decode + validate -> model preprocessing
+(and the perceptual hashes near-duplicate detection uses).
 Bad items come back as `failed` with a reason; nothing here raises for bad input.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 from lookalike.catalog.base import Product
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.encode.phash import perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
@@ -30,6 +32,7 @@ class Prepared:
     pixels: np.ndarray | None = None
     failure: BadRow | None = None
     existed: bool = False
+    hashes: tuple[int, int] | None = None  # perceptual hashes, for near-duplicates
 
 
 def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
@@ -80,7 +83,13 @@ def prepare_item(
             return Prepared(skip, product)
         image = decode_image(data, limits, source=source)
         pixels = encoder.preprocess(image)
-        return Prepared("encode", product, pixels=pixels, existed=existing is not None)
+        return Prepared(
+            "encode",
+            product,
+            pixels=pixels,
+            existed=existing is not None,
+            hashes=perceptual_hashes(image),
+        )
     except (InvalidInput, FetchError) as exc:
         return Prepared("failed", failure=BadRow(spec.id, source, failure_reason(exc)))
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from lookalike.catalog.base import Catalog, Product, ProductWrite
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.encode.phash import perceptual_hashes
 from lookalike.errors import InvalidInput, NotFound
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.media import store_media
-from lookalike.ingest.pipeline import IngestReport
+from lookalike.ingest.pipeline import DuplicateHook, IngestReport, grouped_delete, grouped_write
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
 
@@ -31,7 +32,9 @@ class ProductWriter:
         metrics: Metrics,
         media_dir: Path,
         ingest: BatchIngest,
+        duplicates: DuplicateHook | None = None,
     ) -> None:
+        self.duplicates = duplicates
         self.catalog = catalog
         self.index = index
         self.encoder = encoder
@@ -64,9 +67,14 @@ class ProductWriter:
         )
         vector = self.encoder.encode_images([decoded])[0]
         existed = bool(self.catalog.get_many([item.id]))
-        self.catalog.upsert([ProductWrite(product, vector)])
-        self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
-        self.index.apply_writes()
+
+        def write() -> None:
+            hashes = perceptual_hashes(decoded)
+            self.catalog.upsert([ProductWrite(product, vector, hashes=hashes)])
+            self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
+            self.index.apply_writes()
+
+        grouped_write(self.duplicates, [item.id], write)
         return self.catalog.get(item.id)
 
     def delete(self, product_id: str) -> None:
@@ -75,8 +83,12 @@ class ProductWriter:
 
     def delete_many(self, product_ids: Sequence[str]) -> int:
         """Delete the products that exist (one transaction); returns how many did."""
-        deleted = self.catalog.delete(product_ids)
-        if deleted:
-            self.metrics.ingest_items.labels("deleted").inc(deleted)
-            self.index.apply_writes()
-        return deleted
+
+        def delete() -> int:
+            deleted = self.catalog.delete(product_ids)
+            if deleted:
+                self.metrics.ingest_items.labels("deleted").inc(deleted)
+                self.index.apply_writes()
+            return deleted
+
+        return grouped_delete(self.duplicates, product_ids, delete)

@@ -11,7 +11,7 @@ import numpy as np
 
 from lookalike.catalog.base import Product
 
-FORMAT = "results/2"  # the JSON layout below; caches key on it so an old layout is never read
+FORMAT = "results/3"  # the JSON layout below; caches key on it so an old layout is never read
 
 
 @dataclass
@@ -19,6 +19,8 @@ class SearchHit:
     product: Product
     score: float  # final score, after any re-ranking
     similarity: float  # cosine similarity to the query
+    # With collapse=duplicates: the other members of this hit's near-duplicate group.
+    duplicates: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.product
@@ -32,6 +34,7 @@ class SearchHit:
             "attributes": p.attributes,
             "score": round(self.score, 6),
             "similarity": round(self.similarity, 6),
+            "duplicates": self.duplicates,
         }
 
 
@@ -47,6 +50,8 @@ class SearchResults:
     # what a learned ranker is trained on. Empty when the ranker computed none.
     feature_names: tuple[str, ...] = ()
     features: np.ndarray | None = None
+    min_score: float | None = None  # the relevance floor that applied (None: none)
+    below_floor: int = 0  # how many of the best `limit` candidates it cut
 
     def to_dict(self) -> dict[str, Any]:
         """What the CLI prints as JSON."""
@@ -56,6 +61,8 @@ class SearchResults:
             "query_time_ms": round(self.query_time_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "ranker": self.ranker,
+            "min_score": self.min_score,
+            "below_floor": self.below_floor,
         }
 
     def to_json(self) -> bytes:
@@ -64,7 +71,7 @@ class SearchResults:
             {
                 "format": FORMAT,
                 "hits": [
-                    [dataclasses.asdict(hit.product), hit.score, hit.similarity]
+                    [dataclasses.asdict(hit.product), hit.score, hit.similarity, hit.duplicates]
                     for hit in self.hits
                 ],
                 "total_found": self.total_found,
@@ -72,6 +79,8 @@ class SearchResults:
                 "ranker": self.ranker,
                 "feature_names": list(self.feature_names),
                 "features": None if self.features is None else self.features.tolist(),
+                "min_score": self.min_score,
+                "below_floor": self.below_floor,
             }
         ).encode()
 
@@ -82,8 +91,8 @@ class SearchResults:
         if data.get("format") != FORMAT:
             raise ValueError(f"results layout {data.get('format')!r} is not {FORMAT}")
         hits = [
-            SearchHit(Product(**product), float(score), float(similarity))
-            for product, score, similarity in data["hits"]
+            SearchHit(Product(**product), float(score), float(similarity), list(duplicates))
+            for product, score, similarity, duplicates in data["hits"]
         ]
         features = data["features"]
         return cls(
@@ -93,4 +102,6 @@ class SearchResults:
             ranker=str(data["ranker"]),
             feature_names=tuple(data["feature_names"]),
             features=None if features is None else np.asarray(features, dtype=np.float64),
+            min_score=None if data["min_score"] is None else float(data["min_score"]),
+            below_floor=int(data["below_floor"]),
         )

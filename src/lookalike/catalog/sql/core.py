@@ -38,12 +38,14 @@ from lookalike.catalog.rows import (
     product_from_row,
 )
 from lookalike.catalog.sql.dialects import Dialect
+from lookalike.catalog.sql.hashes import HashStore
 from lookalike.errors import NotFound
 from lookalike.redact import redact_url
 
 
-class SQLCatalog(ABC):
-    """Products, embeddings, the change log, meta and the search logs in SQL tables."""
+class SQLCatalog(HashStore, ABC):
+    """Products, embeddings, the change log, meta, image hashes and the search logs in SQL
+    tables."""
 
     backend: ClassVar[str]
     dialect: ClassVar[Dialect]
@@ -103,6 +105,7 @@ class SQLCatalog(ABC):
                     _upsert_sql(self.dialect, with_vector),
                     [_row_params(row, seqs, stamp) for row in run],
                 )
+            self._write_hashes(conn, plan.rows, seqs)
             self._bump_version(conn)
 
     def delete(self, product_ids: Sequence[str]) -> int:
@@ -113,6 +116,7 @@ class SQLCatalog(ABC):
             # SELECT, then DELETE: no RETURNING, which SQLite before 3.35 lacks.
             rows = self._where_in(conn, "SELECT vector_id FROM products", "id", ids)
             self._where_in(conn, "DELETE FROM products", "id", ids, fetch=False)
+            self._delete_hashes(conn, ids)
             removed = [int(vector_id) for (vector_id,) in rows if vector_id is not None]
             seqs = self._number_entries(conn, len(removed))
             self._append_log(conn, [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)])
