@@ -31,7 +31,7 @@ def test_the_default_is_sqlite_in_the_data_dir(tmp_path):
         assert catalog.describe() == {
             "backend": "sqlite",
             "url": f"sqlite:///{tmp_path / 'data' / 'catalog.db'}",
-            "schema": "0004_search_and_click_logs",
+            "schema": "0009_image_hashes",
             "capabilities": {"shared_between_machines": False, "concurrent_writers": True},
         }
     finally:

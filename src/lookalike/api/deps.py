@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
@@ -79,5 +79,18 @@ FiltersDep = Annotated[ProductFilter, Depends(_filters)]
 LimitQuery = Annotated[
     int | None,
     Query(ge=1, description="Results wanted (settings: 20 by default, at most 100)."),
+]
+MinScoreQuery = Annotated[
+    float | None,
+    Query(
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="Relevance floor: raw similarity a hit needs (default: calibrated; -1: none).",
+    ),
+]
+CollapseQuery = Annotated[
+    Literal["duplicates"] | None,
+    Query(description="`duplicates`: one hit per near-duplicate group."),
 ]
 require_api_key = Depends(_require_api_key)

@@ -107,6 +107,17 @@ class SearchQuery(BaseModel):
     )
     diversity: DiversityIn | None = None
     limit: int | None = Field(None, ge=1, description="Results wanted (default 20).")
+    min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="Relevance floor: the raw similarity a hit needs (null: the calibrated "
+        "default of the model and query kind; -1: no floor).",
+    )
+    collapse: Literal["duplicates"] | None = Field(
+        None, description="`duplicates`: one hit per near-duplicate group."
+    )
 
     def all_texts(self) -> list[str]:
         return ([self.text] if self.text else []) + list(self.texts)
@@ -123,6 +134,9 @@ class SearchHitOut(BaseModel):
     score: float = Field(description="Final score (after any re-ranking); higher is better.")
     similarity: float = Field(description="Cosine similarity to the query.")
     attributes: dict[str, Any]
+    duplicates: list[str] = Field(
+        [], description="With `collapse=duplicates`: the other products of this hit's group."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -132,6 +146,14 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float] = Field(description="Where the time went.")
     search_id: str | None = Field(
         None, description="Send it back with `POST /v1/events/click` when a result is clicked."
+    )
+    min_score: float | None = Field(
+        None, description="The relevance floor that applied (null: none)."
+    )
+    below_floor: int = Field(
+        0,
+        description="How many of the best `limit` candidates (by similarity) were under the "
+        "floor: a page can say 'no close matches' instead of showing noise.",
     )
 
 
@@ -276,6 +298,7 @@ def search_response(
                 score=round(hit.score, 6),
                 similarity=round(hit.similarity, 6),
                 attributes=p.attributes,
+                duplicates=hit.duplicates,
             )
         )
     return SearchResponse(
@@ -284,6 +307,8 @@ def search_response(
         query_time_ms=round(results.query_time_ms, 3),
         timings_ms={k: round(v, 3) for k, v in results.timings_ms.items()},
         search_id=search_id,
+        min_score=results.min_score,
+        below_floor=results.below_floor,
     )
 
 

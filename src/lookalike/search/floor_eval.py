@@ -131,7 +131,23 @@ def evaluate_floor(
                 f"P@{P_AT}": round(float(np.mean(precision)), 3) if precision else None,
             }
         rows.append(row)
+    rows.insert(_first_off_catalog(rows) + 2, _combined(rows, "off-catalog text"))
     return {"limit": limit, "floors": floors, "rows": rows}
+
+
+def _first_off_catalog(rows: list[dict[str, Any]]) -> int:
+    return next(i for i, row in enumerate(rows) if row["set"].startswith("off-catalog text"))
+
+
+def _combined(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The sets starting with `prefix` as one, weighted by their query counts."""
+    parts = [row for row in rows if row["set"].startswith(prefix)]
+    total = sum(row["queries"] for row in parts)
+    combined: dict[str, Any] = {"set": f"{prefix}: all", "queries": total}
+    for label in ("no floor", "floor"):
+        kept = sum(row[label]["kept"] * row["queries"] for row in parts) / total
+        combined[label] = {"kept": round(kept, 2), f"P@{P_AT}": None}
+    return combined
 
 
 def _sample_items(catalog: Catalog, count: int = IMAGE_QUERIES) -> list[tuple[str, str]]:

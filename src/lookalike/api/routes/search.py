@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from lookalike.api.deps import EngineDep, FiltersDep, LimitQuery, RootPathDep, TrackerDep
+from lookalike.api.deps import (
+    CollapseQuery,
+    EngineDep,
+    FiltersDep,
+    LimitQuery,
+    MinScoreQuery,
+    RootPathDep,
+    TrackerDep,
+)
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import (
     MAX_QUERY_IMAGES,
@@ -30,10 +38,12 @@ async def search_by_image(
     filters: FiltersDep,
     root_path: RootPathDep,
     limit: LimitQuery = None,
+    min_score: MinScoreQuery = None,
+    collapse: CollapseQuery = None,
 ) -> SearchResponse:
     """Products that look like the uploaded image."""
     upload = await read_upload(image, engine.settings.max_image_bytes)
-    request = SearchRequest(filters=filters, limit=limit)
+    request = SearchRequest(filters=filters, limit=limit, min_score=min_score, collapse=collapse)
     return await tracker.search(request, [upload], root_path)
 
 
@@ -46,11 +56,15 @@ async def search_by_text(
     filters: FiltersDep,
     root_path: RootPathDep,
     limit: LimitQuery = None,
+    min_score: MinScoreQuery = None,
+    collapse: CollapseQuery = None,
 ) -> SearchResponse:
     """Products that match a description, e.g. `red vintage car on mountain road`."""
     if not q.strip():
         raise InvalidInput("q must contain some text")
-    request = SearchRequest(texts=[q], filters=filters, limit=limit)
+    request = SearchRequest(
+        texts=[q], filters=filters, limit=limit, min_score=min_score, collapse=collapse
+    )
     return await tracker.search(request, [], root_path)
 
 
@@ -136,5 +150,7 @@ async def search_combined(
         rerank=query.rerank,
         diversity=query.diversity.to_diversity() if query.diversity else None,
         limit=query.limit,
+        min_score=query.min_score,
+        collapse=query.collapse,
     )
     return await tracker.search(request, images, root_path)
