@@ -134,7 +134,7 @@ def select_bases(
             if image is None:
                 continue
             image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
-            if min(image.size) < 50 or _grey_std(image) < MIN_CONTENT_STD:
+            if min(image.size) < 80 or _grey_std(image) < MIN_CONTENT_STD:
                 continue
             grey = image.convert("L").resize((32, 32), Image.LANCZOS)
             h, hm = imagehash.phash(grey), imagehash.phash(ImageOps.mirror(grey))

@@ -288,27 +288,27 @@ class Settings(BaseSettings):
         description="Catalog items `lookalike calibrate` samples (spread over categories).",
     )
     duplicate_hash_bits: int = Field(
-        10,
+        8,
         ge=0,
         le=32,
         description="Near-duplicates: perceptual hashes (64 bits) at most this many bits "
         "apart are candidates (the mirror image's hash counts too).",
     )
     duplicate_loose_bits: int = Field(
-        24,
+        16,
         ge=0,
         le=64,
         description="Near-duplicates found by embedding (crops) must still have hashes at most "
         "this many bits apart (unrelated images differ in about 32).",
     )
     duplicate_hash_similarity: float = Field(
-        0.9,
+        0.99,
         ge=-1,
         le=1,
         description="Near-duplicates: embedding similarity a hash candidate needs to be confirmed.",
     )
     duplicate_similarity: float = Field(
-        0.97,
+        0.999,
         ge=-1,
         le=1,
         description="Near-duplicates: embedding similarity a nearest neighbour needs to be "

@@ -46,10 +46,10 @@ BATCH = 2_048
 
 @dataclass(frozen=True)
 class DuplicateRules:
-    hash_bits: int = 10
-    loose_bits: int = 24
-    hash_similarity: float = 0.9
-    similarity: float = 0.97
+    hash_bits: int = 8
+    loose_bits: int = 16
+    hash_similarity: float = 0.99
+    similarity: float = 0.999
     neighbours: int = 10
     mode: Mode = "both"
 
