@@ -140,3 +140,18 @@ def test_groups_are_written_as_json_csv_and_a_contact_sheet(dup_engine, tmp_path
         lambda p: Image.open(folder / p.id),
     ).read_text()
     assert sheet.count("<section") == 2 and sheet.count("data:image/jpeg;base64,") == 4
+
+
+def test_the_confirmation_rule() -> None:
+    from lookalike.duplicates import DuplicateRules
+
+    rules = DuplicateRules(hash_bits=8, loose_bits=16, hash_similarity=0.99, similarity=0.999)
+    assert rules.confirms(3, 30, 0.995)  # close hashes, embeddings agree
+    assert not rules.confirms(3, 30, 0.95)  # close hashes, unlike images: a collision
+    assert rules.confirms(30, 0, 0.5)  # a mirror image: the hashes decide
+    assert not rules.confirms(30, 5, 0.5)  # near the mirror hash only loosely: not enough
+    assert rules.confirms(14, 30, 0.9995)  # a crop: embeddings agree, hashes loosely
+    assert not rules.confirms(20, 30, 0.9995)  # ... but not an unrelated image's hash
+    assert DuplicateRules(mode="hash").confirms(8, 40, -1.0)
+    assert DuplicateRules(mode="embedding").confirms(40, 40, 0.9995)
+    assert not DuplicateRules(mode="embedding").confirms(0, 0, 0.99)

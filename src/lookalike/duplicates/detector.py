@@ -8,6 +8,9 @@ Candidates of an item:
   which move a perceptual hash as far as an unrelated image's).
 
 A candidate pair is confirmed when
+* one is the other's mirror image: its hash within MIRROR_BITS of the other's mirror hash
+  while their direct hashes differ (the embeddings saw two orientations, which a model
+  need not map alike), or
 * its hashes are within `duplicate_hash_bits` and its stored embeddings agree to at least
   `duplicate_hash_similarity` (a hash collision between unlike images does not), or
 * its embeddings agree to at least `duplicate_similarity` and its hashes are within
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["both", "hash", "embedding"]
 BATCH = 2_048
+# Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
+# original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
+MIRROR_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,20 @@ class DuplicateRules:
             mode=mode,
         )
 
-    def distance(self, a: HashRow, b: HashRow) -> int:
-        """Bits apart, the mirror image counted: a's mirror against b's hash."""
-        return min(hamming(a.phash, b.phash), hamming(a.phash_mirror, b.phash))
+    def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
+        """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""
+        return hamming(a.phash, b.phash), hamming(a.phash_mirror, b.phash)
 
-    def confirms(self, distance: int, similarity: float) -> bool:
+    def confirms(self, direct: int, mirrored: int, similarity: float) -> bool:
+        distance = min(direct, mirrored)
         if self.mode == "hash":
             return distance <= self.hash_bits
         if self.mode == "embedding":
             return similarity >= self.similarity
+        if mirrored <= MIRROR_BITS < direct:
+            # A mirror image: the stored embeddings saw the two orientations, which a model
+            # need not map alike; mirroring moves no pHash bit, so the hashes decide.
+            return True
         return (distance <= self.hash_bits and similarity >= self.hash_similarity) or (
             similarity >= self.similarity and distance <= self.loose_bits
         )
@@ -213,7 +224,7 @@ class DuplicateFinder:
             self._load([a, b], embeddings)
             ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         similarity = float(ea @ eb) if ea is not None and eb is not None else -1.0
-        return self.rules.confirms(self.rules.distance(a, b), similarity)
+        return self.rules.confirms(*self.rules.distances(a, b), similarity)
 
     def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
         embeddings: dict[int, np.ndarray] = {}
