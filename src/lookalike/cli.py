@@ -416,6 +416,10 @@ def train_command(
         bool, typer.Option(help="Continue the run saved in --output, if any.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Calibrate the relevance floor on a sample of the training items."),
+    ] = True,
 ) -> None:
     """Train (or fine-tune) the encoder on the catalog's own (image, text) pairs."""
     from lookalike.train.loop import TrainConfig, train
@@ -434,15 +438,49 @@ def train_command(
         limit=limit,
         max_steps=max_steps,
     )
-    result = train(source, output, build_settings(), config, resume=resume, progress=not quiet)
+    settings = build_settings()
+    result = train(source, output, settings, config, resume=resume, progress=not quiet)
     state = "finished" if result.finished else f"stopped at step {result.step}, run again to resume"
     typer.echo(
         f"{result.output}: {state} ({result.step}/{result.total_steps} steps, "
         f"{result.seconds:.0f}s)"
     )
+    if calibrate and result.finished:
+        _calibrate_trained(source, Path(result.output), settings, progress=not quiet)
     typer.echo(
         f"use it: export LOOKALIKE_MODEL_CHECKPOINT={result.output}; lookalike index {source}"
     )
+
+
+def _calibrate_trained(source: str, model_dir: Path, settings: Settings, *, progress: bool):
+    """The new model's relevance floor, measured on a sample of its training items and kept
+    in the model directory (a catalog calibrates again when it is indexed)."""
+    from lookalike.encode import create_encoder
+    from lookalike.search.calibration import (
+        LabelledSample,
+        calibrate,
+        save_with_model,
+        vectors_kth_best,
+    )
+    from lookalike.train.calibration_sample import encoded_sample
+
+    model_settings = settings.model_copy(update={"model_checkpoint": str(model_dir)})
+    encoder = create_encoder(model_settings)
+    vectors, labels, names = encoded_sample(source, encoder, model_settings, progress=progress)
+    if len(names) == 0:
+        typer.echo("relevance floor: the training items have no categories to calibrate on")
+        return
+    calibration = calibrate(
+        LabelledSample(vectors, labels, names),
+        encoder,
+        vectors_kth_best(vectors, settings.default_limit),
+        model_id=encoder.model_id,
+        k=settings.default_limit,
+        image_weight=settings.image_weight,
+        source="training items",
+    )
+    save_with_model(calibration, model_dir)
+    _print_calibration(calibration)
 
 
 @app.command("eval")

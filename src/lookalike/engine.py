@@ -30,7 +30,7 @@ from lookalike.ingest.writes import ProductWriter
 from lookalike.metrics import Metrics
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
-from lookalike.search.calibration import Calibration, calibrate_catalog
+from lookalike.search.calibration import Calibration, calibrate_catalog, model_thresholds
 from lookalike.search.floor import FloorDefaults
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
@@ -50,7 +50,13 @@ class Engine:
         self._live: LiveIndex | None = None
         self._pipeline: SearchPipeline | None = None
         self._duplicates: DuplicateFinder | None = None
-        self.floors = FloorDefaults(self.catalog, settings)
+        # A model trained here carries a floor measured on its training items: the default
+        # until this catalog is calibrated with it.
+        self.floors = FloorDefaults(
+            self.catalog,
+            settings,
+            fallback=lambda model_id: model_thresholds(settings.model_checkpoint, model_id),
+        )
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
         # Remote only: sources API clients and event streams name are fetched through it.

@@ -32,6 +32,7 @@ import string
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,10 @@ from PIL import Image
 
 from lookalike.catalog.base import Catalog, ProductFilter
 from lookalike.encode.base import Encoder, l2_normalize
+from lookalike.files.atomic import write_text_atomic
 from lookalike.index.base import VectorIndex
 from lookalike.search.compose import hybrid
-from lookalike.search.floor import meta_key
+from lookalike.search.floor import meta_key, thresholds_from_json
 
 NOISE_TEXTS = 200
 NOISE_IMAGES = 64
@@ -52,6 +54,8 @@ RELATED_QUANTILE = 0.05
 PROMPT = "a photo of a {}"
 KINDS = ("text", "image", "hybrid")
 SHOWN_QUANTILES = (0.01, 0.05, 0.1, 0.5, 0.9, 0.99)
+
+MODEL_FILE = "relevance_floor.json"  # in a model directory: written by `lookalike train`
 
 KthBest = Callable[[np.ndarray], np.ndarray]  # (m, dim) queries -> (m,) k-th best similarity
 
@@ -287,6 +291,28 @@ def calibrate_catalog(
     )
     catalog.set_meta(meta_key(model_id), calibration.to_json())
     return calibration
+
+
+def save_with_model(calibration: Calibration, model_dir: str | Path) -> Path:
+    """Keep a calibration made on training items beside the model (`lookalike train`)."""
+    path = Path(model_dir) / MODEL_FILE
+    write_text_atomic(path, calibration.to_json())
+    return path
+
+
+def model_thresholds(model_checkpoint: str | None, model_id: str) -> dict[str, float | None]:
+    """The floors a model directory carries for `model_id` ({} when none): the default for
+    catalogs not calibrated with that model yet."""
+    if not model_checkpoint:
+        return {}
+    path = Path(model_checkpoint) / MODEL_FILE
+    try:
+        raw = path.read_text()
+        if json.loads(raw).get("model_id") != model_id:
+            return {}  # the weights changed since: it is another model's
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return thresholds_from_json(raw)
 
 
 def vectors_kth_best(vectors: np.ndarray, k: int) -> KthBest:
