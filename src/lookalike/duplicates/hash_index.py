@@ -9,6 +9,7 @@ radius while looking at a fraction of them. Rows are appended as the catalog gai
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ class HashIndex:
         self.by_vector: dict[int, HashRow] = {}
         self.last_vector_id = -1
         self._index = None
+        # API threads write (and so search and add) at once; a FAISS index is not safe to
+        # add to while another thread searches it.
+        self._lock = threading.RLock()
 
     def _new_index(self, expected: int):
         import faiss
@@ -46,17 +50,19 @@ class HashIndex:
     def add(self, rows: Sequence[HashRow]) -> None:
         if not rows:
             return
-        if self._index is None:
-            self._index = self._new_index(len(rows))
-        self._index.add(hash_bytes(np.array([r.phash for r in rows], dtype=np.uint64)))
-        self.rows.extend(rows)
-        self.by_vector.update((r.vector_id, r) for r in rows)
-        self.last_vector_id = max(self.last_vector_id, max(r.vector_id for r in rows))
+        with self._lock:
+            if self._index is None:
+                self._index = self._new_index(len(rows))
+            self._index.add(hash_bytes(np.array([r.phash for r in rows], dtype=np.uint64)))
+            self.rows.extend(rows)
+            self.by_vector.update((r.vector_id, r) for r in rows)
+            self.last_vector_id = max(self.last_vector_id, max(r.vector_id for r in rows))
 
     def refresh(self, catalog: Catalog) -> int:
         """Add the hashes the catalog gained since the last refresh; returns how many."""
-        fresh = catalog.image_hashes(after_vector_id=self.last_vector_id)
-        self.add(fresh)
+        with self._lock:
+            fresh = catalog.image_hashes(after_vector_id=self.last_vector_id)
+            self.add(fresh)
         return len(fresh)
 
     def __len__(self) -> int:
@@ -67,10 +73,11 @@ class HashIndex:
         if self._index is None or len(hashes) == 0:
             return []
         radius = self.radius if radius is None else radius
-        # FAISS binary range search keeps distances strictly below the radius it is given.
-        limits, distances, found = self._index.range_search(
-            hash_bytes(np.asarray(hashes, dtype=np.uint64)), radius + 1
-        )
+        with self._lock:
+            # FAISS binary range search keeps distances strictly below the radius given.
+            limits, distances, found = self._index.range_search(
+                hash_bytes(np.asarray(hashes, dtype=np.uint64)), radius + 1
+            )
         matches = []
         for query in range(len(hashes)):
             for j in range(limits[query], limits[query + 1]):
