@@ -30,10 +30,9 @@ import json
 import random
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -347,22 +346,3 @@ def format_calibration(calibration: Calibration) -> str:
 
 def _shown(value: float | None, empty: str = "-") -> str:
     return empty if value is None else f"{value:.3f}"
-
-
-def thresholds(calibration: Calibration) -> dict[str, Any]:
-    return {kind: entry.min_score for kind, entry in calibration.kinds.items()}
-
-
-__all__: Sequence[str] = (
-    "Calibration",
-    "KindFloor",
-    "LabelledSample",
-    "calibrate",
-    "calibrate_catalog",
-    "catalog_sample",
-    "format_calibration",
-    "index_kth_best",
-    "noise_images",
-    "noise_texts",
-    "vectors_kth_best",
-)
