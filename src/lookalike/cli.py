@@ -99,6 +99,9 @@ def index_command(
         str | None,
         typer.Option(help="Ray cluster for --engine ray (ray://head:10001); default: local Ray."),
     ] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="Calibrate the relevance floor afterwards (a sample: seconds).")
+    ] = True,
 ) -> None:
     """Add a folder or manifest to the catalog and index (re-runs skip unchanged items)."""
     if engine_name not in ("local", "ray"):
@@ -112,6 +115,23 @@ def index_command(
         else:
             report = engine.index_path(source)
         _print_report(report)
+        if calibrate and engine.catalog.stats().searchable:
+            _print_calibration(engine.calibrate())
+
+
+@app.command("calibrate")
+@handles_errors
+def calibrate_command(data_dir: DataDir = None) -> None:
+    """Measure the relevance floor of the configured model over the catalog, per query kind
+    (text, image, hybrid), print the distributions and store the floors."""
+    with _engine(build_settings(data_dir), progress=False) as engine:
+        _print_calibration(engine.calibrate())
+
+
+def _print_calibration(calibration: Any) -> None:
+    from lookalike.search.calibration import format_calibration
+
+    typer.echo(format_calibration(calibration))
 
 
 @app.command("reindex")
@@ -173,6 +193,17 @@ def search_command(
         str | None,
         typer.Option(help="A registered ranker: hand, similarity, learned (default: settings)."),
     ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Relevance floor: raw similarity a hit needs (default: calibrated)."),
+    ] = None,
+    no_floor: Annotated[
+        bool, typer.Option("--no-floor", help="Show every hit, however weak.")
+    ] = False,
+    collapse_duplicates: Annotated[
+        bool,
+        typer.Option("--collapse-duplicates", help="One hit per near-duplicate group."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -182,6 +213,8 @@ def search_command(
 
     if not (image or text or similar):
         raise typer.BadParameter("give --image, --text or --similar")
+    if no_floor and min_score is not None:
+        raise typer.BadParameter("give --min-score or --no-floor, not both")
     diversity = None
     if max_per_category is not None or max_per_brand is not None or mmr is not None:
         diversity = Diversity(max_per_category, max_per_brand, mmr)
@@ -196,6 +229,8 @@ def search_command(
         diversity=diversity,
         limit=limit,
         ranker=ranker,
+        min_score=-1.0 if no_floor else min_score,
+        collapse="duplicates" if collapse_duplicates else None,
         filters=ProductFilter(
             categories=tuple(category or ()),
             brands=tuple(brand or ()),
@@ -238,10 +273,95 @@ def print_hits(results: Any) -> str:
             f"{rank:>3}  {hit.score:6.3f}  {p.id[:28]:<28} {p.title[:32]:<32} "
             f"{(p.category or '')[:14]:<14} {(p.brand or '')[:12]:<12} {price}"
         )
+        if hit.duplicates:
+            lines.append(f"{'':13}near-duplicates: {', '.join(hit.duplicates)}")
+    if not results.hits and results.below_floor:
+        lines.append("no close matches")
     lines.append(
         f"{len(results.hits)} results of {results.total_found} in {results.query_time_ms:.1f} ms"
     )
+    if results.below_floor:
+        lines.append(
+            f"{results.below_floor} weaker hits under the relevance floor "
+            f"{results.min_score:.3f} (--no-floor shows them)"
+        )
     return "\n".join(lines)
+
+
+@app.command("near-duplicates")
+@handles_errors
+def near_duplicates_command(
+    data_dir: DataDir = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for groups.json, groups.csv and contact-sheet.html "
+            "(default: reports/near-duplicates-<time> in the data dir)."
+        ),
+    ] = None,
+    write: Annotated[
+        bool, typer.Option(help="Store the groups (search's collapse uses them).")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Find groups of near-identical product images (resized, re-compressed, cropped a
+    little, mirrored, watermarked copies) over the whole catalog."""
+    import time
+
+    from lookalike.duplicates.report import write_contact_sheet, write_csv, write_json
+    from lookalike.encode.images import decode_image
+
+    settings = build_settings(data_dir)
+    with _engine(settings, progress=not quiet) as engine:
+        report, backfill = engine.near_duplicates(write=write)
+        folder = out or settings.data_dir / "reports" / time.strftime(
+            "near-duplicates-%Y%m%d-%H%M%S"
+        )
+        fetcher = engine.stored_fetcher()
+
+        def read_image(product):
+            try:
+                return decode_image(fetcher.fetch(product.image_source), engine.limits)
+            except LookalikeError:
+                return None
+
+        write_json(folder / "groups.json", report.groups)
+        write_csv(folder / "groups.csv", report.groups, engine.catalog)
+        sheet = write_contact_sheet(
+            folder / "contact-sheet.html", report.groups, engine.catalog, read_image
+        )
+    typer.echo(
+        f"{len(report.groups)} groups with {report.grouped} of {report.items} images"
+        + (f"; hashed {backfill.hashed} images first" if backfill.hashed else "")
+        + (f"; {len(backfill.failed)} images could not be read" if backfill.failed else "")
+    )
+    typer.echo(f"groups: {folder / 'groups.json'}, {folder / 'groups.csv'}; contact sheet: {sheet}")
+
+
+@app.command("eval-floor")
+@handles_errors
+def eval_floor_command(
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON with class_prompts / paraphrases (in-catalog text queries); "
+            "default: a prompt per catalog category."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Page size the floor is measured at.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Measure the relevance floor on the catalog: how many of a page in-catalog and
+    off-catalog text queries keep, and in-catalog P@10, beside no floor."""
+    from lookalike.search.floor_eval import evaluate_floor, floor_table
+
+    with _engine(build_settings(data_dir), progress=False) as engine:
+        report = evaluate_floor(engine.pipeline, engine.catalog, queries, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(floor_table(report))
 
 
 @app.command("info")
@@ -345,6 +465,10 @@ def train_command(
         bool, typer.Option(help="Continue the run saved in --output, if any.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Calibrate the relevance floor on a sample of the training items."),
+    ] = True,
 ) -> None:
     """Train (or fine-tune) the encoder on the catalog's own (image, text) pairs."""
     from lookalike.train.loop import TrainConfig, train
@@ -363,15 +487,49 @@ def train_command(
         limit=limit,
         max_steps=max_steps,
     )
-    result = train(source, output, build_settings(), config, resume=resume, progress=not quiet)
+    settings = build_settings()
+    result = train(source, output, settings, config, resume=resume, progress=not quiet)
     state = "finished" if result.finished else f"stopped at step {result.step}, run again to resume"
     typer.echo(
         f"{result.output}: {state} ({result.step}/{result.total_steps} steps, "
         f"{result.seconds:.0f}s)"
     )
+    if calibrate and result.finished:
+        _calibrate_trained(source, Path(result.output), settings, progress=not quiet)
     typer.echo(
         f"use it: export LOOKALIKE_MODEL_CHECKPOINT={result.output}; lookalike index {source}"
     )
+
+
+def _calibrate_trained(source: str, model_dir: Path, settings: Settings, *, progress: bool):
+    """The new model's relevance floor, measured on a sample of its training items and kept
+    in the model directory (a catalog calibrates again when it is indexed)."""
+    from lookalike.encode import create_encoder
+    from lookalike.search.calibration import (
+        LabelledSample,
+        calibrate,
+        save_with_model,
+        vectors_kth_best,
+    )
+    from lookalike.train.calibration_sample import encoded_sample
+
+    model_settings = settings.model_copy(update={"model_checkpoint": str(model_dir)})
+    encoder = create_encoder(model_settings)
+    vectors, labels, names = encoded_sample(source, encoder, model_settings, progress=progress)
+    if len(names) == 0:
+        typer.echo("relevance floor: the training items have no categories to calibrate on")
+        return
+    calibration = calibrate(
+        LabelledSample(vectors, labels, names),
+        encoder,
+        vectors_kth_best(vectors, settings.default_limit),
+        model_id=encoder.model_id,
+        k=settings.default_limit,
+        image_weight=settings.image_weight,
+        source="training items",
+    )
+    save_with_model(calibration, model_dir)
+    _print_calibration(calibration)
 
 
 @app.command("eval")

@@ -332,6 +332,53 @@ class Settings(BaseSettings):
     rank_explore_top_k: int = Field(
         10, ge=2, description="Result slots the randomised searches shuffle."
     )
+    relevance_floor: bool = Field(
+        True,
+        description="Drop hits whose raw similarity is under the floor `lookalike calibrate` "
+        "measured for the model and query kind (a request's `min_score` wins).",
+    )
+    min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="One fixed relevance floor for every query kind instead of the calibrated "
+        "ones (-1: none).",
+    )
+    calibration_sample: int = Field(
+        5_000,
+        ge=10,
+        description="Catalog items `lookalike calibrate` samples (spread over categories).",
+    )
+    duplicate_hash_bits: int = Field(
+        8,
+        ge=0,
+        le=32,
+        description="Near-duplicates: perceptual hashes (64 bits) at most this many bits "
+        "apart are candidates (the mirror image's hash counts too).",
+    )
+    duplicate_loose_bits: int = Field(
+        16,
+        ge=0,
+        le=64,
+        description="Near-duplicates found by embedding (crops) must still have hashes at most "
+        "this many bits apart (unrelated images differ in about 32).",
+    )
+    duplicate_hash_similarity: float = Field(
+        0.99,
+        ge=-1,
+        le=1,
+        description="Near-duplicates: embedding similarity a hash candidate needs to be confirmed.",
+    )
+    duplicate_similarity: float = Field(
+        0.999,
+        ge=-1,
+        le=1,
+        description="Near-duplicates: embedding similarity a nearest neighbour needs to be "
+        "confirmed (with hashes within duplicate_loose_bits).",
+    )
+    duplicate_neighbours: int = Field(
+        10, ge=1, le=1000, description="Near-duplicates: nearest neighbours checked per item."
+    )
     negative_weight: float = Field(
         0.5,
         ge=0,

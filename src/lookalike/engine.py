@@ -19,6 +19,8 @@ import numpy as np
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.catalog.base import WriteOutcome
 from lookalike.config import Settings
+from lookalike.duplicates import DuplicateFinder, DuplicateRules, GroupReport
+from lookalike.duplicates.backfill import BackfillReport, hash_missing
 from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
 from lookalike.encode.decode_gate import return_freed_memory_promptly
 from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
@@ -36,6 +38,8 @@ from lookalike.metrics import Metrics
 from lookalike.quality.retention import Pruned, prune_logs
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
+from lookalike.search.calibration import Calibration, calibrate_catalog, model_thresholds
+from lookalike.search.floor import FloorDefaults
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
 
@@ -61,6 +65,14 @@ class Engine:
         self._encoder = encoder
         self._live: LiveIndex | None = None
         self._pipeline: SearchPipeline | None = None
+        self._duplicates: DuplicateFinder | None = None
+        # A model trained here carries a floor measured on its training items: the default
+        # until this catalog is calibrated with it.
+        self.floors = FloorDefaults(
+            self.catalog,
+            settings,
+            fallback=lambda model_id: model_thresholds(settings.model_checkpoint, model_id),
+        )
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
         return_freed_memory_promptly()  # decoded images' memory back to the OS when freed
@@ -135,8 +147,18 @@ class Engine:
                 self.caches,
                 self.fetcher,
                 self.limits,
+                self.floors,
             )
         return self._pipeline
+
+    @property
+    def duplicates(self) -> DuplicateFinder:
+        """Near-duplicate groups over the catalog and the live index."""
+        index = self.live_index.index
+        if self._duplicates is None or self._duplicates.index is not index:
+            rules = DuplicateRules.from_settings(self.settings)
+            self._duplicates = DuplicateFinder(self.catalog, index, rules, progress=self.progress)
+        return self._duplicates
 
     def sync(self) -> int:
         """Pick up catalog changes made by other processes; returns log entries applied."""
@@ -175,6 +197,7 @@ class Engine:
         """Ingest items (`write_report`, `save_at_end`: see `ingest.runs.ingest_items`).
         `fetcher`: remote only unless the caller grants local roots."""
         parts = (self.catalog, self.live_index, self.encoder, fetcher or self.fetcher)
+        options.setdefault("duplicates", self.duplicates)
         return ingest_items(
             self.settings, *parts, self.metrics, items, total, progress=self.progress, **options
         )
@@ -202,7 +225,7 @@ class Engine:
             items, write_report=False, fetcher=self.stored_fetcher()
         )
         parts = (self.live_index, self.encoder, self.limits, self.metrics)
-        return ProductWriter(self.catalog, *parts, self.media, ingest)
+        return ProductWriter(self.catalog, *parts, self.media, ingest, self.duplicates)
 
     @property
     def media(self) -> MediaStore:
@@ -241,6 +264,52 @@ class Engine:
 
     def get_product(self, product_id: str) -> Product:
         return self.catalog.get(product_id)
+
+    # --- result quality: relevance floor, near-duplicates ---------------------------------
+    def calibrate(self) -> Calibration:
+        """Measure the relevance floor of the current model over this catalog and store it
+        (searches use it from now on)."""
+        settings = self.settings
+        calibration = calibrate_catalog(
+            self.catalog,
+            self.live_index.index,
+            self.encoder,
+            k=settings.default_limit,
+            sample_size=settings.calibration_sample,
+            image_weight=settings.image_weight,
+        )
+        self.floors.forget()
+        return calibration
+
+    def hash_images(self) -> BackfillReport:
+        """Hash the stored images of products that have no hashes yet (read back through
+        `stored_fetcher`)."""
+        return hash_missing(
+            self.catalog,
+            self.stored_fetcher(),
+            self.limits,
+            workers=self.settings.ingest_workers,
+            progress=self.progress,
+        )
+
+    def near_duplicates(self, *, write: bool = True) -> tuple[GroupReport, BackfillReport]:
+        """Hash what is not hashed, then find every near-duplicate group from scratch (and
+        store the groups unless `write` is False)."""
+        backfill = self.hash_images()
+        report = self.duplicates.find_all(write=write)
+        report.unhashed = len(backfill.failed)
+        return report, backfill
+
+    def duplicates_of(self, product_id: str) -> list[Product]:
+        """The other members of the product's near-duplicate group (NotFound if unknown)."""
+        self.catalog.get(product_id)
+        rows = self.catalog.image_hashes(product_ids=[product_id])
+        group = rows[0].group_id if rows else None
+        if group is None:
+            return []
+        members = self.catalog.group_members([group]).get(group, [])
+        found = self.catalog.get_many([pid for pid in members if pid != product_id])
+        return [found[pid] for pid in sorted(found)]
 
     # --- index administration ------------------------------------------------------------
     @property

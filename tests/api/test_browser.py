@@ -219,3 +219,94 @@ def test_api_docs_render_offline(page, live_server: LiveServer) -> None:
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Lookalike")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     expect(page.locator(".opblock-summary-path", has_text="/v1/search/text")).to_have_count(1)
+
+
+PAGE_LIMIT = 24  # app.js LIMIT
+
+
+@pytest.fixture(scope="module")
+def quality_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    indexed_data: Path,
+    tiny_model: Path,
+    catalog_items: list[CatalogItem],
+):
+    """A server whose default floor is 0.9999 (the `min_score` setting), over a catalog
+    with one near-duplicate pair: catalog_items[9] and a mirrored copy of it."""
+    from PIL import Image, ImageOps
+
+    from lookalike import Engine
+    from lookalike.ingest.sources import ItemSpec
+    from tests.support.api_catalog import api_settings, copy_data, png_bytes, start_server
+
+    data_dir = copy_data(indexed_data, tmp_path_factory.mktemp("quality"))
+    item = catalog_items[9]
+    original = Image.open(item.path).convert("RGB")
+    mirror = ImageOps.mirror(original)
+    with Engine(api_settings(data_dir, tiny_model)) as engine:
+        a, b = engine.encoder.encode_images([original, mirror])
+    # The tiny random model is not mirror-invariant: the embedding check is set to what this
+    # pair reaches (grey hashes alone would also pair same-shape items of other colours).
+    settings = api_settings(data_dir, tiny_model, duplicate_hash_similarity=float(a @ b) - 1e-4)
+    with Engine(settings) as engine:
+        engine.upsert(ItemSpec(id="sku-mirror", image=None, title="Mirrored"), png_bytes(mirror))
+        assert [p.id for p in engine.duplicates_of(item.id)] == ["sku-mirror"]
+    os.environ["LOOKALIKE_MIN_SCORE"] = "0.9999"
+    try:
+        server = start_server(data_dir, tiny_model)
+    finally:
+        del os.environ["LOOKALIKE_MIN_SCORE"]
+    try:
+        yield server
+    finally:
+        from tests.support.api_catalog import stop_server
+
+        stop_server(server.process)
+
+
+@pytest.fixture
+def quality_page(browser, quality_server: LiveServer, problems: list[str]):
+    context = browser.new_context(viewport={"width": 1180, "height": 820})
+    page = context.new_page()
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.goto(quality_server.url)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def test_the_floor_says_no_close_matches_and_can_be_lifted(quality_page, catalog_items) -> None:
+    page = quality_page
+    page.get_by_test_id("query-text").fill("red circle")
+    page.get_by_test_id("query-text").press("Enter")
+    expect(page.get_by_test_id("status")).to_contain_text("No close matches")
+    expect(page.get_by_test_id("status")).to_contain_text("24 weaker items are hidden")
+    expect(page.get_by_test_id("result")).to_have_count(0)
+    # Every hit, however weak, once the shopper asks for them.
+    page.get_by_test_id("floor-toggle").uncheck()
+    expect(page.get_by_test_id("result")).to_have_count(PAGE_LIMIT)  # 25 items, a page of 24
+    expect(page.get_by_test_id("status")).not_to_contain_text("hidden")
+
+
+def test_collapsed_duplicates_show_one_card_with_a_badge(quality_page, catalog_items) -> None:
+    page = quality_page
+    item = catalog_items[9]
+    page.get_by_test_id("floor-toggle").uncheck()
+    page.get_by_test_id("image-input").set_input_files(str(item.path))
+    expect(page.get_by_test_id("result").first).to_have_attribute("data-id", item.id)
+    expect(page.get_by_test_id("duplicates").filter(visible=True)).to_have_count(0)
+    assert {item.id, "sku-mirror"} <= set(result_ids(page))
+    page.get_by_test_id("collapse-toggle").check()
+    # Other look-alike pairs of the tiny model may collapse too; this pair must.
+    expect(page.get_by_test_id("duplicates").filter(visible=True).first).to_be_visible()
+    ids = result_ids(page)
+    assert (item.id in ids) != ("sku-mirror" in ids)
+    card = page.locator(f"[data-testid=result][data-id='{item.id}']")
+    if "sku-mirror" in ids:
+        card = page.locator("[data-testid=result][data-id='sku-mirror']")
+    expect(card.get_by_test_id("duplicates")).to_have_text("+1 near-duplicate")
+    page.screenshot(path=str(quality_page_shot()))
+
+
+def quality_page_shot() -> Path:
+    return Path(os.environ.get("LOOKALIKE_QUALITY_SCREENSHOT") or "/tmp/lookalike-quality.png")

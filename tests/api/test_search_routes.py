@@ -21,6 +21,7 @@ HIT_FIELDS = {
     "score",
     "similarity",
     "attributes",
+    "duplicates",
 }
 
 

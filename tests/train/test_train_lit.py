@@ -243,3 +243,38 @@ def test_retrieval_metrics_by_hand():
     # relevant at ranks 1, 3, 4: (1/1 + 2/3 + 3/4) / min(4, 5 relevant)
     expected = (1 + 2 / 3 + 3 / 4) / 4
     assert average_precision_at_k(found, np.array([1]), np.array([5]))[0] == pytest.approx(expected)
+
+
+def test_cli_train_calibrates_the_floor_which_engines_use_until_their_own(
+    catalog: Path, tmp_path: Path, monkeypatch
+):
+    import json
+
+    from lookalike.search import SearchRequest
+    from lookalike.search.calibration import MODEL_FILE
+
+    monkeypatch.setenv("LOOKALIKE_DEVICE", "cpu")
+    monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path / "data"))
+    output = tmp_path / "cli-model"
+    args = ["train", str(catalog), "-o", str(output), "--epochs", "1", "--batch-size", "16"]
+    result = CliRunner().invoke(app, [*args, "--limit", "64", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "relevance floor for model" in result.output and "training items" in result.output
+    stored = json.loads((output / MODEL_FILE).read_text())
+    assert stored["source"] == "training items" and set(stored["kinds"]) == {
+        "text",
+        "image",
+        "hybrid",
+    }
+    text_floor = stored["kinds"]["text"]["min_score"]
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "engine", model_checkpoint=str(output), device="cpu"
+    )
+    with Engine(settings) as engine:
+        items = [i for i in open_source(catalog) if i.attributes["split"] == "test"][:10]
+        engine.index_items(items, fetcher=engine.fetcher.with_local_roots([catalog.parent]))
+        # No catalog calibration yet: the model's own floor applies.
+        assert engine.search(SearchRequest(texts=["bag"])).min_score == text_floor
+        calibration = engine.calibrate()  # then the catalog's own
+        found = engine.search(SearchRequest(texts=["bag again"]))
+        assert found.min_score == calibration.kinds["text"].min_score

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query, Request
 
@@ -88,3 +88,16 @@ search_access = needs("search")
 write_access = needs("write")
 admin_access = needs("admin")
 report_enabled = Depends(_report_enabled)
+MinScoreQuery = Annotated[
+    float | None,
+    Query(
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="Relevance floor: raw similarity a hit needs (default: calibrated; -1: none).",
+    ),
+]
+CollapseQuery = Annotated[
+    Literal["duplicates"] | None,
+    Query(description="`duplicates`: one hit per near-duplicate group."),
+]

@@ -137,6 +137,17 @@ class SearchQuery(BaseModel):
         description="The shopper's session id (also accepted as the `X-Session-Id` header): "
         "keeps an A/B arm stable; logged only as a keyed hash.",
     )
+    min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="Relevance floor: the raw similarity a hit needs (null: the calibrated "
+        "default of the model and query kind; -1: no floor).",
+    )
+    collapse: Literal["duplicates"] | None = Field(
+        None, description="`duplicates`: one hit per near-duplicate group."
+    )
 
     def all_texts(self) -> list[str]:
         return ([self.text] if self.text else []) + list(self.texts)
@@ -153,6 +164,9 @@ class SearchHitOut(BaseModel):
     score: float = Field(description="Final score (after any re-ranking); higher is better.")
     similarity: float = Field(description="Cosine similarity to the query.")
     attributes: dict[str, Any]
+    duplicates: list[str] = Field(
+        [], description="With `collapse=duplicates`: the other products of this hit's group."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -171,6 +185,14 @@ class SearchResponse(BaseModel):
     )
     arm: str | None = Field(
         None, description="The session's A/B arm (`control`, `candidate`) while one runs."
+    )
+    min_score: float | None = Field(
+        None, description="The relevance floor that applied (null: none)."
+    )
+    below_floor: int = Field(
+        0,
+        description="How many of the best `limit` candidates (by similarity) were under the "
+        "floor: a page can say 'no close matches' instead of showing noise.",
     )
 
 
@@ -340,6 +362,7 @@ def search_response(
                 score=round(hit.score, 6),
                 similarity=round(hit.similarity, 6),
                 attributes=p.attributes,
+                duplicates=hit.duplicates,
             )
         )
     return SearchResponse(
@@ -351,6 +374,8 @@ def search_response(
         ranker=results.ranker,
         ranker_fallback=results.fallback,
         arm=results.arm,
+        min_score=results.min_score,
+        below_floor=results.below_floor,
     )
 
 

@@ -59,11 +59,14 @@ class ProductWrite:
 
     `version`: the product's version after this write. A write whose version is not newer
     than the one stored (or left by a delete) is refused as stale; without one, the write
-    takes the stored version plus one (API writes, batch ingest, unversioned events)."""
+    takes the stored version plus one (API writes, batch ingest, unversioned events).
+    `hashes`: the (perceptual hash, mirror image's hash) of the image the embedding was made
+    from, as unsigned 64-bit ints; a new embedding without them drops the stored ones."""
 
     product: Product
     embedding: np.ndarray | None = None
     version: int | None = None
+    hashes: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class WriteOutcome:
 
     changed: tuple[str, ...] = ()
     stale: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HashRow:
+    """A product's stored image hashes and near-duplicate group."""
+
+    product_id: str
+    vector_id: int
+    phash: int  # unsigned 64-bit
+    phash_mirror: int
+    group_id: str | None
 
 
 @dataclass(frozen=True)
@@ -332,6 +346,32 @@ class Catalog(Protocol):
     def rollback_ranker(self) -> str | None:
         """Undo the newest promotion in force; returns the version serving now (None: no
         learned model). NotFound when nothing is promoted."""
+        ...
+
+    # --- near-duplicates: image hashes and groups ---------------------------------------
+    def image_hashes(
+        self, *, after_vector_id: int = -1, product_ids: Sequence[str] | None = None
+    ) -> list[HashRow]:
+        """Stored hashes of current embeddings: of `product_ids`, or all whose vector id is
+        above `after_vector_id`, by vector id."""
+        ...
+
+    def unhashed_products(self, limit: int = 1_000, after_vector_id: int = -1) -> list[Product]:
+        """Searchable products whose current image has no stored hashes (a backfill's
+        work), by vector id, from above `after_vector_id`."""
+        ...
+
+    def set_image_hashes(self, rows: Sequence[tuple[str, int, int, int]]) -> int:
+        """Store (product_id, vector_id, phash, phash_mirror) of products whose current
+        vector is still `vector_id` (others are skipped); returns how many were stored."""
+        ...
+
+    def set_duplicate_groups(self, groups: Mapping[str, str | None]) -> None:
+        """product id -> its near-duplicate group id (None: in no group), one transaction."""
+        ...
+
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[str]]:
+        """group id -> its members' product ids (sorted)."""
         ...
 
     def close(self) -> None: ...

@@ -81,6 +81,11 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
             fetcher=engine.fetcher.with_local_roots(ingest_roots(manifest, engine_settings)),
         )
         echo(f"   {report.summary()}")
+        from lookalike.search.calibration import format_calibration
+
+        echo("== relevance floor (lookalike calibrate)")
+        for line in format_calibration(engine.calibrate()).splitlines():
+            echo(f"   {line}")
         searches = _example_searches(engine, directory / "fashion-mnist", echo)
         indexed = engine.catalog.stats().searchable
     _print_shell_usage(engine_settings, manifest, echo)

@@ -9,11 +9,13 @@ model), so it resumes without duplicates.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,6 +30,8 @@ from lookalike.index.live import LiveIndex
 from lookalike.ingest.prepare import Prepared, prepare_item
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +92,47 @@ class IngestReport:
         return path
 
 
+class DuplicateHook(Protocol):
+    """Keeps near-duplicate groups current around writes (`duplicates.DuplicateFinder`)."""
+
+    def before_write(self, product_ids: Sequence[str]) -> set[str]: ...
+
+    def after_write(self, product_ids: Sequence[str], left: Iterable[str] = ()) -> None: ...
+
+    def after_delete(self, left: Iterable[str]) -> None: ...
+
+
+def grouped_write(hook: DuplicateHook | None, product_ids: Sequence[str], write) -> None:
+    """Run `write()`, then regroup the written products (a failure there is logged: the
+    write stands, and `lookalike near-duplicates` recomputes every group)."""
+    if hook is None:
+        write()
+        return
+    left = _logged(lambda: hook.before_write(product_ids), set())
+    write()
+    _logged(lambda: hook.after_write(product_ids, left), None)
+
+
+def grouped_delete(hook: DuplicateHook | None, product_ids: Sequence[str], delete) -> int:
+    """Run `delete()` (returns how many were deleted), then re-check the groups the deleted
+    products were in."""
+    if hook is None:
+        return delete()
+    left = _logged(lambda: hook.before_write(product_ids), set())
+    deleted = delete()
+    if deleted and left:
+        _logged(lambda: hook.after_delete(left), None)
+    return deleted
+
+
+def _logged(step, default):
+    try:
+        return step()
+    except Exception:  # never fail a committed write over its groups
+        log.exception("near-duplicate groups not updated")
+        return default
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -102,7 +147,9 @@ class IngestPipeline:
         progress: bool = False,
         save_at_end: bool = True,
         metrics: Metrics | None = None,
+        duplicates: DuplicateHook | None = None,
     ) -> None:
+        self.duplicates = duplicates
         self.catalog = catalog
         self.index = index
         self.encoder = encoder
@@ -179,13 +226,17 @@ class IngestPipeline:
         if to_encode:
             vectors = self.encoder.encode_pixels(np.stack([p.pixels for p in to_encode]))
             writes.extend(
-                ProductWrite(p.product, v, p.version)
+                ProductWrite(p.product, v, p.version, hashes=p.hashes)
                 for p, v in zip(to_encode, vectors, strict=True)
             )
         if not writes:
             return
-        report.stale.extend(self.catalog.upsert(writes).stale)
-        self.index.apply_writes()
+
+        def write() -> None:
+            report.stale.extend(self.catalog.upsert(writes).stale)
+            self.index.apply_writes()
+
+        grouped_write(self.duplicates, [p.product.id for p in to_encode], write)
 
     def _tally(self, prepared: Prepared, report: IngestReport) -> None:
         outcome = report.record(prepared)

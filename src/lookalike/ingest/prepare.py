@@ -1,6 +1,7 @@
 """One item's preparation, shared by every ingest engine (local threads, Ray workers).
 
-fetch -> content hash -> skip-unchanged decision -> decode + validate -> model preprocessing.
+fetch -> content hash -> skip-unchanged decision -> decode + validate -> model preprocessing
+(and the perceptual hashes near-duplicate detection uses).
 Bad items come back as `failed` with a reason; nothing here raises for bad input.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 from lookalike.catalog.base import Product
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
+from lookalike.encode.phash import perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
@@ -31,6 +33,7 @@ class Prepared:
     failure: BadRow | None = None
     existed: bool = False
     version: int | None = None  # the item's version (queue events), for the catalog write
+    hashes: tuple[int, int] | None = None  # perceptual hashes, for near-duplicates
 
 
 def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
@@ -84,8 +87,14 @@ def prepare_item(
             return Prepared(skip, product, version=version)
         image = decode_image(data, limits, source=source, shrink_to=encoder.info.image_size)
         pixels = encoder.preprocess(image)
-        existed = existing is not None
-        return Prepared("encode", product, pixels=pixels, existed=existed, version=version)
+        return Prepared(
+            "encode",
+            product,
+            pixels=pixels,
+            existed=existing is not None,
+            version=version,
+            hashes=perceptual_hashes(image),
+        )
     except (InvalidInput, FetchError) as exc:
         return Prepared("failed", failure=BadRow(spec.id, source, failure_reason(exc)))
 

@@ -15,7 +15,7 @@ from lookalike.encode.images import ImageLimits
 from lookalike.errors import ConfigError
 from lookalike.files.fetch import Fetcher
 from lookalike.index.live import LiveIndex
-from lookalike.ingest.pipeline import IngestPipeline, IngestReport
+from lookalike.ingest.pipeline import DuplicateHook, IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
 from lookalike.metrics import Metrics
 
@@ -33,6 +33,7 @@ def ingest_items(
     progress: bool = False,
     write_report: bool = True,
     save_at_end: bool = True,
+    duplicates: DuplicateHook | None = None,
 ) -> IngestReport:
     """Ingest items locally. `save_at_end=False` leaves the index snapshot to the periodic
     save (a stream consumer commits many small runs)."""
@@ -47,6 +48,7 @@ def ingest_items(
         progress=progress,
         save_at_end=save_at_end,
         metrics=metrics,
+        duplicates=duplicates,
     )
     report = pipeline.run(items, total)
     if write_report:

@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from lookalike.catalog.base import Catalog, Product, ProductWrite, WriteOutcome
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_images
+from lookalike.encode.phash import perceptual_hashes
 from lookalike.errors import InvalidInput, NotFound
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.media import MediaStore
-from lookalike.ingest.pipeline import IngestReport
+from lookalike.ingest.pipeline import DuplicateHook, IngestReport, grouped_delete, grouped_write
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
 
@@ -32,7 +33,9 @@ class ProductWriter:
         metrics: Metrics,
         media: MediaStore,
         ingest: BatchIngest,
+        duplicates: DuplicateHook | None = None,
     ) -> None:
+        self.duplicates = duplicates
         self.catalog = catalog
         self.index = index
         self.encoder = encoder
@@ -81,14 +84,19 @@ class ProductWriter:
             model_id=self.encoder.model_id,
         )
         vector = self.encoder.encode_images([decoded])[0]
-        if item.image:  # fetched from its URL: nothing to store
-            self.catalog.upsert([ProductWrite(product, vector)])
-        else:
-            with self.media.storing(digest, image) as path:
-                product.image_source = str(path)
-                self.catalog.upsert([ProductWrite(product, vector)])
-        self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
-        self.index.apply_writes()
+        hashes = perceptual_hashes(decoded)
+
+        def write() -> None:
+            if item.image:  # fetched from its URL: nothing to store
+                self.catalog.upsert([ProductWrite(product, vector, hashes=hashes)])
+            else:
+                with self.media.storing(digest, image) as path:
+                    product.image_source = str(path)
+                    self.catalog.upsert([ProductWrite(product, vector, hashes=hashes)])
+            self.metrics.ingest_items.labels("reencoded" if existed else "added").inc()
+            self.index.apply_writes()
+
+        grouped_write(self.duplicates, [item.id], write)
         return self.catalog.get(item.id)
 
     def delete(self, product_id: str) -> None:
@@ -103,12 +111,20 @@ class ProductWriter:
 
     def delete_versions(self, versions: Mapping[str, int | None]) -> WriteOutcome:
         """Delete products at these versions (queue events); older ones are refused. The
-        stored uploads only the deleted products pointed at go with them."""
+        stored uploads only the deleted products pointed at go with them, and the
+        near-duplicate groups they were in are checked again."""
         before = self.catalog.get_many(list(versions))
-        outcome = self.catalog.delete_versions(versions)
-        if outcome.changed:
-            self.metrics.ingest_items.labels("deleted").inc(len(outcome.changed))
-            self.index.apply_writes()
+        outcome = WriteOutcome()
+
+        def delete() -> int:
+            nonlocal outcome
+            outcome = self.catalog.delete_versions(versions)
+            if outcome.changed:
+                self.metrics.ingest_items.labels("deleted").inc(len(outcome.changed))
+                self.index.apply_writes()
+            return len(outcome.changed)
+
+        grouped_delete(self.duplicates, list(versions), delete)
         gone = set(outcome.changed)
         self.media.release(p.image_source for pid, p in before.items() if pid in gone)
         return outcome

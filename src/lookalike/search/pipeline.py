@@ -8,8 +8,12 @@ Each stage is a small unit with one job:
   index, by the cheapest strategy that keeps the results complete (exact over a small
   filtered set, ANN with oversampling, or the index's own filtering); the catalog has the
   last word on every candidate (deleted or changed since the index saw it);
+* floor (`floor`): candidates under the minimum raw similarity are dropped (calibrated per
+  model and query kind, or the request's `min_score`), counted in `below_floor`;
 * rank (`ranking/`): a ranker scores the whole candidate pool and reports its features
   (the A/B arm of the session picks the ranker while an experiment runs);
+* collapse (`collapse`, on request): one hit per near-duplicate group, the group's other
+  members listed on it;
 * diversify (`diversity`): caps per category/brand and MMR over the ranked pool;
 * results: the page, with per-stage timings and what ranked it; on a small random share
   of searches its top slots are shuffled (`ranking/explore.py`), after the result cache.
@@ -34,8 +38,10 @@ from lookalike.errors import InvalidInput, ModelMismatch
 from lookalike.index.live import LiveIndex
 from lookalike.search.caches import SearchCaches
 from lookalike.search.candidates import CandidateFinder, FilterPolicy
+from lookalike.search.collapse import collapse_duplicates
 from lookalike.search.compose import QueryComposer
 from lookalike.search.diversity import Diversity, diversify
+from lookalike.search.floor import NO_FLOOR, Floor, FloorDefaults, apply_floor
 from lookalike.search.ranking.arms import assign_arm
 from lookalike.search.ranking.base import Ranker, ordered
 from lookalike.search.ranking.explore import shuffle_top
@@ -70,6 +76,7 @@ class SearchPipeline:
         composer: QueryComposer | None = None,
         result_cache: ResultCache | None = None,
         rng: random.Random | None = None,
+        floors: FloorDefaults | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
@@ -79,6 +86,7 @@ class SearchPipeline:
         self.result_cache = result_cache or ResultCache(None, 0, "")
         self.models = LearnedModels(catalog, self.settings.ranker_reload_interval_s)
         self.rng = rng or random.Random()  # which searches show their top slots shuffled
+        self.floors = floors or FloorDefaults(catalog, self.settings)
 
     # --- entry points --------------------------------------------------------------------
     def run(self, request: SearchRequest) -> SearchResults:
@@ -96,10 +104,15 @@ class SearchPipeline:
             rerank=request.rerank,
             ranker=arm.ranker,
             multi_image=request.multi_image,
+            min_score=request.min_score,
+            collapse=request.collapse,
         )
         query = self.composer.compose(request)
         self._check_model()
-        results = self._cached(query.vectors, query.exclude, query.context, options)
+        floor = self.floors.choose(
+            options.min_score, self.index.index.meta.model_id, query.context.kind
+        )
+        results = self._cached(query.vectors, query.exclude, query.context, options, floor)
         results.timings_ms = {"encode_ms": query.encode_ms, **results.timings_ms}
         results.query_time_ms += query.encode_ms
         results.arm = arm.arm
@@ -119,11 +132,14 @@ class SearchPipeline:
         diversity: Diversity | None = None,
         now: float | None = None,
         context: QueryContext | None = None,
+        min_score: float | None = None,
+        collapse: str | None = None,
     ) -> SearchResults:
         """The best `limit` products for a query vector (dim,), or several query vectors
         (n, dim) merged by each product's best similarity ("best" multi-image queries).
 
         `rerank`: hand-weight overrides on top of the settings, or a ready Ranker.
+        `min_score`: a relevance floor (none unless given: a vector has no query kind).
         Results number `limit` whenever that many matching items exist (diversity caps
         permitting, within `rank_pool_max` candidates). Not cached.
         """
@@ -134,11 +150,18 @@ class SearchPipeline:
             filters=product_filter,
             diversity=diversity,
             rerank=None if ranker is not None else rerank,  # type: ignore[arg-type]
+            min_score=min_score,
+            collapse=collapse,
         )
         queries = self._checked_vectors(vector)
         context = context or QueryContext("image", options.filters)
         excluded = frozenset(int(v) for v in exclude_vector_ids)
-        return self._search(queries, excluded, context, options, ranker=ranker, now=now)
+        floor = (
+            Floor(options.min_score, "request")
+            if options.min_score is not None and options.min_score > NO_FLOOR
+            else Floor(None, "none")
+        )
+        return self._search(queries, excluded, context, options, floor, ranker=ranker, now=now)
 
     # --- stages --------------------------------------------------------------------------
     def _cached(
@@ -147,13 +170,14 @@ class SearchPipeline:
         exclude: frozenset[int],
         context: QueryContext,
         options: Options,
+        floor: Floor,
     ) -> SearchResults:
         """Filtered, ranked, diversified results, from the result cache while the catalog
         and this process's index are as they were."""
         cache = self.result_cache
         ranker = create_ranker(self.settings, options.ranker, options.rerank, self.models)
         if not cache.enabled:
-            return self._search(queries, exclude, context, options, ranker=ranker)
+            return self._search(queries, exclude, context, options, floor, ranker=ranker)
         started = time.perf_counter()
         key = cache.key(
             queries,
@@ -165,6 +189,8 @@ class SearchPipeline:
                 "fallback": fallback_of(ranker),
                 "kind": context.kind,
                 "diversity": options.diversity,
+                "min_score": floor.min_score,
+                "collapse": options.collapse,
                 "model": self.index.index.meta.model_id,
                 # Read before searching: a write after this changes the next key. A shared
                 # index moves without this process's watermark: its size tells (a
@@ -179,7 +205,7 @@ class SearchPipeline:
             elapsed = (time.perf_counter() - started) * 1000
             cached.query_time_ms, cached.timings_ms = elapsed, {"result_cache_ms": elapsed}
             return cached
-        results = self._search(queries, exclude, context, options, ranker=ranker)
+        results = self._search(queries, exclude, context, options, floor, ranker=ranker)
         cache.put(key, results)
         return results
 
@@ -189,6 +215,7 @@ class SearchPipeline:
         excluded: frozenset[int],
         context: QueryContext,
         options: Options,
+        floor: Floor,
         *,
         ranker: Ranker | None = None,
         now: float | None = None,
@@ -198,6 +225,7 @@ class SearchPipeline:
         ranker = ranker or create_ranker(self.settings, options.ranker, options.rerank, self.models)
         limit, product_filter, diversity = options.limit, options.filters, options.diversity
         diversifying = diversity is not None and diversity.active
+        collapsing = options.collapse == "duplicates"
         timings: dict[str, float] = {}
         finder = CandidateFinder(
             self.catalog, self.index.index, FilterPolicy.from_settings(self.settings), timings
@@ -205,30 +233,41 @@ class SearchPipeline:
         settings = self.settings
         pool_max = max(settings.rank_pool_max, limit)
         pool = limit
-        if ranker.reorders or diversifying:
-            # Re-ranking and diversity choose from more candidates than they return.
+        if ranker.reorders or diversifying or collapsing:
+            # Re-ranking, collapsing and diversity choose from more candidates than they return.
             pool = min(limit * settings.rank_pool_factor, pool_max)
         plan = finder.plan(product_filter, pool + len(excluded))
         while True:
             candidates = finder.find(queries, pool, product_filter, plan, excluded)
+            # The floor: candidates come best first, so it keeps a prefix of them.
+            kept, below_floor = apply_floor(candidates.similarities, floor.min_score, limit)
+            # Under the floor means nothing further down the index can be above it.
+            exhausted = candidates.complete or kept < len(candidates.ids) or pool >= pool_max
             pool_hits = [
                 SearchHit(candidates.products[int(i)], float(s), float(s))
-                for i, s in zip(candidates.ids, candidates.similarities, strict=True)
+                for i, s in zip(candidates.ids[:kept], candidates.similarities[:kept], strict=True)
             ]
             t = time.perf_counter()
             ranking = ranker.rank(context, pool_hits, now)
             hits, features = ordered(pool_hits, ranking)
             _add_time(timings, "rank_ms", t)
+            if collapsing:
+                t = time.perf_counter()
+                hits, features = collapse_duplicates(self.catalog, hits, features)
+                _add_time(timings, "collapse_ms", t)
             if not diversifying:
                 chosen, rows = hits[:limit], features[:limit]
-                break
+                if len(chosen) >= limit or not collapsing or exhausted:
+                    break
+                pool = min(pool_max, int(pool * settings.filter_widen_factor))
+                continue
             t = time.perf_counter()
             embeddings = self._embeddings(hits) if diversity.mmr_lambda is not None else None
             chosen = diversify(hits, limit, diversity, embeddings)
             position = {id(hit): row for row, hit in enumerate(hits)}
             rows = features[[position[id(hit)] for hit in chosen]]
             _add_time(timings, "diversity_ms", t)
-            if len(chosen) >= limit or candidates.complete or pool >= pool_max:
+            if len(chosen) >= limit or exhausted:
                 break
             # The caps left too few: look further down the ranking.
             pool = min(pool_max, int(pool * settings.filter_widen_factor))
@@ -245,6 +284,8 @@ class SearchPipeline:
             feature_names=ranking.feature_names,
             features=rows,
             fallback=ranking.fallback or fallback_of(ranker),
+            min_score=floor.min_score,
+            below_floor=below_floor,
         )
 
     # --- checks and helpers --------------------------------------------------------------
@@ -289,8 +330,10 @@ def build_pipeline(
     caches: SearchCaches,
     fetcher: Fetcher,
     limits: ImageLimits,
+    floors: FloorDefaults | None = None,
 ) -> SearchPipeline:
-    """The whole query path over these parts, with its composer and result cache."""
+    """The whole query path over these parts, with its composer, result cache and the
+    default relevance floors."""
     composer = QueryComposer(
         encoder,
         caches.embeddings,
@@ -300,7 +343,14 @@ def build_pipeline(
         image_weight=settings.image_weight,
         negative_weight=settings.negative_weight,
     )
-    return SearchPipeline(catalog, index, settings, composer=composer, result_cache=caches.results)
+    return SearchPipeline(
+        catalog,
+        index,
+        settings,
+        composer=composer,
+        result_cache=caches.results,
+        floors=floors,
+    )
 
 
 def _is_ranker(value: object) -> bool:

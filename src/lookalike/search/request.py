@@ -29,6 +29,7 @@ MAX_QUERY_TEXT_CHARS = 2000  # one query text
 QueryKind = Literal["image", "text", "hybrid"]
 QUERY_KINDS: tuple[QueryKind, ...] = ("image", "text", "hybrid")
 MULTI_IMAGE_MODES = ("mean", "best")
+COLLAPSE_MODES = (None, "duplicates")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class SearchRequest:
     limit: int | None = None
     ranker: str | None = None  # a registered ranker by name; None = settings
     session: str | None = None  # an opaque (hashed) shopper session, for logs and A/B arms
+    # Raw similarity a hit needs (None: the default floor, see search/floor.py; -1: none).
+    min_score: float | None = None
+    collapse: Literal["duplicates"] | None = None  # one hit per near-duplicate group
 
     @property
     def kind(self) -> QueryKind:
@@ -91,6 +95,8 @@ class Options:
     diversity: Diversity | None
     rerank: Mapping[str, float] | None
     ranker: str | None
+    min_score: float | None = None
+    collapse: str | None = None
 
 
 def check_inputs(request: SearchRequest) -> None:
@@ -116,6 +122,8 @@ def check_options(
     rerank: Mapping[str, float] | None = None,
     ranker: str | None = None,
     multi_image: str = "mean",
+    min_score: float | None = None,
+    collapse: str | None = None,
 ) -> Options:
     """The one place a search's options are checked (InvalidInput for what cannot be met)."""
     limit = settings.default_limit if limit is None else limit
@@ -129,4 +137,13 @@ def check_options(
         diversity.validate()
     if filters is not None:
         check_filter(filters)  # sizes and values, before any work is done
-    return Options(limit, filters or ProductFilter(), diversity, rerank, ranker)
+    if min_score is not None and (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, (int, float))
+        or not -1.0 <= min_score <= 1.0
+    ):
+        raise InvalidInput(f"min_score must be within [-1, 1] (-1: no floor), not {min_score!r}")
+    if collapse not in COLLAPSE_MODES:
+        raise InvalidInput(f"collapse must be 'duplicates' or absent, not {collapse!r}")
+    floor = None if min_score is None else float(min_score)
+    return Options(limit, filters or ProductFilter(), diversity, rerank, ranker, floor, collapse)

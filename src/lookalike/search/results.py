@@ -19,6 +19,8 @@ class SearchHit:
     product: Product
     score: float  # final score, after any re-ranking
     similarity: float  # cosine similarity to the query
+    # With collapse=duplicates: the other members of this hit's near-duplicate group.
+    duplicates: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.product
@@ -32,6 +34,7 @@ class SearchHit:
             "attributes": p.attributes,
             "score": round(self.score, 6),
             "similarity": round(self.similarity, 6),
+            "duplicates": self.duplicates,
         }
 
 
@@ -51,6 +54,8 @@ class SearchResults:
     fallback: str | None = None
     arm: str | None = None  # the A/B arm of the session ("control", "candidate"), if any
     explored: int = 0  # top slots shown in random order (position-bias estimation)
+    min_score: float | None = None  # the relevance floor that applied (None: none)
+    below_floor: int = 0  # how many of the best `limit` candidates it cut
 
     def to_dict(self) -> dict[str, Any]:
         """What the CLI prints as JSON."""
@@ -61,6 +66,8 @@ class SearchResults:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "ranker": self.ranker,
             "ranker_fallback": self.fallback,
+            "min_score": self.min_score,
+            "below_floor": self.below_floor,
         }
 
     def to_json(self) -> bytes:
@@ -69,7 +76,7 @@ class SearchResults:
             {
                 "format": FORMAT,
                 "hits": [
-                    [dataclasses.asdict(hit.product), hit.score, hit.similarity]
+                    [dataclasses.asdict(hit.product), hit.score, hit.similarity, hit.duplicates]
                     for hit in self.hits
                 ],
                 "total_found": self.total_found,
@@ -78,6 +85,8 @@ class SearchResults:
                 "feature_names": list(self.feature_names),
                 "features": None if self.features is None else self.features.tolist(),
                 "fallback": self.fallback,
+                "min_score": self.min_score,
+                "below_floor": self.below_floor,
             }
         ).encode()
 
@@ -88,8 +97,8 @@ class SearchResults:
         if data.get("format") != FORMAT:
             raise ValueError(f"results layout {data.get('format')!r} is not {FORMAT}")
         hits = [
-            SearchHit(Product(**product), float(score), float(similarity))
-            for product, score, similarity in data["hits"]
+            SearchHit(Product(**product), float(score), float(similarity), list(duplicates))
+            for product, score, similarity, duplicates in data["hits"]
         ]
         features = data["features"]
         return cls(
@@ -100,4 +109,6 @@ class SearchResults:
             feature_names=tuple(data["feature_names"]),
             features=None if features is None else np.asarray(features, dtype=np.float64),
             fallback=data["fallback"],
+            min_score=None if data["min_score"] is None else float(data["min_score"]),
+            below_floor=int(data["below_floor"]),
         )

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import (
+    CollapseQuery,
     EngineDep,
     FiltersDep,
     LimitQuery,
+    MinScoreQuery,
     RootPathDep,
     RunDep,
     SessionDep,
@@ -36,7 +38,7 @@ from lookalike.ingest.sources import ItemSpec, check_item
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
 # Ids may contain slashes (a folder's items are named by relative path), hence `:path`.
-# `/similar` is declared first so it is not swallowed as part of an id.
+# `/similar` and `/duplicates` are declared first so they are not swallowed as part of an id.
 
 
 @router.get(
@@ -52,11 +54,34 @@ async def similar_products(
     root_path: RootPathDep,
     session: SessionDep,
     limit: LimitQuery = None,
+    min_score: MinScoreQuery = None,
+    collapse: CollapseQuery = None,
 ) -> SearchResponse:
     """More like this: neighbours of the product's stored embedding (nothing is re-encoded),
     the product itself excluded."""
-    request = SearchRequest(product_id=product_id, filters=filters, limit=limit, session=session)
+    request = SearchRequest(
+        product_id=product_id,
+        filters=filters,
+        limit=limit,
+        session=session,
+        min_score=min_score,
+        collapse=collapse,
+    )
     return await tracker.search(request, [], root_path)
+
+
+@router.get(
+    "/{product_id:path}/duplicates",
+    response_model=list[ProductOut],
+    dependencies=[search_access],
+    responses=errors_doc(404),
+)
+async def product_duplicates(
+    product_id: str, engine: EngineDep, run: RunDep, root_path: RootPathDep
+) -> list[ProductOut]:
+    """The other products in this product's near-duplicate group (`lookalike
+    near-duplicates` finds the groups; writes keep them current); empty when it has none."""
+    return [product_out(p, root_path) for p in await run(engine.duplicates_of, product_id)]
 
 
 @router.get(

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from lookalike.api.deps import (
+    CollapseQuery,
     EngineDep,
     FiltersDep,
     LimitQuery,
+    MinScoreQuery,
     RootPathDep,
     SessionDep,
     TrackerDep,
@@ -39,10 +41,14 @@ async def search_by_image(
     root_path: RootPathDep,
     session: SessionDep,
     limit: LimitQuery = None,
+    min_score: MinScoreQuery = None,
+    collapse: CollapseQuery = None,
 ) -> SearchResponse:
     """Products that look like the uploaded image."""
     upload = await read_upload(image, engine.settings.max_image_bytes)
-    request = SearchRequest(filters=filters, limit=limit, session=session)
+    request = SearchRequest(
+        filters=filters, limit=limit, session=session, min_score=min_score, collapse=collapse
+    )
     return await tracker.search(request, [upload], root_path)
 
 
@@ -56,11 +62,20 @@ async def search_by_text(
     root_path: RootPathDep,
     session: SessionDep,
     limit: LimitQuery = None,
+    min_score: MinScoreQuery = None,
+    collapse: CollapseQuery = None,
 ) -> SearchResponse:
     """Products that match a description, e.g. `red vintage car on mountain road`."""
     if not q.strip():
         raise InvalidInput("q must contain some text")
-    request = SearchRequest(texts=[q], filters=filters, limit=limit, session=session)
+    request = SearchRequest(
+        texts=[q],
+        filters=filters,
+        limit=limit,
+        session=session,
+        min_score=min_score,
+        collapse=collapse,
+    )
     return await tracker.search(request, [], root_path)
 
 
@@ -152,5 +167,7 @@ async def search_combined(
         limit=query.limit,
         ranker=query.ranker,
         session=query.session or session,
+        min_score=query.min_score,
+        collapse=query.collapse,
     )
     return await tracker.search(request, images, root_path)

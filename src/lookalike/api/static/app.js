@@ -43,8 +43,17 @@ function filters() {
   };
 }
 
+// The relevance floor is on unless the shopper asks for every hit (-1: no floor).
+function qualityOptions() {
+  const options = {};
+  if (!$("floor-toggle").checked) options.min_score = -1;
+  if ($("collapse-toggle").checked) options.collapse = "duplicates";
+  return options;
+}
+
 function filterParams(f) {
   const params = new URLSearchParams({ limit: String(LIMIT) });
+  for (const [key, value] of Object.entries(qualityOptions())) params.set(key, String(value));
   f.categories.forEach((c) => params.append("category", c));
   f.brands.forEach((b) => params.append("brand", b));
   if (f.price_min !== null) params.set("price_min", String(f.price_min));
@@ -84,7 +93,7 @@ async function search() {
   let request;
   if (state.imageFile) {
     // Image, or image + text: the combined endpoint, as multipart.
-    const query = { filters: f, limit: LIMIT };
+    const query = { filters: f, limit: LIMIT, ...qualityOptions() };
     if (text) {
       query.text = text;
       query.image_weight = Number($("image-weight").value);
@@ -124,11 +133,19 @@ async function show(request, pending) {
     const data = await request;
     renderResults(data.results, data.search_id);
     const n = data.results.length;
-    setStatus(
-      n === 0
-        ? "No matches. Try other words or fewer filters."
-        : `${n} of ${data.total_found} matching items · ${data.query_time_ms.toFixed(1)} ms`,
-    );
+    const hidden = data.below_floor || 0;
+    if (n === 0 && hidden > 0) {
+      setStatus(
+        `No close matches. ${hidden} weaker items are hidden: untick "Close matches only" to see them.`,
+      );
+    } else if (n === 0) {
+      setStatus("No matches. Try other words or fewer filters.");
+    } else {
+      setStatus(
+        `${n} of ${data.total_found} matching items · ${data.query_time_ms.toFixed(1)} ms` +
+          (hidden > 0 ? ` · ${hidden} weaker hidden` : ""),
+      );
+    }
   } catch (error) {
     renderResults([]);
     setStatus("");
@@ -153,6 +170,13 @@ function renderResults(hits, searchId = null) {
     card.querySelector(".price").textContent = hit.price === null ? "" : formatPrice(hit.price);
     card.querySelector(".score").textContent = `score ${hit.score.toFixed(3)}`;
     card.querySelector(".score").title = `cosine similarity ${hit.similarity.toFixed(4)}`;
+    const duplicates = hit.duplicates || [];
+    if (duplicates.length) {
+      const badge = card.querySelector(".dups");
+      badge.textContent = `+${duplicates.length} near-duplicate${duplicates.length > 1 ? "s" : ""}`;
+      badge.title = duplicates.join(", ");
+      badge.hidden = false;
+    }
     for (const button of card.querySelectorAll(".thumb, .more")) {
       button.addEventListener("click", () => {
         reportClick(searchId, hit.id, index + 1);
@@ -280,7 +304,7 @@ function start() {
   $("image-weight").addEventListener("input", () => {
     $("weight-value").textContent = Number($("image-weight").value).toFixed(2);
   });
-  for (const id of ["filter-category", "filter-brand"]) {
+  for (const id of ["filter-category", "filter-brand", "floor-toggle", "collapse-toggle"]) {
     $(id).addEventListener("change", () => (state.similarTo ? moreLikeThis(state.similarTo) : search()));
   }
   $("similar-close").addEventListener("click", search);

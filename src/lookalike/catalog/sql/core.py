@@ -54,12 +54,14 @@ from lookalike.catalog.rows import (
     product_from_row,
 )
 from lookalike.catalog.sql.dialects import Dialect
+from lookalike.catalog.sql.hashes import HashStore
 from lookalike.errors import CatalogError, InvalidInput, NotFound
 from lookalike.redact import redact_url
 
 
-class SQLCatalog(ABC):
-    """Products, embeddings, the change log, meta and the search logs in SQL tables."""
+class SQLCatalog(HashStore, ABC):
+    """Products, embeddings, the change log, meta, image hashes and the search logs in SQL
+    tables."""
 
     backend: ClassVar[str]
     dialect: ClassVar[Dialect]
@@ -123,6 +125,7 @@ class SQLCatalog(ABC):
                         _upsert_sql(self.dialect, with_vector),
                         [_row_params(row, seqs, stamp) for row in run],
                     )
+                self._write_hashes(conn, plan.rows, seqs)
                 # Written again: the product's delete is history now.
                 written = list(dict.fromkeys(w.product.id for w in accepted))
                 self._where_in(conn, "DELETE FROM product_tombstones", "id", written, fetch=False)
@@ -160,6 +163,7 @@ class SQLCatalog(ABC):
                     gone.append(pid)
             if gone:
                 self._where_in(conn, "DELETE FROM products", "id", gone, fetch=False)
+                self._delete_hashes(conn, gone)
                 removed = [int(rows[pid]) for pid in gone if rows[pid] is not None]
                 seqs = self._number_entries(conn, len(removed))
                 entries = [(s, v, OP_REMOVE) for s, v in zip(seqs, removed, strict=True)]

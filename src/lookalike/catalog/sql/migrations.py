@@ -211,6 +211,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE vector_log ADD COLUMN committed_at {float};
         """,
     ),
+    Migration(
+        "0009_image_hashes",
+        # Near-duplicate detection: perceptual hashes of each product's image (and of its
+        # mirror image), written with its embedding (`vector_id` tells which one), and the
+        # near-duplicate group it belongs to (NULL: none). Hashes are 64-bit, stored signed.
+        """
+        CREATE TABLE image_hashes (
+            product_id TEXT PRIMARY KEY,
+            vector_id {int64} NOT NULL,
+            phash {int64} NOT NULL,
+            phash_mirror {int64} NOT NULL,
+            group_id TEXT
+        );
+        CREATE INDEX image_hashes_vector ON image_hashes (vector_id);
+        CREATE INDEX image_hashes_group ON image_hashes (group_id);
+        """,
+    ),
 )
 
 # Positional steps before names: (dialect, number) -> (the name recorded then, what it did).

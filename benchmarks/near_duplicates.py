@@ -1,0 +1,140 @@
+"""Near-duplicate detection on a synthetic set, beside hash-only and embedding-only
+baselines, in one run (the set: `near_duplicate_set.py`).
+
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/near_duplicates.py \
+        --bases 300 --seed 1 --out /tmp/near-dups
+
+Without `--model`, the catalog's model is trained first, as a shop would: a LiT model
+(`lookalike train`, 8 epochs with flips and shifts) on every usable openclipart image with
+its file name as title (~17 minutes on 2 busy cores; kept in `<out>/../near-dups-model`).
+
+Steps: the bases are indexed (`Engine.index_path`: hashes and groups kept by the ingest),
+then the copies (each joins its group incrementally as it is written); the groups the
+writes left are measured ("incremental"), then each mode's full pass over the whole
+catalog (`DuplicateFinder.find_all`, groups not stored).
+
+Recall per transformation: the share of copies that share a group with their base.
+Precision: of the pairs of items put in one group, the share made of one base's images;
+the pairs that are not count as false positives ("hard" when both come from one
+openclipart sub-folder: look-alike products of one class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import time
+from pathlib import Path
+
+from near_duplicate_set import TRANSFORMS, SyntheticSet, build_set
+
+from lookalike import Engine, Settings
+from lookalike.duplicates import DuplicateFinder, DuplicateRules
+
+
+def measure(groups: dict[str, list[str]], synthetic: SyntheticSet) -> dict[str, float]:
+    base_of, folder_of = synthetic.base_of, synthetic.folder_of
+    group_of = {pid: g for g, members in groups.items() for pid in members}
+    out: dict[str, float] = {}
+    for name in TRANSFORMS:
+        copies = [c for c, t in synthetic.transform_of.items() if t == name]
+        found = sum(
+            group_of.get(c) is not None and group_of.get(c) == group_of.get(base_of[c])
+            for c in copies
+        )
+        out[f"recall {name}"] = found / len(copies)
+    true = false = hard = 0
+    for members in groups.values():
+        for a, b in itertools.combinations(members, 2):
+            if base_of[a] == base_of[b]:
+                true += 1
+            else:
+                false += 1
+                hard += folder_of[base_of[a]] == folder_of[base_of[b]]
+    out["precision"] = true / (true + false) if true + false else 1.0
+    out["false pairs"] = false
+    out["hard-negative false pairs"] = hard
+    out["groups"] = len(groups)
+    return out
+
+
+def run(model: str, bases: int, out: Path, seed: int) -> dict[str, dict[str, float]]:
+    started = time.monotonic()
+    shutil.rmtree(out, ignore_errors=True)
+    synthetic = build_set(out / "set", bases, seed)
+    print(
+        f"set: {len(synthetic.folder_of)} bases, {len(synthetic.transform_of)} copies "
+        f"({time.monotonic() - started:.0f}s)"
+    )
+    settings = Settings(_env_file=None, data_dir=out / "data", model_checkpoint=model, device="cpu")
+    results: dict[str, dict[str, float]] = {}
+    with Engine(settings) as engine:
+        engine.index_path(synthetic.manifest_bases)
+        engine.index_path(synthetic.manifest_copies)
+        rows = engine.catalog.image_hashes()
+        incremental: dict[str, list[str]] = {}
+        for row in rows:
+            if row.group_id is not None:
+                incremental.setdefault(row.group_id, []).append(row.product_id)
+        results["incremental (hash + embedding)"] = measure(incremental, synthetic)
+        index = engine.live_index.index
+        for mode, label in (
+            ("both", "full pass (hash + embedding)"),
+            ("hash", "hash only"),
+            ("embedding", "embedding only"),
+        ):
+            rules = DuplicateRules.from_settings(settings, mode=mode)  # type: ignore[arg-type]
+            report = DuplicateFinder(engine.catalog, index, rules).find_all(write=False)
+            results[label] = measure(report.groups, synthetic)
+    print(f"done in {time.monotonic() - started:.0f}s")
+    return results
+
+
+def train_model(directory: Path) -> Path:
+    """A LiT model trained on openclipart (reused when already finished)."""
+    from near_duplicate_set import build_training_manifest
+
+    from lookalike.train.loop import TrainConfig, train
+
+    model = directory / "model"
+    manifest = directory / "train" / "train.jsonl"
+    if not manifest.exists():
+        build_training_manifest(manifest.parent)
+    settings = Settings(_env_file=None, device="cpu")
+    train(manifest, model, settings, TrainConfig(epochs=8, augment=True), resume=True)
+    return model
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    columns = [f"recall {n}" for n in TRANSFORMS] + [
+        "precision",
+        "false pairs",
+        "hard-negative false pairs",
+    ]
+    lines = [
+        "| method | " + " | ".join(c.replace("recall ", "") for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for method, row in results.items():
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="the catalog's model (default: train one)")
+    parser.add_argument("--bases", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lookalike-near-dups"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = args.model or str(train_model(args.out.parent / "near-dups-model"))
+    results = run(model, args.bases, args.out, args.seed)
+    print(table(results))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Near-duplicate groups: candidates from two sources, confirmed pair by pair, joined.
+
+Candidates of an item:
+* **hash**: stored perceptual hashes within `duplicate_hash_bits` of its hash or of its
+  mirror image's hash (FAISS binary range search: resized, re-compressed, mirrored,
+  lightly marked copies);
+* **embedding**: its `duplicate_neighbours` nearest neighbours in the vector index (crops,
+  which move a perceptual hash as far as an unrelated image's).
+
+A candidate pair is confirmed when
+* one is the other's mirror image: its hash within MIRROR_BITS of the other's mirror hash
+  while their direct hashes differ (the embeddings saw two orientations, which a model
+  need not map alike), or
+* its hashes are within `duplicate_hash_bits` and its stored embeddings agree to at least
+  `duplicate_hash_similarity` (a hash collision between unlike images does not), or
+* its embeddings agree to at least `duplicate_similarity` and its hashes are within
+  `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22).
+
+Confirmed pairs join into groups (connected components); a group's id is its smallest
+product id at the time it was formed. `mode` "hash" and "embedding" keep one source and
+its rule alone: the baselines of `benchmarks/near_duplicates.py`.
+
+Writes keep groups current incrementally: a written item is compared with its candidates
+only, and the groups it touches (its partners' and the one it left) are recomputed from
+their members' pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lookalike.catalog.base import Catalog, HashRow
+from lookalike.config import Settings
+from lookalike.duplicates.hash_index import HashIndex
+from lookalike.encode.phash import hamming
+from lookalike.index.base import VectorIndex
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["both", "hash", "embedding"]
+BATCH = 2_048
+# Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
+# original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
+MIRROR_BITS = 2
+
+
+@dataclass(frozen=True)
+class DuplicateRules:
+    hash_bits: int = 8
+    loose_bits: int = 16
+    hash_similarity: float = 0.99
+    similarity: float = 0.999
+    neighbours: int = 10
+    mode: Mode = "both"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, mode: Mode = "both") -> DuplicateRules:
+        return cls(
+            hash_bits=settings.duplicate_hash_bits,
+            loose_bits=settings.duplicate_loose_bits,
+            hash_similarity=settings.duplicate_hash_similarity,
+            similarity=settings.duplicate_similarity,
+            neighbours=settings.duplicate_neighbours,
+            mode=mode,
+        )
+
+    def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
+        """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""
+        return hamming(a.phash, b.phash), hamming(a.phash_mirror, b.phash)
+
+    def confirms(self, direct: int, mirrored: int, similarity: float) -> bool:
+        distance = min(direct, mirrored)
+        if self.mode == "hash":
+            return distance <= self.hash_bits
+        if self.mode == "embedding":
+            return similarity >= self.similarity
+        if mirrored <= MIRROR_BITS < direct:
+            # A mirror image: the stored embeddings saw the two orientations, which a model
+            # need not map alike; mirroring moves no pHash bit, so the hashes decide.
+            return True
+        return (distance <= self.hash_bits and similarity >= self.hash_similarity) or (
+            similarity >= self.similarity and distance <= self.loose_bits
+        )
+
+
+@dataclass
+class GroupReport:
+    groups: dict[str, list[str]]  # group id -> member product ids
+    items: int  # hashed items looked at
+    unhashed: int = 0  # items without hashes (their image could not be read)
+
+    @property
+    def grouped(self) -> int:
+        return sum(len(m) for m in self.groups.values())
+
+
+class DuplicateFinder:
+    """Finds and maintains near-duplicate groups over a catalog and its vector index."""
+
+    def __init__(
+        self, catalog: Catalog, index: VectorIndex, rules: DuplicateRules, *, progress=False
+    ) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.rules = rules
+        self.progress = progress
+        self._hashes: HashIndex | None = None
+
+    @property
+    def hashes(self) -> HashIndex:
+        if self._hashes is None:
+            self._hashes = HashIndex(self.rules.hash_bits)
+        self._hashes.refresh(self.catalog)
+        return self._hashes
+
+    # --- every item ----------------------------------------------------------------------
+    def find_all(self, *, write: bool = True) -> GroupReport:
+        """Groups over the whole catalog from scratch (stored where `write`)."""
+        self._hashes = None
+        hashes = self.hashes
+        rows = list(hashes.rows)
+        by_id = {r.product_id: r for r in rows}
+        embeddings = self._embeddings(rows)
+        pairs: set[tuple[str, str]] = set()
+        bar = tqdm(total=len(rows), desc="near-duplicates", unit="item", disable=not self.progress)
+        for start in range(0, len(rows), BATCH):
+            block = rows[start : start + BATCH]
+            for a, b in self._candidates(block, embeddings):
+                if a != b and self._confirmed(by_id[a], by_id[b], embeddings):
+                    pairs.add((min(a, b), max(a, b)))
+            bar.update(len(block))
+        bar.close()
+        groups = components(by_id, pairs)
+        if write:
+            current = {r.product_id: r.group_id for r in rows}
+            self._store(groups, current)
+        return GroupReport(groups, len(rows))
+
+    # --- incremental ---------------------------------------------------------------------
+    def before_write(self, product_ids: Sequence[str]) -> set[str]:
+        """The groups the products are in now (they leave them when their image changes)."""
+        if not product_ids:
+            return set()
+        return {
+            r.group_id
+            for r in self.catalog.image_hashes(product_ids=list(product_ids))
+            if r.group_id is not None
+        }
+
+    def after_write(self, product_ids: Sequence[str], left: Iterable[str] = ()) -> None:
+        """Group the written products with their candidates; re-check the groups touched."""
+        rows = self.catalog.image_hashes(product_ids=list(product_ids)) if product_ids else []
+        written = {r.product_id for r in rows}
+        embeddings = self._embeddings(rows)
+        partners: set[str] = set()
+        for a, b in self._candidates(rows, embeddings):
+            if a != b and b not in written:
+                partners.add(b)
+        touched = set(left)
+        partner_rows = self.catalog.image_hashes(product_ids=list(partners)) if partners else []
+        touched.update(r.group_id for r in partner_rows if r.group_id is not None)
+        members = written | partners
+        for group_members in self.catalog.group_members(list(touched)).values():
+            members.update(group_members)
+        self._regroup(members)
+
+    def after_delete(self, left: Iterable[str]) -> None:
+        """Re-check the groups deleted products were in (the rest may have fallen apart)."""
+        members: set[str] = set()
+        for group_members in self.catalog.group_members(list(left)).values():
+            members.update(group_members)
+        if members:
+            self._regroup(members)
+
+    def _regroup(self, members: set[str]) -> None:
+        rows = self.catalog.image_hashes(product_ids=sorted(members))
+        by_id = {r.product_id: r for r in rows}
+        embeddings = self._embeddings(rows)
+        ids = sorted(by_id)
+        pairs = {
+            (a, b)
+            for i, a in enumerate(ids)
+            for b in ids[i + 1 :]
+            if self._confirmed(by_id[a], by_id[b], embeddings)
+        }
+        current = {r.product_id: r.group_id for r in rows}
+        self._store(components(by_id, pairs), current)
+
+    # --- shared steps --------------------------------------------------------------------
+    def _candidates(
+        self, rows: Sequence[HashRow], embeddings: dict[int, np.ndarray]
+    ) -> Iterable[tuple[str, str]]:
+        """(item, candidate) product id pairs from both sources."""
+        if not rows:
+            return
+        hashes = self.hashes
+        if self.rules.mode != "embedding":
+            queries = np.array([r.phash for r in rows] + [r.phash_mirror for r in rows], np.uint64)
+            for match in hashes.within(queries):
+                yield rows[match.query % len(rows)].product_id, match.row.product_id
+        if self.rules.mode == "hash" or len(self.index) == 0:
+            return
+        present = [r for r in rows if r.vector_id in embeddings]
+        if not present:
+            return
+        vectors = np.stack([embeddings[r.vector_id] for r in present])
+        k = min(self.rules.neighbours + 1, len(self.index))
+        _, found = self.index.search(np.ascontiguousarray(vectors, np.float32), k)
+        for i, row in enumerate(present):
+            for vector_id in found[i]:
+                partner = hashes.by_vector.get(int(vector_id))
+                if partner is not None:
+                    yield row.product_id, partner.product_id
+
+    def _confirmed(self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray]) -> bool:
+        ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
+        if ea is None or eb is None:
+            self._load([a, b], embeddings)
+            ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
+        similarity = float(ea @ eb) if ea is not None and eb is not None else -1.0
+        return self.rules.confirms(*self.rules.distances(a, b), similarity)
+
+    def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
+        embeddings: dict[int, np.ndarray] = {}
+        self._load(rows, embeddings)
+        return embeddings
+
+    def _load(self, rows: Sequence[HashRow], into: dict[int, np.ndarray]) -> None:
+        wanted = [r.vector_id for r in rows if r.vector_id not in into]
+        model_id = self.index.meta.model_id
+        for start in range(0, len(wanted), 10_000):
+            into.update(
+                self.catalog.embeddings_by_vector_ids(
+                    wanted[start : start + 10_000], model_id=model_id
+                )
+            )
+
+    def _store(self, groups: dict[str, list[str]], current: dict[str, str | None]) -> None:
+        wanted: dict[str, str | None] = {pid: None for pid in current}
+        for group_id, members in groups.items():
+            for pid in members:
+                wanted[pid] = group_id
+        changed = {pid: g for pid, g in wanted.items() if current.get(pid) != g}
+        if changed:
+            self.catalog.set_duplicate_groups(changed)
+
+
+def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Connected components of the confirmed pairs with more than one member, keyed by
+    their smallest product id."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    grouped: dict[str, list[str]] = {}
+    for pid in parent:
+        grouped.setdefault(root(pid), []).append(pid)
+    return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
