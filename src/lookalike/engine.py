@@ -8,50 +8,37 @@ ingest -> encode -> catalog + index        query -> encode -> index -> catalog -
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from lookalike.catalog import Catalog, Product, ProductFilter, open_catalog
 from lookalike.catalog.base import WriteOutcome
 from lookalike.config import Settings
 from lookalike.duplicates import DuplicateFinder, DuplicateRules, GroupReport
-from lookalike.duplicates.backfill import BackfillReport, hash_missing
-from lookalike.encode import Encoder, ImageLimits, create_encoder, model_source
+from lookalike.duplicates.backfill import BackfillReport, regroup
+from lookalike.duplicates.detector import group_of
+from lookalike.encode import Encoder, ImageLimits, create_encoder
 from lookalike.encode.decode_gate import return_freed_memory_promptly
-from lookalike.files.fetch import Fetcher, ingest_roots, served_roots
-from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
+from lookalike.engine_info import describe_engine
+from lookalike.files.fetch import Fetcher, ingest_roots
+from lookalike.housekeeping import Housekeeping, housekeep
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.admin import IndexAdmin
 from lookalike.index.planner import IndexPlan
-from lookalike.ingest.event_sources import describe_events
 from lookalike.ingest.media import MediaStore
 from lookalike.ingest.pipeline import IngestReport
-from lookalike.ingest.runs import ingest_items, ingest_on_ray
+from lookalike.ingest.runs import ingest_items, ingest_on_ray, stored_fetcher, stored_items
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
 from lookalike.ingest.writes import ProductWriter
 from lookalike.metrics import Metrics
-from lookalike.quality.retention import Pruned, prune_logs
 from lookalike.search import Diversity, SearchPipeline, SearchRequest
 from lookalike.search.caches import SearchCaches
-from lookalike.search.calibration import Calibration, calibrate_catalog, model_thresholds
-from lookalike.search.floor import FloorDefaults
+from lookalike.search.calibration import Calibration, floor_defaults, recalibrate
 from lookalike.search.pipeline import build_pipeline
 from lookalike.search.results import SearchResults
 
 __all__ = ["Diversity", "Engine", "Housekeeping", "SearchRequest"]
-
-
-@dataclass(frozen=True)
-class Housekeeping:
-    """What one round of `Engine.housekeeping` deleted."""
-
-    pruned: Pruned
-    media_deleted: int
 
 
 class Engine:
@@ -66,18 +53,11 @@ class Engine:
         self._live: LiveIndex | None = None
         self._pipeline: SearchPipeline | None = None
         self._duplicates: DuplicateFinder | None = None
-        # A model trained here carries a floor measured on its training items: the default
-        # until this catalog is calibrated with it.
-        self.floors = FloorDefaults(
-            self.catalog,
-            settings,
-            fallback=lambda model_id: model_thresholds(settings.model_checkpoint, model_id),
-        )
+        self.floors = floor_defaults(self.catalog, settings)
         self._lock = threading.Lock()
         self.limits = ImageLimits.from_settings(settings)
         return_freed_memory_promptly()  # decoded images' memory back to the OS when freed
-        # Remote only: sources API clients and event streams name are fetched through it.
-        # Local files are read only by siblings granted roots (index_path, stored_fetcher).
+        # Remote only; local files are read by siblings granted roots (index_path, reindex).
         self.fetcher = Fetcher.from_settings(settings)
         self.metrics = Metrics(settings.metrics_dir)
         namespace = self.catalog.get_meta("catalog_id") or self.catalog.url
@@ -111,43 +91,19 @@ class Engine:
     def live_index(self) -> LiveIndex:
         """The index, opened (or rebuilt from stored embeddings) on first use."""
         if self._live is None:
-            info = self.encoder.info
+            dim, model_id, p = self.encoder.info.dim, self.encoder.info.model_id, self.progress
             with self._lock:
                 if self._live is None:
-                    self._live = self._watched(
-                        open_index(
-                            self.settings,
-                            self.catalog,
-                            info.dim,
-                            info.model_id,
-                            progress=self.progress,
-                        )
-                    )
+                    live = open_index(self.settings, self.catalog, dim, model_id, progress=p)
+                    self._live = self.metrics.time_searchable(live)
         return self._live
-
-    def _watched(self, live: LiveIndex) -> LiveIndex:
-        """Time each catalog commit this index makes searchable (freshness metric)."""
-
-        def observe(commit_times: np.ndarray) -> None:
-            ages = np.maximum(time.time() - commit_times, 0.0)
-            for age in ages.tolist():
-                self.metrics.commit_searchable_seconds.observe(age)
-
-        live.on_applied = observe
-        return live
 
     @property
     def pipeline(self) -> SearchPipeline:
         if self._pipeline is None or self._pipeline.index is not self.live_index:
+            args = (self.settings, self.catalog, self.live_index, self.encoder)
             self._pipeline = build_pipeline(
-                self.settings,
-                self.catalog,
-                self.live_index,
-                self.encoder,
-                self.caches,
-                self.fetcher,
-                self.limits,
-                self.floors,
+                *args, self.caches, self.fetcher, self.limits, self.floors
             )
         return self._pipeline
 
@@ -167,14 +123,10 @@ class Engine:
         self.metrics.publish()  # other workers' scrapes read this process's live values
         return applied
 
-    def save(self) -> None:
-        self.live_index.save(force=True)
-
     def stored_fetcher(self) -> Fetcher:
         """Reads back image sources the catalog holds (reindex, metadata-only writes):
         remote, or local under the media folder, media_roots and earlier index runs' roots."""
-        recorded = recorded_roots(self.catalog.get_meta(RECORDED_ROOTS_KEY))
-        return self.fetcher.with_local_roots(served_roots(self.settings, recorded))
+        return stored_fetcher(self.fetcher, self.settings, self.catalog)
 
     # --- ingest --------------------------------------------------------------------------
     def index_path(self, location: str | Path) -> IngestReport:
@@ -183,8 +135,6 @@ class Engine:
         fetcher = self.fetcher.with_local_roots(ingest_roots(location, self.settings))
         items = open_source(location)
         return self.index_items(items, total=count_items(location), fetcher=fetcher)
-
-    index_folder = index_manifest = index_path
 
     def index_items(
         self,
@@ -210,12 +160,8 @@ class Engine:
 
     def reindex(self) -> IngestReport:
         """Re-encode every product from its image source with the current model."""
-        specs = (
-            ItemSpec(p.id, p.image_source, p.title, p.category, p.brand, p.price, p.attributes)
-            for p in self.catalog.iter_products()
-        )
         total = self.catalog.stats().products
-        return self.index_items(specs, total=total, fetcher=self.stored_fetcher())
+        return self.index_items(stored_items(self.catalog), total, fetcher=self.stored_fetcher())
 
     @property
     def writer(self) -> ProductWriter:
@@ -234,8 +180,7 @@ class Engine:
 
     def housekeeping(self, now: float | None = None) -> Housekeeping:
         """Delete search logs past their retention and uploaded images no product uses."""
-        pruned = prune_logs(self.catalog, self.settings.search_log_retention_days, now=now)
-        return Housekeeping(pruned, self.media.sweep())
+        return housekeep(self.catalog, self.media, self.settings, now=now)
 
     def upsert(self, item: ItemSpec, image: bytes | None = None) -> Product:
         return self.writer.upsert(item, image)
@@ -262,106 +207,39 @@ class Engine:
     def search_similar(self, product_id: str, limit: int | None = None, filters=None):
         return self.search(SearchRequest(product_id=product_id, limit=limit, filters=_f(filters)))
 
-    def get_product(self, product_id: str) -> Product:
-        return self.catalog.get(product_id)
-
     # --- result quality: relevance floor, near-duplicates ---------------------------------
     def calibrate(self) -> Calibration:
-        """Measure the relevance floor of the current model over this catalog and store it
-        (searches use it from now on)."""
-        settings = self.settings
-        calibration = calibrate_catalog(
-            self.catalog,
-            self.live_index.index,
-            self.encoder,
-            k=settings.default_limit,
-            sample_size=settings.calibration_sample,
-            image_weight=settings.image_weight,
-        )
-        self.floors.forget()
-        return calibration
-
-    def hash_images(self) -> BackfillReport:
-        """Hash the stored images of products that have no hashes yet (read back through
-        `stored_fetcher`)."""
-        return hash_missing(
-            self.catalog,
-            self.stored_fetcher(),
-            self.limits,
-            workers=self.settings.ingest_workers,
-            progress=self.progress,
+        """Measure the current model's relevance floor over this catalog and store it."""
+        return recalibrate(
+            self.settings, self.catalog, self.live_index.index, self.encoder, self.floors
         )
 
     def near_duplicates(self, *, write: bool = True) -> tuple[GroupReport, BackfillReport]:
-        """Hash what is not hashed, then find every near-duplicate group from scratch (and
-        store the groups unless `write` is False)."""
-        backfill = self.hash_images()
-        report = self.duplicates.find_all(write=write)
-        report.unhashed = len(backfill.failed)
-        return report, backfill
+        """Hash the images not hashed yet, then every near-duplicate group from scratch."""
+        fetcher, workers = self.stored_fetcher(), self.settings.ingest_workers
+        return regroup(self.duplicates, fetcher, self.limits, workers=workers, write=write)
 
     def duplicates_of(self, product_id: str) -> list[Product]:
         """The other members of the product's near-duplicate group (NotFound if unknown)."""
-        self.catalog.get(product_id)
-        rows = self.catalog.image_hashes(product_ids=[product_id])
-        group = rows[0].group_id if rows else None
-        if group is None:
-            return []
-        members = self.catalog.group_members([group]).get(group, [])
-        found = self.catalog.get_many([pid for pid in members if pid != product_id])
-        return [found[pid] for pid in sorted(found)]
+        return group_of(self.catalog, product_id)
 
     # --- index administration ------------------------------------------------------------
     @property
     def index_admin(self) -> IndexAdmin:
-        info = self.encoder.info
-        progress = self.progress
-        return IndexAdmin(self.settings, self.catalog, info.dim, info.model_id, progress=progress)
+        dim, model_id, p = self.encoder.info.dim, self.encoder.info.model_id, self.progress
+        return IndexAdmin(self.settings, self.catalog, dim, model_id, progress=p)
 
     def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
         """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
-        live = self._watched(self.index_admin.build(plan))
+        live = self.metrics.time_searchable(self.index_admin.build(plan))
         with self._lock:
             self._live = live
         return live.describe()
 
     def info(self) -> dict[str, Any]:
         """What is indexed, with which model, index and cache; never loads the model."""
-        stats = self.catalog.stats()
-        source = model_source(self.settings)
-        stamp = stats.last_update
         index = self._live.describe() if self._live else describe_index(self.settings)
-        return {
-            "catalog": self.catalog.url,
-            "products": stats.products,
-            "searchable": stats.searchable,
-            "embeddings_by_model": stats.models,
-            "last_update": stamp and _iso(stamp),
-            "log_head": stats.log_head,
-            "index": index,
-            "cache": self.caches.backend.describe(),
-            "model": {"source": source.kind, "name": source.display_name},
-            "data_dir": str(self.settings.data_dir.resolve()),
-            "freshness": self._freshness(stats.log_head, index.get("watermark")),
-            "events": describe_events(self.settings),
-        }
-
-    def _freshness(self, head: int, watermark: int | None) -> dict[str, Any]:
-        """When the catalog last committed a change, and how far the index is behind it."""
-        last = self.catalog.commit_times([head]).get(head) if head else None
-        out: dict[str, Any] = {"last_commit": last and _iso(last), "index_behind_s": None}
-        if watermark is not None and watermark >= head:
-            out["index_behind_s"] = 0.0
-        elif watermark is not None:
-            # Behind since the oldest change it lacks (the entry after its watermark).
-            lacking = self.catalog.changes_since(watermark, limit=1).commit_times
-            if len(lacking):
-                out["index_behind_s"] = round(max(0.0, time.time() - float(lacking[0])), 3)
-        return out
-
-
-def _iso(stamp: float) -> str:
-    return time.strftime("%FT%T%z", time.localtime(stamp))
+        return describe_engine(self.settings, self.catalog, index, self.caches.backend.describe())
 
 
 def _f(filters: ProductFilter | None) -> ProductFilter:

@@ -22,9 +22,10 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -35,6 +36,13 @@ if TYPE_CHECKING:
     from lookalike.cache.base import Cache
 
 log = logging.getLogger(__name__)
+
+
+class _Appliable(Protocol):
+    on_applied: Any  # called with the commit times of the change-log entries it applied
+
+
+Watched = TypeVar("Watched", bound=_Appliable)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Freshness: seconds to minutes in production, an hour the seed's old goal.
@@ -189,6 +197,18 @@ class Metrics:
         for name, value in values.items():
             if value is not None:
                 self.quality[name].labels(arm).set(value)
+
+    def time_searchable(self, live: Watched) -> Watched:
+        """Time each catalog commit the live index makes searchable (freshness, second
+        half); returns the index."""
+
+        def observe(commit_times: Any) -> None:  # a numpy array of commit times
+            now = time.time()
+            for committed in commit_times.tolist():
+                self.commit_searchable_seconds.observe(max(now - committed, 0.0))
+
+        live.on_applied = observe
+        return live
 
     def watch_index(self, size: Callable[[], int]) -> None:
         """Report the index size read from `size` (the live index, when scraped)."""

@@ -38,7 +38,7 @@ def test_a_caller_owned_engine_is_used_and_left_open(tmp_path: Path, indexed_dat
     with Engine(settings) as engine:
         with TestClient(create_app(settings, engine=engine)) as client:
             assert client.get("/v1/products/sku-000").status_code == 200
-        assert engine.get_product("sku-000").id == "sku-000"  # still open
+        assert engine.catalog.get("sku-000").id == "sku-000"  # still open
 
 
 def test_api_docs_page_is_served_without_a_cdn(client: TestClient) -> None:

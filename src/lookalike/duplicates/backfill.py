@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, Product
+from lookalike.duplicates.detector import DuplicateFinder, GroupReport
 from lookalike.encode.images import ImageLimits, decode_image
 from lookalike.encode.phash import perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
@@ -54,6 +55,19 @@ def hash_missing(
             bar.update(len(products))
     bar.close()
     return report
+
+
+def regroup(
+    finder: DuplicateFinder, fetcher: Fetcher, limits: ImageLimits, *, workers: int, write: bool
+) -> tuple[GroupReport, BackfillReport]:
+    """Hash the images that have no hashes, then find every group from scratch (stored
+    where `write`); the report counts the items left unhashed."""
+    backfill = hash_missing(
+        finder.catalog, fetcher, limits, workers=workers, progress=finder.progress
+    )
+    report = finder.find_all(write=write)
+    report.unhashed = len(backfill.failed)
+    return report, backfill
 
 
 def _hash(product: Product, fetcher: Fetcher, limits: ImageLimits) -> tuple[int, int] | str:

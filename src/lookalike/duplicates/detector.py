@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from lookalike.catalog.base import Catalog, HashRow
+from lookalike.catalog.base import Catalog, HashRow, Product
 from lookalike.config import Settings
 from lookalike.duplicates.hash_index import HashIndex
 from lookalike.encode.phash import hamming
@@ -249,6 +249,19 @@ class DuplicateFinder:
         changed = {pid: g for pid, g in wanted.items() if current.get(pid) != g}
         if changed:
             self.catalog.set_duplicate_groups(changed)
+
+
+def group_of(catalog: Catalog, product_id: str) -> list[Product]:
+    """The other members of the product's near-duplicate group, by id (NotFound if the
+    product is unknown; empty when it is in none)."""
+    catalog.get(product_id)
+    rows = catalog.image_hashes(product_ids=[product_id])
+    group = rows[0].group_id if rows else None
+    if group is None:
+        return []
+    members = catalog.group_members([group]).get(group, [])
+    found = catalog.get_many([pid for pid in members if pid != product_id])
+    return [found[pid] for pid in sorted(found)]
 
 
 def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

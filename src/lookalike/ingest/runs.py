@@ -4,7 +4,7 @@ the same items on Ray workers; each run's report is saved under the data dir's `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,25 @@ from lookalike.config import Settings
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits
 from lookalike.errors import ConfigError
-from lookalike.files.fetch import Fetcher
+from lookalike.files.fetch import Fetcher, served_roots
+from lookalike.files.local import RECORDED_ROOTS_KEY, recorded_roots
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.pipeline import DuplicateHook, IngestPipeline, IngestReport
 from lookalike.ingest.sources import BadRow, ItemSpec, count_items, open_source
 from lookalike.metrics import Metrics
+
+
+def stored_fetcher(fetcher: Fetcher, settings: Settings, catalog: Catalog) -> Fetcher:
+    """Reads back image sources the catalog holds (reindex, metadata-only writes): remote,
+    or local under the media folder, media_roots and earlier index runs' roots."""
+    recorded = recorded_roots(catalog.get_meta(RECORDED_ROOTS_KEY))
+    return fetcher.with_local_roots(served_roots(settings, recorded))
+
+
+def stored_items(catalog: Catalog) -> Iterator[ItemSpec]:
+    """Every product as an item to ingest again from its stored image (a reindex)."""
+    for p in catalog.iter_products():
+        yield ItemSpec(p.id, p.image_source, p.title, p.category, p.brand, p.price, p.attributes)
 
 
 def ingest_items(

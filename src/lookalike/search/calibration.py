@@ -38,11 +38,12 @@ import numpy as np
 from PIL import Image
 
 from lookalike.catalog.base import Catalog, ProductFilter
+from lookalike.config import Settings
 from lookalike.encode.base import Encoder, l2_normalize
 from lookalike.files.atomic import write_text_atomic
 from lookalike.index.base import VectorIndex
 from lookalike.search.compose import hybrid
-from lookalike.search.floor import meta_key, thresholds_from_json
+from lookalike.search.floor import FloorDefaults, meta_key, thresholds_from_json
 
 NOISE_TEXTS = 200
 NOISE_IMAGES = 64
@@ -289,6 +290,35 @@ def calibrate_catalog(
         seed=seed,
     )
     catalog.set_meta(meta_key(model_id), calibration.to_json())
+    return calibration
+
+
+def floor_defaults(catalog: Catalog, settings: Settings) -> FloorDefaults:
+    """The floors searches use: the catalog's calibration per model, else the one a model
+    trained here carries (measured on its training items) until the catalog has its own."""
+    checkpoint = settings.model_checkpoint
+    return FloorDefaults(
+        catalog, settings, fallback=lambda model_id: model_thresholds(checkpoint, model_id)
+    )
+
+
+def recalibrate(
+    settings: Settings,
+    catalog: Catalog,
+    index: VectorIndex,
+    encoder: Encoder,
+    floors: FloorDefaults,
+) -> Calibration:
+    """`calibrate_catalog` with the settings' sample, and searches use it from now on."""
+    calibration = calibrate_catalog(
+        catalog,
+        index,
+        encoder,
+        k=settings.default_limit,
+        sample_size=settings.calibration_sample,
+        image_weight=settings.image_weight,
+    )
+    floors.forget()
     return calibration
 
 

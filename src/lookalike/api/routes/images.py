@@ -57,7 +57,7 @@ async def get_image(
 
 def _image_source(engine: Engine, product_id: str) -> Path | str:
     """A local file's path, or an http(s) URL (str)."""
-    product = engine.get_product(product_id)
+    product = engine.catalog.get(product_id)
     source = product.image_source
     if not source:
         raise NotFound(f"image of product {product_id!r}")

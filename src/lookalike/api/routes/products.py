@@ -94,7 +94,7 @@ async def get_product(
     product_id: str, engine: EngineDep, run: RunDep, root_path: RootPathDep
 ) -> ProductOut:
     """One product's metadata."""
-    return product_out(await run(engine.get_product, product_id), root_path)
+    return product_out(await run(engine.catalog.get, product_id), root_path)
 
 
 _PUT_BODY: dict[str, Any] = {
@@ -182,7 +182,7 @@ def _upsert(
 ) -> tuple[Product, bool]:
     """(product, created). Blocking: runs on the API thread pool."""
     try:
-        existing: Product | None = engine.get_product(product_id)
+        existing: Product | None = engine.catalog.get(product_id)
     except NotFound:
         existing = None
     source, data = body.image_url, (upload.data if upload else None)
