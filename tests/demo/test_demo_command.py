@@ -115,7 +115,9 @@ def test_simulated_shoppers_teach_a_ranker_through_the_api(tmp_path):
         assert len(searches) == 600
         assert sum(s.explored > 0 for s in searches) > 150  # about 40% shuffled
         assert {e.kind for s in searches for e in s.events} >= {"click", "cart"}
-        assert all(s.session and len(s.hits) == 10 for s in searches)
+        # Pages of up to 10: the relevance floor may cut weak hits of this tiny model.
+        assert all(s.session and 0 < len(s.hits) <= 10 for s in searches)
+        assert sum(len(s.hits) == 10 for s in searches) > 300
         assert len(catalog.rankers()) == 1  # trained and stored, promoted or not
         ab = searches[500:]
         assert {s.arm for s in ab} == {"control", "candidate"}
