@@ -346,6 +346,17 @@ def eval_command(
         typer.Option(help="JSON with class_prompts / paraphrases (default: eval_queries.json)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
+    gallery_limit: Annotated[
+        int | None,
+        typer.Option(help="Use only the first N gallery items (held-out vs gallery)."),
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=MODEL: measure another model beside it in the same run (repeatable), "
+            "e.g. the same recipe trained on another text tower."
+        ),
+    ] = None,
     k: Annotated[int, typer.Option(help="Cut-off for P@k and mAP@k.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
     data_dir: DataDir = None,
@@ -354,6 +365,7 @@ def eval_command(
     from lookalike.encode import create_encoder
     from lookalike.train.evaluate import (
         evaluate,
+        language_table,
         load_queries,
         markdown_table,
         per_query_table,
@@ -362,6 +374,12 @@ def eval_command(
 
     settings = build_settings(data_dir, model_checkpoint=model)
     encoder = create_encoder(settings)
+    others = {}
+    for entry in compare or []:
+        name, separator, location = entry.partition("=")
+        if not separator or not name or not location:
+            raise typer.BadParameter(f"--compare wants NAME=MODEL, got {entry!r}")
+        others[name] = create_encoder(settings.model_copy(update={"model_checkpoint": location}))
     baseline = None
     if encoder.info.family == "lit":
         from lookalike.encode.lit import LitEncoder
@@ -381,6 +399,8 @@ def eval_command(
         limit=limit,
         k=k,
         baseline=baseline,
+        others=others,
+        gallery_limit=gallery_limit,
     )
     path = write_report(report, settings.ensure_data_dir())
     if as_json:
@@ -393,6 +413,10 @@ def eval_command(
     if "paraphrases" in report["results"]["model"]:
         typer.echo("")
         typer.echo(per_query_table(report))
+    languages = language_table(report)
+    if languages:
+        typer.echo("")
+        typer.echo(languages)
     if baseline is None:
         typer.echo("(the random-init baseline exists for Lookalike-trained models only)")
     typer.echo(f"report: {path}")

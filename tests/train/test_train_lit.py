@@ -185,7 +185,7 @@ def test_eval_reports_model_and_baselines(trained: Path, catalog: Path, train_se
     # (4 test items per class, so P@10 is at most 0.3 while mAP@10 can reach 1).
     raw = report["results"]["raw-pixels"]["image_to_image"]
     assert raw["P@10"] == pytest.approx(0.3) and raw["mAP@10"] == pytest.approx(1.0)
-    assert "| image->image | P@10 |" in markdown_table(report)
+    assert "| image->image, within held-out | P@10 |" in markdown_table(report)
 
 
 def test_cli_train_then_eval(catalog: Path, tmp_path: Path, monkeypatch):
