@@ -291,6 +291,13 @@ def train_command(
         "rn-tiny"
     ),
     image_size: Annotated[int, typer.Option(help="lit: image tower input side in pixels.")] = 32,
+    text_model: Annotated[
+        str | None,
+        typer.Option(
+            help="lit: the frozen text tower (default LOOKALIKE_TEXT_MODEL), e.g. "
+            "intfloat/multilingual-e5-small for queries in any language."
+        ),
+    ] = None,
     augment: Annotated[
         bool, typer.Option(help="Random flips and shifts of the training images.")
     ] = False,
@@ -320,7 +327,8 @@ def train_command(
         limit=limit,
         max_steps=max_steps,
     )
-    result = train(source, output, build_settings(), config, resume=resume, progress=not quiet)
+    settings = build_settings(text_model=text_model)
+    result = train(source, output, settings, config, resume=resume, progress=not quiet)
     state = "finished" if result.finished else f"stopped at step {result.step}, run again to resume"
     typer.echo(
         f"{result.output}: {state} ({result.step}/{result.total_steps} steps, "
@@ -438,17 +446,31 @@ def demo_command(
     limit: Annotated[int | None, typer.Option(help="Index only the first N items.")] = None,
     serve: Annotated[bool, typer.Option(help="Serve the web page at the end.")] = True,
     retrain: Annotated[bool, typer.Option(help="Train the offline model again.")] = False,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="fashion-mnist: 70,000 product photos; openclipart: clip art with the "
+            "titles and keywords people wrote (Debian openclipart-svg + openclipart-png)."
+        ),
+    ] = "fashion-mnist",
     source_dir: Annotated[
-        Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")
+        Path | None,
+        typer.Option(
+            help="The data set's source files: the Fashion-MNIST IDX files, or a folder "
+            "with openclipart's svg/ and png/ (default: the Debian packages' folders)."
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
 ) -> None:
-    """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
+    """The main job: build the demo catalog, get a model, index, search, serve."""
+    from lookalike.demo.datasets import dataset_names
     from lookalike.demo.run import DemoOptions, run_demo
 
     if model not in ("offline", "pretrained", "auto"):
         raise typer.BadParameter("--model must be offline, pretrained or auto")
+    if dataset not in dataset_names():
+        raise typer.BadParameter(f"--dataset must be one of {', '.join(dataset_names())}")
     options = DemoOptions(
         directory=directory,
         model=model,  # type: ignore[arg-type]
@@ -456,6 +478,7 @@ def demo_command(
         serve=serve,
         retrain=retrain,
         source_dir=source_dir,
+        dataset=dataset,
     )
     run_demo(build_settings(host=host, port=port), options, echo=typer.echo)
 

@@ -21,7 +21,7 @@ from lookalike.encode.text import load_text_tower
 from lookalike.errors import CheckpointError, ModelError
 from lookalike.ingest.sources import open_source
 from lookalike.train.checkpoint import STATE_FILE, load_state
-from lookalike.train.evaluate import EvalQueries, evaluate, markdown_table
+from lookalike.train.evaluate import EvalQueries, evaluate, language_table, markdown_table
 from lookalike.train.loop import TrainConfig, train
 from lookalike.train.loss import contrastive_loss, positives_matrix
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
@@ -170,7 +170,10 @@ def test_eval_reports_model_and_baselines(trained: Path, catalog: Path, train_se
     settings = train_settings.model_copy(update={"model_checkpoint": str(trained)})
     encoder = create_encoder(settings)
     baseline = LitEncoder.random_init(encoder.config, device="cpu")
-    queries = EvalQueries(paraphrases={"slacks": "Trouser"})
+    queries = EvalQueries(
+        paraphrases={"slacks": "Trouser"},
+        translations={"de": {"class_prompts": {}, "paraphrases": {"Hose": "Trouser"}}},
+    )
     report = evaluate(
         catalog, settings, encoder, queries=queries, baseline=baseline, progress=False
     )
@@ -186,6 +189,18 @@ def test_eval_reports_model_and_baselines(trained: Path, catalog: Path, train_se
     raw = report["results"]["raw-pixels"]["image_to_image"]
     assert raw["P@10"] == pytest.approx(0.3) and raw["mAP@10"] == pytest.approx(1.0)
     assert "| image->image, within held-out | P@10 |" in markdown_table(report)
+    # Held-out images against the 200 train items, 20 of each class: raw pixels find
+    # ten of the query's class every time.
+    assert report["gallery"] == {"split": "train", "items": 200}
+    gallery = report["results"]["raw-pixels"]["held_out_vs_gallery"]
+    assert gallery["P@10"] == gallery["macro P@10"] == gallery["1-NN accuracy"] == 1.0
+    assert set(gallery["by_class"]) == set(report["categories"])
+    assert 0.0 <= model["held_out_vs_gallery"]["1-NN accuracy"] <= 1.0
+    assert "held-out vs train gallery | 1-NN accuracy" in markdown_table(report)
+    german = model["languages"]["de"]
+    assert german["paraphrases"]["queries"]["Hose"]["expected"] == "Trouser"
+    assert german["P@10"] == german["paraphrases"]["P@10"]
+    assert "| de | paraphrases |" in language_table(report)
 
 
 def test_cli_train_then_eval(catalog: Path, tmp_path: Path, monkeypatch):

@@ -423,7 +423,9 @@ def _trainable(settings: Settings, config: TrainConfig, device: str, output: Pat
             image_size=config.image_size,
             embed_dim=config.embed_dim,
             text_projection=config.text_projection,
-            threads=settings.torch_threads,
+            # Captions are embedded once, before the first step, with nothing else running:
+            # the text tower may use every core torch uses.
+            threads=settings.torch_threads or torch.get_num_threads(),
         )
         with torch.no_grad():
             trainable.logit_scale.fill_(math.log(1 / config.temperature))
