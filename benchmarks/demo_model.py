@@ -46,6 +46,16 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "e5-3ep-augment": ("+ 3 epochs, flips and shifts", E5, {"epochs": 3, "augment": True}),
     "e5-wide": ("+ rn-tiny-wide tower (width 32)", E5, {"tower": "rn-tiny-wide"}),
     "e5-lr": ("+ peak lr 4e-3", E5, {"lr": 4e-3}),
+    "e5-samecat": (
+        "+ same-category captions are no negatives",
+        E5,
+        {"same_category_negatives": False},
+    ),
+    "e5-samecat-3ep-augment": (
+        "+ same-category no negatives, 3 epochs, flips and shifts",
+        E5,
+        {"same_category_negatives": False, "epochs": 3, "augment": True},
+    ),
 }
 
 

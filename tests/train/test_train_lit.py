@@ -23,7 +23,7 @@ from lookalike.ingest.sources import open_source
 from lookalike.train.checkpoint import STATE_FILE, load_state
 from lookalike.train.evaluate import EvalQueries, evaluate, language_table, markdown_table
 from lookalike.train.loop import TrainConfig, train
-from lookalike.train.loss import contrastive_loss, positives_matrix
+from lookalike.train.loss import contrastive_loss, positives_matrix, same_category_pairs
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
 from tests.support.fashion_idx import write_idx
 
@@ -250,6 +250,27 @@ def test_loss_counts_every_fitting_caption_as_a_positive():
     assert float(contrastive_loss(features, features, positives, scale)) < 1e-3
     plain = torch.nn.functional.cross_entropy(100 * features @ features.t(), torch.arange(4))
     assert float(plain) > 0.3  # plain InfoNCE punishes the shared caption
+
+
+def test_same_category_captions_can_be_left_out_of_the_contrast():
+    # Items 0 and 1 are sneakers of two brands, each drew its brand caption (2 and 3);
+    # item 2 is a bag. The sneakers look alike: their features are equal.
+    variants = torch.tensor([[0, 2], [0, 3], [1, 1]])
+    drawn = torch.tensor([2, 3, 1])
+    positives = positives_matrix(variants, drawn)
+    assert positives.tolist() == [[True, False, False], [False, True, False], [False, False, True]]
+    ignored = same_category_pairs(torch.tensor([7, 7, 4]), positives)
+    assert ignored.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    images = torch.nn.functional.normalize(torch.eye(2, 8)[[0, 0, 1]], dim=-1)
+    scale = torch.tensor(np.log(100.0))
+    # As negatives, each sneaker's brand caption punishes the other sneaker: log 2 for
+    # each sneaker's row and column, nothing for the bag's.
+    plain = float(contrastive_loss(images, images, positives, scale))
+    assert plain == pytest.approx(2 / 3 * np.log(2), rel=1e-3)
+    assert float(contrastive_loss(images, images, positives, scale, ignored)) < 1e-3
+    # Unknown categories (-1) never pair.
+    none = same_category_pairs(torch.tensor([-1, -1, 4]), positives)
+    assert not none.any()
 
 
 def test_retrieval_metrics_by_hand():
