@@ -46,6 +46,7 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "e5-3ep-augment": ("+ 3 epochs, flips and shifts", E5, {"epochs": 3, "augment": True}),
     "e5-wide": ("+ rn-tiny-wide tower (width 32)", E5, {"tower": "rn-tiny-wide"}),
     "e5-lr": ("+ peak lr 4e-3", E5, {"lr": 4e-3}),
+    "e5-batch128": ("+ batch 128 (twice the steps)", E5, {"batch_size": 128}),
     "e5-samecat": (
         "+ same-category captions are no negatives",
         E5,
