@@ -122,6 +122,19 @@ class FaissIvfPq:
         return self.index.search(query, k, params=params)
 
 
+def milvus_settings(root: Path) -> Settings:
+    """Embedded Milvus Lite under `root`, HNSW with the parameters FAISS gets."""
+    return Settings(
+        _env_file=None,
+        data_dir=root / "data",
+        index_url=str(root / "milvus.db"),
+        milvus_index_type="HNSW",
+        milvus_index_params=HNSW,
+        milvus_search_params={"ef": EF_SEARCH},
+        milvus_write_batch=5_000,
+    )
+
+
 def faiss_bytes(index: faiss.Index) -> int:
     return len(faiss.serialize_index(index))
 
@@ -199,17 +212,9 @@ def main() -> None:
         _, hnsw_s = timed("faiss-hnsw", lambda: hnsw.add(ids, vectors))
         ivfpq = FaissIvfPq(args.dim)
         _, ivfpq_s = timed("faiss-ivfpq (train + add)", lambda: ivfpq.add(ids, vectors))
-        settings = Settings(
-            data_dir=root / "data",
-            index_url=str(root / "milvus.db"),
-            milvus_index_type="HNSW",
-            milvus_index_params=HNSW,
-            milvus_search_params={"ef": EF_SEARCH},
-            milvus_write_batch=5_000,
-        )
         live, milvus_s = timed(
             "milvus-hnsw (insert + flush)",
-            lambda: open_index(settings, catalog, args.dim, MODEL, progress=True),
+            lambda: open_index(milvus_settings(root), catalog, args.dim, MODEL, progress=True),
         )
         milvus = live.index
 

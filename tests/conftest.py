@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.api_catalog",
     "tests.support.hostile_http",
+    "tests.support.pgvector_server",
 ]
 
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.

@@ -499,30 +499,152 @@ def serve_command(
 
     import uvicorn
 
+    from lookalike.api.serving import check_exposure, uvicorn_log_config
+
     settings = build_settings(data_dir, host=host, port=port, workers=workers)
+    for note in check_exposure(settings):  # refuses a network address without any key
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"Lookalike on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    # Proxy headers are the app's to trust (LOOKALIKE_TRUSTED_PROXIES), not uvicorn's.
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": False,
+        "log_config": uvicorn_log_config(),
+    }
     if settings.workers == 1:
         from lookalike.api import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        uvicorn.run(create_app(settings), **common)
         return
+    from lookalike.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+
     # Worker processes build their own app from the environment: hand them the
     # command-line overrides that way (this is an entry point, where settings are made).
     if data_dir is not None:
         os.environ["LOOKALIKE_DATA_DIR"] = str(settings.data_dir)
+    os.environ["LOOKALIKE_HOST"] = settings.host  # the allowed Host names include it
+    # Several workers: they map one saved index (`index_memory` auto) and merge their
+    # metrics through files in one folder (prometheus_client reads the variable itself).
+    os.environ["LOOKALIKE_WORKERS"] = str(settings.workers)
+    metrics_dir, temporary = prepare_multiprocess_dir(settings.metrics_dir)
+    os.environ["LOOKALIKE_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     extra: dict[str, Any] = {}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # A worker imports torch before it can answer the supervisor's first health check;
         # uvicorn's 5 s default kills and restarts workers on a busy machine.
         extra["timeout_worker_healthcheck"] = 60
-    uvicorn.run(
-        "lookalike.api.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        **extra,
+    try:
+        uvicorn.run(
+            "lookalike.api.app:create_app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **common,
+            **extra,
+        )
+    finally:
+        if temporary:
+            remove_multiprocess_dir(metrics_dir)
+
+
+# --- API keys -------------------------------------------------------------------------------
+keys_app = typer.Typer(
+    help="API keys: named, with a scope (search < write < admin); the catalog keeps only a "
+    "SHA-256 digest of each.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@handles_errors
+def keys_create_command(
+    name: Annotated[str, typer.Argument(help="A name for who uses it, e.g. importer, shop-front.")],
+    scope: Annotated[
+        str, typer.Option(help="search (read only), write (products too) or admin (all).")
+    ] = "search",
+    data_dir: DataDir = None,
+) -> None:
+    """Make a key and print its token, the only time it is shown (the token alone on stdout)."""
+    import time
+
+    from lookalike.catalog import open_catalog
+    from lookalike.catalog.keys import issue_key
+
+    catalog = open_catalog(build_settings(data_dir))
+    try:
+        token = issue_key(catalog, name, scope, time.time())
+    finally:
+        catalog.close()
+    typer.echo(
+        f"key {name!r} (scope {scope}) created; its token follows and is not shown again. "
+        "Send it as `X-API-Key: <token>` or `Authorization: Bearer <token>`.",
+        err=True,
     )
+    typer.echo(token)
+
+
+@keys_app.command("list")
+@handles_errors
+def keys_list_command(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Name, scope, when made and when last used (to the minute) of every key; never tokens."""
+    from lookalike.catalog import open_catalog
+
+    catalog = open_catalog(build_settings(data_dir))
+    try:
+        keys = catalog.api_keys()
+    finally:
+        catalog.close()
+    rows = [
+        {
+            "name": key.name,
+            "scope": key.scope,
+            "created": _utc(key.created_at),
+            "last_used": _utc(key.last_used_at) if key.last_used_at else None,
+        }
+        for key in keys
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no keys (create one with `lookalike keys create --scope write NAME`)")
+        return
+    typer.echo(f"{'name':<24} {'scope':<7} {'created (UTC)':<20} last used (UTC)")
+    for row in rows:
+        name, scope, created, used = row.values()
+        typer.echo(f"{name:<24} {scope:<7} {created:<20} {used or 'never'}")
+
+
+@keys_app.command("revoke")
+@handles_errors
+def keys_revoke_command(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Delete a key: servers refuse it within LOOKALIKE_KEY_CACHE_TTL_S seconds, no restart."""
+    from lookalike.catalog import open_catalog
+    from lookalike.errors import NotFound
+
+    settings = build_settings(data_dir)
+    catalog = open_catalog(settings)
+    try:
+        if not catalog.revoke_api_key(name):
+            raise NotFound(f"key {name!r}")
+    finally:
+        catalog.close()
+    typer.echo(
+        f"key {name!r} revoked; running servers refuse it within {settings.key_cache_ttl_s:g} s"
+    )
+
+
+def _utc(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @app.command("consume")

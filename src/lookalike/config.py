@@ -8,10 +8,11 @@ built once at an entry point (CLI, API, tests) and passed down; nothing else rea
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -34,7 +35,8 @@ class Settings(BaseSettings):
     index_url: str | None = Field(
         None,
         description="Vector store: unset = FAISS files in data_dir; a Milvus URI "
-        "(`http://host:19530`) or a local `.db` path for embedded Milvus Lite.",
+        "(`http://host:19530`), a local `.db` path for embedded Milvus Lite, or `pgvector://` "
+        "for a pgvector table in the PostgreSQL catalog's own database.",
     )
 
     # --- model ---------------------------------------------------------------------------
@@ -84,6 +86,19 @@ class Settings(BaseSettings):
     )
     index_save_interval_s: float = Field(
         30.0, gt=0, description="Longest time between index snapshots while writing."
+    )
+    index_memory: Literal["auto", "private", "mapped"] = Field(
+        "auto",
+        description="How a process holds the FAISS index: private = its own copy in memory; "
+        "mapped = the saved file mapped read-only (one copy in the page cache for every "
+        "process on the machine) plus a small private delta of later writes; auto = mapped "
+        "when `lookalike serve` runs several workers.",
+    )
+    index_delta_max: int = Field(
+        10_000,
+        ge=1,
+        description="mapped: writes a process holds beside the mapped file (vectors added "
+        "plus ids removed) before it folds them into a new saved file.",
     )
     search_threads: int | None = Field(
         None, ge=1, description="Threads FAISS may use (unset: all cores)."
@@ -285,8 +300,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="`lookalike serve` bind address.")
     port: int = Field(8000, ge=0, le=65535, description="`lookalike serve` port.")
     workers: int = Field(1, ge=1, description="`lookalike serve` worker processes.")
-    api_key: SecretStr | None = Field(
-        None, description="When set, write endpoints need the header `X-API-Key`."
+    metrics_dir: Path | None = Field(
+        None,
+        description="Where the workers of `lookalike serve --workers N` share their "
+        "Prometheus metrics, so `/metrics` on any worker reports them all (unset: a new "
+        "temporary folder per run). Under another process manager, set "
+        "`PROMETHEUS_MULTIPROC_DIR` to the same folder.",
     )
     max_upload_bytes: int = Field(
         32 * MiB,
@@ -300,6 +319,73 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         [],
         description='Origins allowed to call the API from a browser (JSON list, e.g. `["*"]`).',
+    )
+
+    # --- security: API keys, hosts, rate limits, load shedding (docs/security.md) -------
+    api_key: SecretStr | None = Field(
+        None,
+        description="An admin key from the environment, beside the keys `lookalike keys "
+        "create` stores in the catalog. Write endpoints always need a key (`X-API-Key` or "
+        "`Authorization: Bearer`).",
+    )
+    search_requires_key: bool = Field(
+        False,
+        description="Searches, product reads, images and clicks need a key (any scope) too; "
+        "by default they are open to anyone who can reach the server.",
+    )
+    key_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long a process trusts a key it has looked up: a revoked key stops "
+        "working everywhere within this time.",
+    )
+    allowed_hosts: list[str] = Field(
+        [],
+        description="Host names the API answers to (against DNS rebinding), besides "
+        "localhost, 127.0.0.1, ::1 and the `--host` address; JSON list, `*.example.com` for "
+        'subdomains, `["*"]` for any.',
+    )
+    trusted_proxies: list[str] = Field(
+        [],
+        description="Addresses of reverse proxies whose `X-Forwarded-For` / "
+        '`X-Forwarded-Proto` are believed (JSON list, e.g. `["127.0.0.1"]`); empty = the '
+        "connecting address is the client.",
+    )
+    metrics_access: Literal["open", "local", "key", "off"] = Field(
+        "local",
+        description="`/metrics`: `local` = loopback clients, or any valid key; `key` = any "
+        "valid key; `open` = anyone; `off` = not served.",
+    )
+    docs_access: Literal["open", "off"] = Field(
+        "open", description="`/docs` and `/openapi.json`: `open`, or `off` (not served)."
+    )
+    rate_limit_per_key: str = Field(
+        "1000/second",
+        description="Requests one key may make, across replicas when Redis is configured "
+        '(`limits` notation, e.g. `100/second;3000/minute`; "" = no limit).',
+    )
+    rate_limit_per_address: str = Field(
+        "1200/minute",
+        description="Requests one client address (an IPv6 /64) may make without a key "
+        '(`limits` notation; "" = no limit).',
+    )
+    rate_limit_exempt: list[str] = Field(
+        ["127.0.0.0/8", "::1/128"],
+        description="Client networks no rate limit applies to (JSON list of CIDRs): by "
+        "default loopback, so load tests and a front end on the same host are never throttled.",
+    )
+    api_queue_max: int = Field(
+        256,
+        ge=0,
+        description="Calls that may wait for a busy API thread (`api_threads`); more are "
+        "answered 503 with Retry-After at once instead of queueing without bound.",
+    )
+    request_deadline_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request with no response started after this long is answered 504 "
+        "and its queued work is dropped.",
     )
 
     # --- live catalog: caches, event stream consumer, search logs ------------------------
@@ -371,7 +457,7 @@ class Settings(BaseSettings):
         True, description="Log API searches and clicks in the catalog for `lookalike report`."
     )
 
-    # --- scaling out: PostgreSQL catalog, Milvus vector store ----------------------------
+    # --- scaling out: PostgreSQL catalog, Milvus or pgvector vector store ------------------
     postgres_pool_min: int = Field(
         1, ge=0, description="PostgreSQL catalog: connections each process keeps open."
     )
@@ -413,6 +499,40 @@ class Settings(BaseSettings):
         1, ge=1, description="In-memory replicas a Milvus cluster loads (spread queries)."
     )
     milvus_write_batch: int = Field(1000, ge=1, description="Rows per Milvus upsert request.")
+    pgvector_m: int = Field(
+        16, ge=2, le=100, description="pgvector HNSW links per node (build time)."
+    )
+    pgvector_ef_construction: int = Field(
+        64,
+        ge=4,
+        le=1000,
+        description="pgvector HNSW candidate list while building (at least 2 x pgvector_m).",
+    )
+    pgvector_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="pgvector HNSW candidate list per query (raised to k for a larger k, up "
+        "to pgvector's 1000; iterative scans go on past it).",
+    )
+    pgvector_iterative_scan: Literal["relaxed_order", "strict_order"] = Field(
+        "relaxed_order",
+        description="pgvector 0.8 iterative index scan: a filtered query scans on until it has "
+        "k matches. relaxed_order finds more (results are re-sorted); strict_order stops "
+        "sooner.",
+    )
+    pgvector_max_scan_tuples: int = Field(
+        20_000,
+        ge=1,
+        description="Most index entries one pgvector iterative scan visits; a list still "
+        "short then is completed by an exact search of the matches.",
+    )
+    pgvector_build_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maintenance_work_mem for building the pgvector HNSW index (a graph that "
+        "fits builds many times faster).",
+    )
     filterable_attributes: list[
         Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,63}$")]
     ] = Field(
@@ -420,6 +540,25 @@ class Settings(BaseSettings):
         description="Attributes a vector database keeps beside each vector so filters on "
         'them run inside it (JSON list, e.g. `["color"]`); category, brand, price always do.',
     )
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_address")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a rate limit like `100/second`") from exc
+        return value.strip()
+
+    @field_validator("rate_limit_exempt")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     # --- derived -------------------------------------------------------------------------
     @property

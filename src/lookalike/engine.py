@@ -50,11 +50,11 @@ class Engine:
         # Remote only: sources API clients and event streams name are fetched through it.
         # Local files are read only by siblings granted roots (index_path, stored_fetcher).
         self.fetcher = Fetcher.from_settings(settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_dir)
         namespace = self.catalog.get_meta("catalog_id") or self.catalog.url
         self.caches = SearchCaches.open(settings, namespace)
         self.metrics.watch_caches(self.caches.active)
-        self.metrics.index_vectors.set_function(lambda: len(self._live.index) if self._live else 0)
+        self.metrics.watch_index(lambda: len(self._live.index) if self._live else 0)
 
     def __enter__(self) -> Engine:
         return self
@@ -68,6 +68,7 @@ class Engine:
         self.fetcher.close()
         self.caches.close()
         self.catalog.close()
+        self.metrics.close()
 
     @property
     def encoder(self) -> Encoder:
@@ -107,6 +108,7 @@ class Engine:
         """Pick up catalog changes made by other processes; returns log entries applied."""
         applied = self.live_index.catch_up()
         self.live_index.save()
+        self.metrics.publish()  # other workers' scrapes read this process's live values
         return applied
 
     def save(self) -> None:

@@ -24,7 +24,12 @@ LookalikeError
 │   └── StoreLocked        another process holds the single-writer lock
 ├── QueueError             the event stream (Redis Streams) cannot be read or written (HTTP 503)
 ├── BatchIndexError        a distributed batch run failed (Ray cluster) (HTTP 503)
-└── Unauthorized           write without the configured API key         (HTTP 401)
+├── Unauthorized           no API key, or one that is not valid          (HTTP 401)
+├── Forbidden              a valid key whose scope does not cover the route (HTTP 403)
+└── TryLater               refused for now; `retry_after` s -> `Retry-After`
+    ├── RateLimited        over a rate limit of a key or client address  (HTTP 429)
+    ├── Overloaded         the server sheds load instead of queueing it  (HTTP 503)
+    └── DeadlineExceeded   the request ran past its deadline             (HTTP 504)
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class LookalikeError(Exception):
 
     http_status = 500
     exit_code = 1
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers the HTTP answer to this error carries (none unless a subclass says)."""
+        return {}
 
 
 class ConfigError(LookalikeError):
@@ -151,3 +160,35 @@ class BatchIndexError(LookalikeError):
 
 class Unauthorized(LookalikeError):
     http_status = 401
+
+    def http_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="lookalike"'}
+
+
+class Forbidden(LookalikeError):
+    http_status = 403
+
+
+class TryLater(LookalikeError):
+    """Refused for now: `retry_after` seconds is when asking again can succeed."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(TryLater):
+    http_status = 429
+
+
+class Overloaded(TryLater):
+    http_status = 503
+
+
+class DeadlineExceeded(TryLater):
+    http_status = 504

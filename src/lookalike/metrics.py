@@ -4,28 +4,88 @@ A registry per engine (not prometheus_client's global one) lets several apps or 
 live in one process, as tests do. The API serves it at `GET /metrics`; `lookalike consume
 --metrics-port` serves the consumer's. Values read from live state (index size, cache
 counters, consumer lag) are collected when scraped.
+
+Several processes, one set of figures: with `PROMETHEUS_MULTIPROC_DIR` set before
+prometheus_client is imported (`lookalike serve --workers N` sets it for its workers),
+every process writes its values to files in that folder and a scrape of any worker
+reports them merged: counters and histograms summed over every process that ever ran,
+gauges by the rule each declares (`multiprocess_mode`: the sum or the largest value over
+the live processes). Values read from live state cannot be read from another process, so
+each worker copies its own into such files (`publish`) when scraped and at every index
+sync; a scrape shows the other workers' as of their last sync.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from lookalike.cache.base import Cache
 
+log = logging.getLogger(__name__)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUERY_TYPES = ("image", "text", "hybrid")
 
 
+# Files of gauges that count only live processes, by process id (prometheus_client's names).
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client writes values to shared files (decided at its import)."""
+    return values.ValueClass is not values.MutexValue
+
+
+def prepare_multiprocess_dir(directory: Path | None) -> tuple[Path, bool]:
+    """A folder for the metric files of a run's processes: `directory` emptied of an
+    earlier run's files, or a new temporary folder. Returns it and whether it is new (then
+    the caller removes it after the run)."""
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix="lookalike-metrics-")), True
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # counters of processes long gone would add up
+        stale.unlink()
+    return directory, False
+
+
+def remove_multiprocess_dir(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 class Metrics:
-    def __init__(self) -> None:
+    """Every metric; `directory`: the shared folder of multiprocess mode, to tidy up the
+    files of workers that died without saying so."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.multiprocess = multiprocess_mode()
+        self.directory = directory
+        # Live-state readers, copied into file-backed metrics in multiprocess mode.
+        self._gauges: list[tuple[Gauge, Callable[[], float]]] = []
+        self._callbacks: list[tuple[Callable[[], Iterable[Metric]], str]] = []
+        self._published: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._mirrors: dict[str, Any] = {}
         self.registry = CollectorRegistry()
-        r = self.registry
+        r: CollectorRegistry | None = self.registry
+        if self.multiprocess:
+            self._forget_dead_processes()
+            # Metrics write to files; the registry reads every process's files when scraped,
+            # after this process has published its live values.
+            self.registry.register(_Callback(self._publish_for_scrape))
+            MultiProcessCollector(self.registry)
+            r = None
         self.search_seconds = Histogram(
             "lookalike_search_seconds",
             "Search latency by query type (image, text, hybrid), from request to response.",
@@ -63,14 +123,104 @@ class Metrics:
             registry=r,
         )
         self.index_vectors = Gauge(
-            "lookalike_index_vectors", "Vectors in this process's search index.", registry=r
+            "lookalike_index_vectors",
+            "Vectors in the search index (with several workers, the largest of their counts).",
+            registry=r,
+            multiprocess_mode="livemax",
         )
+        self.processes = Gauge(
+            "lookalike_processes",
+            "Processes reporting into these metrics (the workers of `lookalike serve`).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.processes.set(1)
         for query_type in QUERY_TYPES:  # present from the start, so rates work at once
             self.search_seconds.labels(query_type)
 
-    def collect_from(self, collect: Callable[[], Iterable[Metric]]) -> None:
-        """Register a callback that yields metric families at each scrape."""
-        self.registry.register(_Callback(collect))
+    def watch_index(self, size: Callable[[], int]) -> None:
+        """Report the index size read from `size` (the live index, when scraped)."""
+        self._watch(self.index_vectors, size)
+
+    def _watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        if self.multiprocess:
+            self._gauges.append((gauge, read))
+        else:
+            gauge.set_function(read)
+
+    def collect_from(
+        self, collect: Callable[[], Iterable[Metric]], gauge_mode: str = "livemax"
+    ) -> None:
+        """Register a callback that yields metric families at each scrape. In multiprocess
+        mode its counters are summed over processes and its gauges merged by `gauge_mode`
+        (a prometheus_client multiprocess mode: `livesum`, `livemax`, ...)."""
+        if self.multiprocess:
+            self._callbacks.append((collect, gauge_mode))
+        else:
+            self.registry.register(_Callback(collect))
+
+    # --- multiprocess mode ---------------------------------------------------------------
+    def publish(self) -> None:
+        """Copy this process's live values into the shared files (multiprocess mode)."""
+        if not self.multiprocess:
+            return
+        for gauge, read in self._gauges:
+            try:
+                gauge.set(read())
+            except Exception:  # a metric must never break what it measures
+                log.exception("reading a gauge's value failed")
+        for collect, gauge_mode in self._callbacks:
+            try:
+                families = list(collect())
+            except Exception:
+                log.exception("a metrics callback failed")
+                continue
+            for family in families:
+                self._mirror(family, gauge_mode)
+
+    def _mirror(self, family: Metric, gauge_mode: str) -> None:
+        """Write a collected family's samples through file-backed metrics of its name."""
+        if family.type not in ("counter", "gauge"):
+            return
+        for sample in family.samples:
+            if family.type == "counter" and not sample.name.endswith("_total"):
+                continue  # `_created`: not kept in multiprocess mode
+            labels = tuple(sorted(sample.labels))
+            metric = self._mirrors.get(family.name)
+            if metric is None:
+                kind: Any = Counter if family.type == "counter" else Gauge
+                options = {"multiprocess_mode": gauge_mode} if kind is Gauge else {}
+                metric = kind(family.name, family.documentation, labels, registry=None, **options)
+                self._mirrors[family.name] = metric
+            child = metric.labels(**sample.labels) if labels else metric
+            if family.type == "gauge":
+                child.set(sample.value)
+                continue
+            # Counters: add what grew since the last publish (a process's own count).
+            key = (family.name, tuple(sample.labels[k] for k in labels))
+            grown = sample.value - self._published.get(key, 0.0)
+            if grown > 0:
+                child.inc(grown)
+            self._published[key] = sample.value
+
+    def _publish_for_scrape(self) -> Iterable[Metric]:
+        self.publish()
+        return []
+
+    def _forget_dead_processes(self) -> None:
+        """Drop the live gauges of workers killed before they could (their counters stay:
+        what they counted happened)."""
+        if self.directory is None or not self.directory.is_dir():
+            return
+        for path in self.directory.iterdir():
+            match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+            if match and not _alive(int(match.group(1))):
+                mark_process_dead(int(match.group(1)), str(self.directory))
+
+    def close(self) -> None:
+        """This process stops reporting: its live gauges leave the merged figures."""
+        if self.multiprocess:
+            mark_process_dead(os.getpid(), str(self.directory) if self.directory else None)
 
     def watch_caches(self, caches: Sequence[Cache]) -> None:
         """Export the caches' hit, miss and error counters, labelled by cache name."""
@@ -88,6 +238,16 @@ class Metrics:
                 yield family
 
         self.collect_from(collect)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class _Callback(Collector):

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from lookalike.catalog import Product, ProductWrite
-from tests.support.api_catalog import CatalogItem, api_settings, copy_data
+from tests.support.api_catalog import WRITE_HEADERS, CatalogItem, api_settings, copy_data
 from tests.support.hostile_http import LoopbackServer, hostile_server
 
 DEADLINE_S = 2.0
@@ -47,7 +47,7 @@ def api(
         fetch_deadline_s=DEADLINE_S,
         download_timeout_s=10.0,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=WRITE_HEADERS) as client:
         yield client
 
 

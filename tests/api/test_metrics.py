@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import random
+import string
+from pathlib import Path
+
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.api_catalog import CatalogItem, draw_product, png_bytes
+from lookalike.api import create_app
+from tests.support.api_catalog import (
+    TEST_API_KEY,
+    CatalogItem,
+    api_settings,
+    copy_data,
+    draw_product,
+    png_bytes,
+)
+from tests.support.prometheus import Samples, parse_samples, value
 
 
-def scrape(client: TestClient) -> dict[tuple[str, frozenset], float]:
+def scrape(client: TestClient) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_samples(response.text)
 
 
 def test_metrics_follow_searches_errors_caches_and_writes(
@@ -70,3 +74,54 @@ def test_metrics_follow_searches_errors_caches_and_writes(
     assert value(later, "lookalike_index_vectors") == len(catalog_items) + 1
     assert value(later, "lookalike_ingest_items_total", outcome="added") == 1
     assert value(later, "lookalike_ingest_items_total", outcome="metadata") == 1
+
+
+def test_random_methods_add_at_most_one_label_value(writable_client: TestClient) -> None:
+    """Methods outside the standard set count as `other`: a client inventing methods cannot
+    grow /metrics."""
+    client = writable_client
+
+    def methods() -> set[str]:
+        return {
+            dict(labels)["method"]
+            for (name, labels) in scrape(client)
+            if name == "lookalike_http_requests_total"
+        }
+
+    client.get("/healthz")
+    before = methods()
+    rng = random.Random(15)
+    for _ in range(50):
+        method = "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 12)))
+        assert client.request(method, "/v1/search/text").status_code in (400, 405)
+    client.request("PATCH", "/v1/search/text")
+    after = methods()
+    assert after - before <= {"other", "PATCH"}
+    assert "other" in after and len(after - before - {"PATCH"}) == 1
+    samples = scrape(client)
+    other = {"method": "other", "route": "/v1/search/text", "status": "405"}
+    assert value(samples, "lookalike_http_requests_total", **other) == 50
+
+
+def test_metrics_access_follows_the_policy(
+    tmp_path: Path, indexed_data: Path, tiny_model: Path
+) -> None:
+    """`local` (the default): loopback clients, or any valid key; `key`; `open`; `off`."""
+
+    def status(policy: str | None, client: tuple[str, int], **headers: str) -> int:
+        overrides = {} if policy is None else {"metrics_access": policy}
+        settings = api_settings(data_dir, tiny_model, **overrides)
+        with TestClient(create_app(settings), client=client) as test_client:
+            return test_client.get("/metrics", headers=headers).status_code
+
+    data_dir = copy_data(indexed_data, tmp_path)
+    remote, local = ("192.0.2.10", 1234), ("127.0.0.1", 1234)
+    key = {"X-API-Key": TEST_API_KEY}
+    assert status(None, local) == 200
+    assert status(None, remote) == 401
+    assert status(None, remote, **key) == 200
+    assert status(None, local, **{"X-API-Key": "lk_wrong"}) == 401
+    assert status("key", local) == 401
+    assert status("key", remote, **key) == 200
+    assert status("open", remote) == 200
+    assert status("off", local, **key) == 404

@@ -12,6 +12,7 @@ import pytest
 
 from lookalike.engine import Engine
 from tests.support.api_catalog import (
+    WRITE_HEADERS,
     CatalogItem,
     ImageServer,
     LiveServer,
@@ -129,6 +130,7 @@ def test_replicas_answer_alike_and_see_each_others_writes(
     put = httpx.put(
         f"{a.url}/v1/products/replica-new",
         json={"image_url": url, "title": "new", "category": "new-shape", "price": 5.0},
+        headers=WRITE_HEADERS,
         timeout=60,
     )
     assert put.status_code == 201, put.text
@@ -149,6 +151,7 @@ def test_replicas_answer_alike_and_see_each_others_writes(
     put = httpx.put(
         f"{b.url}/v1/products/replica-new",
         json={"title": "new", "category": "new-shape", "price": 500.0},
+        headers=WRITE_HEADERS,
         timeout=60,
     )
     assert put.status_code == 200, put.text
@@ -162,7 +165,8 @@ def test_replicas_answer_alike_and_see_each_others_writes(
     updated_s = wait_until(a_filters_by_new_price)
 
     # Deleted through B: gone from A.
-    assert httpx.delete(f"{b.url}/v1/products/replica-new").status_code == 204
+    delete = httpx.delete(f"{b.url}/v1/products/replica-new", headers=WRITE_HEADERS)
+    assert delete.status_code == 204
 
     def a_lost_it() -> bool:
         gone = httpx.get(f"{a.url}/v1/products/replica-new").status_code == 404

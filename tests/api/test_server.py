@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.api_catalog import (
     MAX_UPLOAD_BYTES,
+    WRITE_HEADERS,
     CatalogItem,
     ImageServer,
     LiveServer,
@@ -45,7 +46,7 @@ def test_oversized_body_is_refused_before_it_is_sent(live_server: LiveServer) ->
     has to send a byte of the body."""
     with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
         sock.sendall(
-            b"POST /v1/search/image HTTP/1.1\r\nHost: test\r\n"
+            b"POST /v1/search/image HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=x\r\n"
             b"Content-Length: 10000000000\r\nExpect: 100-continue\r\n\r\n"
         )
@@ -62,7 +63,7 @@ def test_chunked_body_is_cut_off_at_the_limit(live_server: LiveServer) -> None:
     sent = 0
     with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
         sock.sendall(
-            b"POST /v1/search HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         try:
@@ -90,7 +91,10 @@ def test_a_slow_request_does_not_block_the_others(
 
     def slow_put() -> None:
         result["put"] = httpx.put(
-            f"{live_server.url}/v1/products/slow-1", json={"image_url": url}, timeout=60
+            f"{live_server.url}/v1/products/slow-1",
+            json={"image_url": url},
+            headers=WRITE_HEADERS,
+            timeout=60,
         )
 
     thread = threading.Thread(target=slow_put)

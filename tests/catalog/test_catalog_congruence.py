@@ -3,7 +3,7 @@
 Each test runs once per backend of `tests/support/catalog_backends.py` (SQLite in a temp
 dir, PostgreSQL on a real server): products, stored embeddings, the change log, filters
 held to `ProductFilter.matches`, facets, stats, meta, the version counter, the search and
-click logs, and the schema's migrations. Where a result is compared rather than spelled
+click logs, API keys, and the schema's migrations. Where a result is compared rather than spelled
 out, the reference is a SQLite catalog given the same operations.
 """
 
@@ -29,6 +29,7 @@ from lookalike.catalog import (
     SearchRecord,
 )
 from lookalike.catalog.changes import OP_METADATA
+from lookalike.catalog.keys import ApiKey, new_token, token_digest
 from lookalike.catalog.sql.migrations import MIGRATIONS
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.errors import CatalogError, InvalidInput, NotFound
@@ -601,12 +602,72 @@ def test_logs_written_from_many_threads_all_arrive(catalog: Catalog):
     assert (today.searches, today.clicks, today.clicked_searches) == (40, 40, 40)
 
 
+# --- API keys ---------------------------------------------------------------------------
+def api_key(name: str, scope: str = "write", created: float = T0) -> tuple[str, ApiKey]:
+    token = new_token()
+    return token, ApiKey(name, scope, token_digest(token), created)  # type: ignore[arg-type]
+
+
+def test_api_keys_are_found_by_digest_listed_touched_and_revoked(
+    catalog: Catalog, backend: Backend
+):
+    assert catalog.api_keys() == [] and catalog.api_key(token_digest("lk_x")) is None
+    token_b, key_b = api_key("shop-front", "search", T0 + 1)
+    token_a, key_a = api_key("Importer", "write", T0)
+    catalog.add_api_key(key_b)
+    catalog.add_api_key(key_a)
+    assert catalog.api_key(token_digest(token_a)) == key_a
+    assert catalog.api_key(token_digest(token_b)) == key_b
+    # Listed by name (bytes order: capitals first), never with the token.
+    assert catalog.api_keys() == [key_a, key_b]
+    stored = backend.run("SELECT name, digest FROM api_keys")
+    assert token_a not in str(stored) and token_b not in str(stored)
+
+    catalog.touch_api_key(key_a.digest, T0 + 60)
+    assert catalog.api_key(key_a.digest).last_used_at == T0 + 60
+    assert catalog.api_key(key_b.digest).last_used_at is None
+
+    with pytest.raises(InvalidInput, match="exists"):
+        catalog.add_api_key(api_key("Importer")[1])  # a name is one key
+    assert catalog.api_key(key_a.digest) is not None  # the first is untouched
+
+    assert catalog.revoke_api_key("Importer") is True
+    assert catalog.revoke_api_key("Importer") is False
+    assert catalog.api_key(key_a.digest) is None
+    assert catalog.api_keys() == [key_b]
+    token_c, key_c = api_key("Importer")  # the name is free again: rotation
+    catalog.add_api_key(key_c)
+    assert catalog.api_key(token_digest(token_c)).name == "Importer"
+
+
+def test_api_key_writes_leave_the_catalog_version_alone(catalog: Catalog):
+    before = catalog.version()
+    _, key = api_key("k")
+    catalog.add_api_key(key)
+    catalog.touch_api_key(key.digest, T0 + 5)
+    catalog.revoke_api_key("k")
+    assert catalog.version() == before
+
+
+def test_api_keys_are_seen_by_another_connection_at_once(catalog: Catalog, backend: Backend):
+    """Replicas share keys through the database: one process's revocation is another's."""
+    other = backend.open()
+    try:
+        token, key = api_key("shared")
+        catalog.add_api_key(key)
+        assert other.api_key(token_digest(token)) == key
+        other.revoke_api_key("shared")
+        assert catalog.api_key(token_digest(token)) is None
+    finally:
+        other.close()
+
+
 # --- the schema -------------------------------------------------------------------------
 def test_migrations_start_from_an_empty_database(backend: Backend):
     assert backend.tables() == set()
     backend.open().close()
     expected = {"products", "vector_log", "meta", "schema_version", "catalog_version"}
-    assert expected | {"search_log", "click_log"} <= backend.tables()
+    assert expected | {"search_log", "click_log", "api_keys"} <= backend.tables()
     rows = backend.run("SELECT version, name FROM schema_version ORDER BY version")
     assert rows == [(m.number, m.name) for m in MIGRATIONS]
 

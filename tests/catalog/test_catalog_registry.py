@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.catalog import catalog_backends, open_catalog
+from lookalike.catalog.sql.migrations import MIGRATIONS
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
@@ -31,7 +32,7 @@ def test_the_default_is_sqlite_in_the_data_dir(tmp_path):
         assert catalog.describe() == {
             "backend": "sqlite",
             "url": f"sqlite:///{tmp_path / 'data' / 'catalog.db'}",
-            "schema": "0004_search_and_click_logs",
+            "schema": MIGRATIONS[-1].name,  # the newest migration
             "capabilities": {"shared_between_machines": False, "concurrent_writers": True},
         }
     finally:

@@ -63,7 +63,11 @@ def test_save_load_round_trip_leaves_no_temp_files(tmp_path: Path):
     index.add(np.arange(30, dtype=np.int64), data)
     index.meta.watermark = 42
     index.save()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss", "index.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
+        "index-00000001.faiss",
+        "index.json",
+    ]
     loaded = FlatIndex.load(tmp_path)
     assert len(loaded) == 30 and loaded.meta.watermark == 42 and loaded.meta.model_id == "m1"
     np.testing.assert_array_equal(loaded.search(data[:3], 5)[1], index.search(data[:3], 5)[1])
@@ -72,7 +76,7 @@ def test_save_load_round_trip_leaves_no_temp_files(tmp_path: Path):
 def test_corrupt_saved_index_is_a_mismatch(tmp_path: Path):
     index = flat(tmp_path)
     index.save()
-    (tmp_path / "index.faiss").write_bytes(b"garbage")
+    (tmp_path / "index-00000001.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexMismatch):
         FlatIndex.load(tmp_path)
 
@@ -140,5 +144,5 @@ def test_save_is_time_gated_unless_forced(catalog: SQLiteCatalog, tmp_path: Path
     write(catalog, range(3))
     live.catch_up()
     assert not live.save()
-    assert live.save(force=True) and (tmp_path / "ix" / "index.faiss").exists()
+    assert live.save(force=True) and (tmp_path / "ix" / "index-00000001.faiss").exists()
     assert not live.save(force=True)  # nothing new

@@ -1,7 +1,9 @@
 """Every vector index backend, opened through the registry by configuration alone, behaves
 alike: the same neighbours as brute force, writes searchable when `apply_writes` returns,
 filtered searches complete, a reopened index answering as before, and capabilities that
-tell the truth. A new backend joins with one entry in BACKENDS."""
+tell the truth. A new backend joins with one entry in BACKENDS: settings overrides, which
+may name the catalog too (a backend that lives in the catalog's database needs one of
+its kind); the catalog is opened from the settings, as the engine opens it."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lookalike.catalog import Product, ProductFilter, ProductWrite
-from lookalike.catalog.sqlite import SQLiteCatalog
+from lookalike.catalog import Catalog, Product, ProductFilter, ProductWrite, open_catalog
 from lookalike.config import Settings
 from lookalike.index import LiveIndex, describe_index, open_index
 from lookalike.index.base import FilteringIndex, SharedIndex
 from lookalike.search import HandWeightedRanker, RerankWeights, SearchPipeline
+from tests.support.pgvector_server import pgvector_settings
 
 DIM = 16
 MODEL = "m1"
@@ -35,7 +37,15 @@ def _milvus_lite(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, An
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, Any]]] = {
     "faiss-flat": lambda request, tmp_path: {"index_type": "flat"},
     "faiss-hnsw": lambda request, tmp_path: {"index_type": "hnsw", "hnsw_ef_search": 256},
+    # The saved file mapped read-only plus a private delta (`serve --workers N`).
+    "faiss-flat-mapped": lambda request, tmp_path: {"index_type": "flat", "index_memory": "mapped"},
+    "faiss-hnsw-mapped": lambda request, tmp_path: {
+        "index_type": "hnsw",
+        "hnsw_ef_search": 256,
+        "index_memory": "mapped",
+    },
     "milvus-lite": _milvus_lite,
+    "pgvector": pgvector_settings,
 }
 
 
@@ -57,7 +67,7 @@ def product(i: int) -> Product:
 class Case:
     """One backend over one catalog: open (and reopen) its index through the registry."""
 
-    def __init__(self, settings: Settings, catalog: SQLiteCatalog) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings = settings
         self.catalog = catalog
         self.live = self.open()
@@ -75,7 +85,7 @@ class Case:
 def case(request: pytest.FixtureRequest, tmp_path: Path):
     overrides = BACKENDS[request.param](request, tmp_path)
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", **overrides)
-    catalog = SQLiteCatalog(tmp_path / "catalog.db")
+    catalog = open_catalog(settings)  # SQLite in data_dir unless the backend names one
     vectors = unit(N, 0)
     catalog.upsert([ProductWrite(product(i), vectors[i]) for i in range(N)])
     case = Case(settings, catalog)

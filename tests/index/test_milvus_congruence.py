@@ -24,41 +24,17 @@ from lookalike.index.milvus import (
     search_params_for,
 )
 from lookalike.index.milvus_filters import filter_expression
+from tests.support.filter_products import FILTERS, tricky_products
 
 DIM = 16
 MODEL = "m1"
 # ANN recall@10 against exact search that the default HNSW parameters must reach.
 RECALL_TARGET = 0.95
 
-ATTRIBUTE_VALUES = ["1", "a", "", "[1]", 0, 1, 5, 1.0, 0.5, True, False, None, [1], {"x": 1}]
-TRICKY_TEXT = ['quote"d', "back\\slash", "Äpfel", "new\nline", "it's"]
-
 
 def unit(rows: int, seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((rows, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def products(n: int) -> list[Product]:
-    out = []
-    for i in range(n):
-        attributes = {"size": i % 7}
-        choices = [*ATTRIBUTE_VALUES, "missing"]
-        value = choices[i % len(choices)]
-        if value != "missing":
-            attributes["color"] = value
-        out.append(
-            Product(
-                id=f"p{i}",
-                title=f"item {i}",
-                category=[None, "shoes", "hats", *TRICKY_TEXT][i % 8],
-                brand=["acme", "zed", None][i % 3],
-                price=None if i % 11 == 0 else float(i % 50),
-                attributes=attributes,
-                model_id=MODEL,
-            )
-        )
-    return out
 
 
 def settings_for(tmp_path: Path, **overrides) -> Settings:
@@ -75,7 +51,7 @@ def settings_for(tmp_path: Path, **overrides) -> Settings:
 @pytest.fixture
 def catalog(tmp_path: Path):
     catalog = SQLiteCatalog(tmp_path / "catalog.db")
-    items = products(240)
+    items = tricky_products(240, MODEL)
     vectors = unit(len(items), 0)
     catalog.upsert([ProductWrite(p, v) for p, v in zip(items, vectors, strict=True)])
     yield catalog
@@ -96,21 +72,6 @@ def test_exact_search_returns_the_same_top_k_as_faiss(tmp_path, catalog):
     np.testing.assert_array_equal(m_ids, f_ids)  # random vectors: no ties
     np.testing.assert_allclose(m_scores, f_scores, atol=1e-5)
     assert len(milvus.index) == len(faiss.index) == 240
-
-
-FILTERS = [
-    ProductFilter(categories=("shoes",)),
-    ProductFilter(categories=("hats", None)),  # type: ignore[arg-type]
-    ProductFilter(categories=tuple(TRICKY_TEXT)),
-    ProductFilter(brands=(None,)),  # type: ignore[arg-type]
-    ProductFilter(price_min=10, price_max=20),
-    ProductFilter(price_max=0),
-    ProductFilter(categories=("shoes",), brands=("acme",), price_min=5),
-    ProductFilter(attributes={"size": (3, 4.0)}),
-    ProductFilter(attributes={"size": (3,), "color": ("a", True)}),
-    *[ProductFilter(attributes={"color": (v,)}) for v in ATTRIBUTE_VALUES[:12]],
-    ProductFilter(attributes={"color": ("1", 0, None)}),
-]
 
 
 @pytest.mark.parametrize("product_filter", FILTERS, ids=repr)

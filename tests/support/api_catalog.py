@@ -47,6 +47,11 @@ ImageServer = FolderServer
 # host that cannot be reached is tested apart from one that is refused.
 UNREACHABLE = "127.0.0.1:9"
 
+# The admin key of every test app and server (writes always need a key); the clients that
+# write send it, the read-only `client` stays anonymous.
+TEST_API_KEY = "lk_test-admin-key-for-the-api-tests"
+WRITE_HEADERS = {"X-API-Key": TEST_API_KEY}
+
 # Small limits, so every rejection can be tested with small files.
 MAX_IMAGE_BYTES = 300_000
 MAX_UPLOAD_BYTES = 1_000_000
@@ -96,6 +101,8 @@ def api_settings(data_dir: Path, model_dir: Path, **overrides: Any) -> Settings:
         "ingest_workers": 2,
         "download_retries": 0,
         "download_timeout_s": 30.0,
+        "api_key": TEST_API_KEY,
+        "allowed_hosts": ["testserver"],  # the Host of FastAPI's TestClient
     }
     values.update(overrides)
     return Settings(**values)
@@ -173,12 +180,12 @@ def client(
 def writable_client(
     tmp_path: Path, indexed_data: Path, tiny_model: Path, image_server: ImageServer
 ) -> Iterator[TestClient]:
-    """A client over a fresh copy of the catalog; image URLs on `image_server` are
-    admitted (the only loopback host it may fetch from)."""
+    """A client over a fresh copy of the catalog that sends the admin key; image URLs on
+    `image_server` are admitted (the only loopback host it may fetch from)."""
     data_dir = copy_data(indexed_data, tmp_path)
     allow = [image_server.allow_entry, UNREACHABLE]
     settings = api_settings(data_dir, tiny_model, fetch_allow_hosts=allow)
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), headers=WRITE_HEADERS) as test_client:
         yield test_client
 
 
@@ -222,6 +229,7 @@ def start_server(
         "LOOKALIKE_INDEX_SYNC_INTERVAL_S": "0.1",
         "LOOKALIKE_DOWNLOAD_RETRIES": "0",
         "LOOKALIKE_FETCH_ALLOW_HOSTS": json.dumps(list(allow_hosts)),
+        "LOOKALIKE_API_KEY": TEST_API_KEY,
     }
     command = [sys.executable, "-m", "lookalike.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), *args]

@@ -53,8 +53,9 @@ class PostgresServer:
     (created by the Debian package) and owns its temp dir.
     """
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, options: str = "") -> None:
         self.bin_dir = bin_dir
+        self.options = options  # more `-c name=value` server settings
         self.port = 0
         self.root = Path(tempfile.mkdtemp(prefix="lookalike-pg-"))
         self._as: list[str] = []
@@ -84,6 +85,7 @@ class PostgresServer:
             options = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
                 " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                f" {self.options}"
             )
             try:
                 self._run(

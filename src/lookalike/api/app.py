@@ -4,6 +4,11 @@ At start-up the Engine is built (unless one is handed in), the model loaded and 
 opened, so no request pays for them; a thread pool runs blocking work; a background task
 calls `engine.sync()` so writes made by other processes (CLI ingest, a queue consumer)
 become searchable here.
+
+Middleware, outermost first (each sees what the ones inside it answer):
+request metrics -> trusted proxy headers -> security headers -> trusted hosts -> CORS ->
+deadline -> authenticate (whose key) -> rate limits -> audit log -> body size -> routes.
+docs/security.md says what each one stops.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from importlib import resources
 from typing import Any
 
@@ -21,13 +26,21 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.core import GaugeMetricFamily, Metric
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lookalike import __version__
+from lookalike.api.audit import AuditWrites
+from lookalike.api.auth import Authenticate, KeyRing
 from lookalike.api.blocking import BlockingRunner
+from lookalike.api.deadline import Deadline
 from lookalike.api.errors import install_error_handlers
+from lookalike.api.headers import SecurityHeaders
+from lookalike.api.hosts import TrustedHosts, allowed_hosts
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.metrics import RequestMetrics
 from lookalike.api.metrics import router as metrics_router
+from lookalike.api.ratelimit import RateLimit, RateLimiter
 from lookalike.api.routes import catalog, events, health, images, products, search
 from lookalike.api.schemas import ProductIn, SearchQuery
 from lookalike.api.thumbnails import ThumbnailCache
@@ -42,8 +55,11 @@ STATIC_DIR = resources.files("lookalike.api") / "static"
 
 DESCRIPTION = """Image search over your own catalog: by image, by text, or both.
 
-Errors are JSON: `{"error": {"type": "...", "message": "..."}}`. Write endpoints need the
-`X-API-Key` header when the server has `LOOKALIKE_API_KEY` set."""
+Errors are JSON: `{"error": {"type": "...", "message": "..."}}`. Write endpoints need an API
+key with scope `write` (`lookalike keys create --scope write NAME`), sent as `X-API-Key` or
+`Authorization: Bearer`; searches need none unless the server sets
+`LOOKALIKE_SEARCH_REQUIRES_KEY`. 429 (rate limit), 503 (shedding load) and 504 (request
+deadline) carry `Retry-After`."""
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -51,15 +67,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = BlockingRunner(settings.api_threads)
+        runner = BlockingRunner(settings.api_threads, settings.api_queue_max)
         owned = engine is None
         app.state.ready = False
         the_engine = engine
         try:
             if the_engine is None:
-                the_engine = await runner(Engine, settings)
+                the_engine = await runner.background(Engine, settings)
             # Load the model and open (or rebuild) the index now, not on the first request.
-            await runner(lambda: the_engine.live_index)
+            await runner.background(lambda: the_engine.live_index)
         except BaseException:
             if owned and the_engine is not None:
                 the_engine.close()
@@ -67,6 +83,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             raise
         app.state.engine = the_engine
         app.state.runner = runner
+        _watch_pool(the_engine, runner)
+        app.state.keyring = KeyRing(the_engine.catalog, settings.api_key, settings.key_cache_ttl_s)
+        app.state.rate_limiter = RateLimiter(settings)
+        if not await asyncio.to_thread(app.state.keyring.configured):
+            log.warning(
+                "no API key is configured: write endpoints answer 401 until you create one "
+                "with `lookalike keys create --scope write NAME` (or set LOOKALIKE_API_KEY)"
+            )
         app.state.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails", the_engine.limits)
         search_log = _search_logger(settings, the_engine)
         app.state.tracker = SearchTracker(the_engine, runner, search_log)
@@ -95,29 +119,46 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         # their scripts from a CDN, blank on air-gapped machines.
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_access == "open" else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     for module in (search, products, images, catalog, events, health):
         app.include_router(module.router)
-    app.include_router(metrics_router)
+    if settings.metrics_access != "off":
+        app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
 
-    _serve_api_docs(app)
+    if settings.docs_access == "open":
+        _serve_api_docs(app)
 
+    # Added innermost first.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(AuditWrites)
+    app.add_middleware(RateLimit)
+    app.add_middleware(Authenticate)
+    # Outside the key lookup and the limits: a deadline covers them and the body upload.
+    app.add_middleware(Deadline, seconds=settings.request_deadline_s)
     if settings.cors_origins:
-        # Outside the size limit, so a browser on another origin can read its 413 too.
+        # Outside the size limit and the limits, so a browser on another origin can read
+        # its 413 and 429 too.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+            expose_headers=["Retry-After"],
         )
+    app.add_middleware(TrustedHosts, hosts=allowed_hosts(settings))
+    app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies:
+        # First of all: every later decision (limits, `local` metrics, the audit log) is
+        # about the client the proxy names, not about the proxy.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(RequestMetrics)  # outermost: counts what the others answer too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -141,6 +182,20 @@ def _serve_api_docs(app: FastAPI) -> None:
         )
 
 
+def _watch_pool(engine: Engine, runner: BlockingRunner) -> None:
+    """Export how many calls hold or wait for the API threads (shedding starts at
+    api_threads + api_queue_max)."""
+
+    def collect() -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "lookalike_api_pool_busy",
+            "Calls running on or waiting for the API thread pool.",
+            value=runner.busy,
+        )
+
+    engine.metrics.collect_from(collect)
+
+
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and multi-worker serving: settings from the env."""
     return create_app(Settings())
@@ -155,7 +210,7 @@ async def _sync_forever(engine: Engine, runner: BlockingRunner, settings: Settin
     while True:
         await asyncio.sleep(settings.index_sync_interval_s)
         try:
-            applied = await runner(engine.sync)
+            applied = await runner.background(engine.sync)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep serving what we have; the next round retries

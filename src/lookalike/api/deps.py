@@ -1,13 +1,12 @@
-"""Dependencies the routes declare: the engine, settings, the thread pool, filters, auth."""
+"""Dependencies the routes declare: the engine, settings, the thread pool, filters, keys."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Query, Request
 
+from lookalike.api.auth import needs
 from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import product_filter
 from lookalike.api.thumbnails import ThumbnailCache
@@ -15,7 +14,6 @@ from lookalike.api.tracking import SearchTracker
 from lookalike.catalog import ProductFilter
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from lookalike.errors import Unauthorized
 
 
 def _engine(request: Request) -> Engine:
@@ -51,24 +49,6 @@ def _filters(
     return product_filter(category, brand, price_min, price_max)
 
 
-_api_key_header = APIKeyHeader(
-    name="X-API-Key",
-    auto_error=False,
-    description="Needed by write endpoints when the server has `LOOKALIKE_API_KEY` set.",
-)
-
-
-def _require_api_key(
-    request: Request, given: Annotated[str | None, Security(_api_key_header)] = None
-) -> None:
-    secret = _settings(request).api_key
-    if secret is None:
-        return
-    # Constant-time comparison: response timing must not reveal how much of a guess matched.
-    if given is None or not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
-        raise Unauthorized("this endpoint needs a valid X-API-Key header")
-
-
 EngineDep = Annotated[Engine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunDep = Annotated[BlockingRunner, Depends(_runner)]
@@ -80,4 +60,7 @@ LimitQuery = Annotated[
     int | None,
     Query(ge=1, description="Results wanted (settings: 20 by default, at most 100)."),
 ]
-require_api_key = Depends(_require_api_key)
+# What a route needs: searches and reads are open unless LOOKALIKE_SEARCH_REQUIRES_KEY;
+# writes always need a key with scope write (see api/auth.py).
+search_access = needs("search")
+write_access = needs("write")

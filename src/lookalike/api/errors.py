@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.api.schemas import ErrorResponse
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, TryLater
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,21 @@ def status_type(status: int) -> str:
     return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
+def error_reply(exc: LookalikeError) -> JSONResponse:
+    """The answer to a typed error, with its headers (`Retry-After`, `WWW-Authenticate`);
+    middlewares outside the app's exception handlers answer with it directly."""
+    return error_response(
+        exc.http_status, type(exc).__name__, str(exc), headers=exc.http_headers() or None
+    )
+
+
 async def _lookalike_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LookalikeError)
-    if exc.http_status >= 500:
+    # Shed load is expected under pressure and counted in /metrics: a line per refusal
+    # would flood the log exactly when it matters.
+    if exc.http_status >= 500 and not isinstance(exc, TryLater):
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return error_response(exc.http_status, type(exc).__name__, str(exc))
+    return error_reply(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -85,22 +95,28 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # Documented on every route that can fail, so the OpenAPI schema shows the error shape.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "Invalid parameters or body"},
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+_DESCRIPTIONS = {
+    400: "Bad image (corrupt, truncated, too small) or unreadable image source",
+    401: "No API key where one is needed, or one that is not valid "
+    "(`X-API-Key` or `Authorization: Bearer`)",
+    403: "The key's scope does not cover this endpoint",
+    404: "Unknown product",
+    413: "Body or image over the size limit, or a decompression bomb",
+    415: "Not an image format we read, or an unsupported content type",
+    422: "Invalid parameters or body",
+    429: "Over a rate limit of the key or client address (retry after `Retry-After` s)",
+    503: "Model, index or catalog unavailable, or the server is shedding load "
+    "(retry after `Retry-After` s)",
+    504: "No answer within the request deadline (retry after `Retry-After` s)",
 }
+# Any API route may answer these: a key that is not valid, limits, shedding, the deadline.
+ALWAYS = (401, 422, 429, 503, 504)
 
 
 def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the given error statuses (422 always included)."""
-    descriptions = {
-        400: "Bad image (corrupt, truncated, too small) or unreadable image source",
-        401: "Missing or wrong X-API-Key",
-        404: "Unknown product",
-        413: "Body or image over the size limit, or a decompression bomb",
-        415: "Not an image format we read, or an unsupported content type",
-        503: "Model, index or catalog unavailable",
-    }
-    responses = dict(ERROR_RESPONSES)
-    for status in statuses:
-        responses[status] = {"model": ErrorResponse, "description": descriptions[status]}
-    return responses
+    """OpenAPI `responses=` entries for the given error statuses and those in ALWAYS."""
+    return {status: _error(_DESCRIPTIONS[status]) for status in sorted({*ALWAYS, *statuses})}

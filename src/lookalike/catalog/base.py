@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lookalike.catalog.keys import ApiKey
 from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
 
 
@@ -219,6 +220,26 @@ class Catalog(Protocol):
 
     def daily_search_totals(self, since_ts: float) -> list[DayTotals]:
         """Sums of the search and click logs per UTC day from `since_ts` on, oldest first."""
+        ...
+
+    def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key (InvalidInput when its name is taken)."""
+        ...
+
+    def api_key(self, digest: str) -> ApiKey | None:
+        """The key whose token has this SHA-256 digest, if any (one indexed lookup)."""
+        ...
+
+    def api_keys(self) -> list[ApiKey]:
+        """Every key, by name."""
+        ...
+
+    def revoke_api_key(self, name: str) -> bool:
+        """Delete the key called `name`; returns whether there was one."""
+        ...
+
+    def touch_api_key(self, digest: str, when: float) -> None:
+        """Note when a key was last used."""
         ...
 
     def close(self) -> None: ...

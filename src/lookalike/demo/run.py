@@ -243,6 +243,15 @@ def _serve(settings: Settings, echo: Echo) -> None:
     import uvicorn
 
     from lookalike.api import create_app
+    from lookalike.api.serving import check_exposure, uvicorn_log_config
 
+    for note in check_exposure(settings):  # refuses a network address without any key
+        echo(f"   note: {note}")
     echo(f"== serving on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=False,
+        log_config=uvicorn_log_config(),
+    )

@@ -25,14 +25,20 @@ class IndexCapabilities:
 
 @dataclass
 class IndexMeta:
-    """Saved beside an index; what it holds and how far into the catalog log it is."""
+    """Saved with an index; what it holds and how far into the catalog log it is."""
 
     kind: str
     dim: int
     model_id: str | None = None
     watermark: int = 0  # last catalog change-log sequence applied
     params: dict[str, Any] = field(default_factory=dict)
-    format_version: int = 1
+    format_version: int = 2
+    # The catalog whose log the watermark counts (its `catalog_id` meta); None in indexes
+    # saved before it was recorded.
+    catalog_id: str | None = None
+    # Which saved file holds the index (`index-<snapshot>.faiss`); 0: the one file of the
+    # first layout, `index.faiss`.
+    snapshot: int = 0
 
 
 @runtime_checkable

@@ -1,15 +1,20 @@
-"""Built-in index backends, registered with the factory: FAISS files and Milvus."""
+"""Built-in index backends, registered with the factory: FAISS files, Milvus and pgvector
+(`index/pgvector.py` registers itself when imported here)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.catalog.base import Catalog
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
+from lookalike.index import pgvector  # noqa: F401 - registers itself; psycopg loads on open
 from lookalike.index.factory import index_directory, register_index
 from lookalike.index.live import LiveIndex, rebuild_from_catalog
+
+if TYPE_CHECKING:
+    from lookalike.index.planner import IndexPlanner
 
 log = logging.getLogger(__name__)
 
@@ -18,35 +23,55 @@ def _open_faiss(
     settings: Settings, catalog: Catalog, dim: int, model_id: str, progress: bool
 ) -> LiveIndex:
     """Load the saved index when it fits, else rebuild it from stored embeddings; then catch up."""
+    from lookalike.index.mapped_live import maps_index
     from lookalike.index.planner import index_planner
 
     planner = index_planner(settings, catalog, dim, model_id)
-    index = planner.load()
-    if index is None:
-        plan = planner.plan()
-        log.info("building the index: %s", plan.describe())
-        index = planner.build(plan, progress=progress)
-        index.save()
-    live = LiveIndex(
-        index,
-        catalog,
-        save_interval_s=settings.index_save_interval_s,
-        maintainer=planner,
-        progress=progress,
-    )
+    if maps_index(settings):
+        return _open_mapped(settings, catalog, planner, progress)
+    index = planner.load() or planner.rebuild(progress=progress)
+    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
+    live = LiveIndex(index, catalog, maintainer=planner, **options)
     live.catch_up()
     live.maintain()  # e.g. tombstones piled up before the last save
     return live
 
 
-def _describe_faiss(settings: Settings) -> dict[str, Any]:
-    from lookalike.index.faiss_index import META_FILE
-    from lookalike.index.persist import read_meta
+def _open_mapped(
+    settings: Settings, catalog: Catalog, planner: IndexPlanner, progress: bool
+) -> LiveIndex:
+    """The saved index mapped read-only (built and saved first when missing or unfit)."""
+    from lookalike.files.lock import exclusive_lock
+    from lookalike.index.mapped import FOLD_LOCK, MappedIndex
+    from lookalike.index.mapped_live import MappedLiveIndex
 
-    path = index_directory(settings) / META_FILE
-    if not path.exists():
-        return {"type": None, "path": str(path.parent)}
-    meta = read_meta(path)
+    # Workers start together: one builds a missing index while the others wait to map it.
+    with exclusive_lock(planner.directory / FOLD_LOCK):
+        index = planner.load_mapped()
+        if index is None:
+            built = planner.rebuild(progress=progress)
+            index = planner.load_mapped() or MappedIndex(built)
+    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
+    live = MappedLiveIndex(
+        index,
+        catalog,
+        loader=planner.load_mapped,
+        fold_at=settings.index_delta_max,
+        maintainer=planner,
+        **options,
+    )
+    live.catch_up()
+    live.maintain()
+    return live
+
+
+def _describe_faiss(settings: Settings) -> dict[str, Any]:
+    from lookalike.index.persist import saved_meta
+
+    directory = index_directory(settings)
+    meta = saved_meta(directory)
+    if meta is None:
+        return {"type": None, "path": str(directory)}
     return {"type": meta.kind, "dim": meta.dim, "watermark": meta.watermark, "params": meta.params}
 
 

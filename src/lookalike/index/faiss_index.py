@@ -1,12 +1,15 @@
-"""FAISS indexes kept in-process and saved as `index.faiss` + `index.json`.
+"""FAISS indexes kept in-process, saved as snapshots (`index/persist.py`).
 
-`FaissIndex` holds what every FAISS family shares (ids, locking, atomic save, filtered
+`FaissIndex` holds what every FAISS family shares (ids, locking, saving, filtered
 search); a family says how to build its FAISS object, how to set search-time knobs, and how
-to turn raw candidates into final results (IVF-PQ re-ranks them exactly).
+to turn raw candidates into final results (IVF-PQ re-ranks them exactly). A saved index
+loads either as a private copy in memory or mapped read-only from its file (`mapped`),
+which every process on the machine shares through the page cache.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,14 +17,12 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from lookalike.errors import IndexMismatch
-from lookalike.files.atomic import atomic_write
+from lookalike.errors import IndexError_, IndexMismatch
 from lookalike.index.base import IndexCapabilities, IndexMeta
-from lookalike.index.persist import read_meta, write_meta
+from lookalike.index.persist import META_FILE, open_snapshot, save_snapshot, saved_meta
 from lookalike.index.rwlock import RWLock
 
-INDEX_FILE = "index.faiss"
-META_FILE = "index.json"
+__all__ = ["META_FILE", "FaissIndex", "FlatIndex", "empty_results", "saved_kind"]
 
 # Stored float vectors by id (the catalog's), for exact re-ranking and small filtered sets.
 VectorSource = Callable[[np.ndarray], dict[int, np.ndarray]]
@@ -41,6 +42,9 @@ class FaissIndex:
     defaults: ClassVar[dict[str, Any]] = {}
     # Search-time knobs among them (settings may override them; `tune` sets them).
     search_knobs: ClassVar[tuple[str, ...]] = ()
+    # How `faiss.read_index` maps this family's file instead of copying it: the vectors
+    # (flat, HNSW storage) in place, or the inverted lists (IVF).
+    mmap_flags: ClassVar[int] = faiss.IO_FLAG_MMAP_IFC
 
     def __init__(
         self,
@@ -57,6 +61,8 @@ class FaissIndex:
         # OpenMP threads for FAISS calls (None: all cores). OpenMP keeps this per calling
         # thread, so it is applied on every call, in whichever thread makes it.
         self.threads: int | None = None
+        # Mapped read-only from its file: searchable, never written (see `load`).
+        self.mapped = False
         self._lock = RWLock()
         self._index = index if index is not None else self._build(meta.dim, meta.params)
 
@@ -81,11 +87,14 @@ class FaissIndex:
         """
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
-    def _selector(self, allowed_ids: np.ndarray | None) -> Any:
-        """The FAISS IDSelector for a search (None = every entry)."""
-        if allowed_ids is None:
-            return None
-        return faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+    def _selector(self, allowed_ids: np.ndarray | None, excluded_ids: np.ndarray | None) -> Any:
+        """The FAISS IDSelector for a search (None = every entry); `excluded_ids` is only
+        given without `allowed_ids`."""
+        if allowed_ids is not None:
+            return faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+        if excluded_ids is not None:
+            return faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded_ids))
+        return None
 
     def _candidates(self, k: int) -> int:
         """How many raw candidates to fetch for a final top-k."""
@@ -111,9 +120,15 @@ class FaissIndex:
         ids, vectors = self._checked(ids, vectors)
         if not len(ids):
             return
+        self._writable()
         self._use_threads()
         with self._lock.write():
             self._index.add_with_ids(vectors, ids)
+
+    def _writable(self) -> None:
+        # FAISS would write into (or resize) a read-only mapping: a crash, not an error.
+        if self.mapped:
+            raise IndexError_(f"the {self.kind} index mapped from its file is read-only")
 
     def _checked(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -128,15 +143,28 @@ class FaissIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(ids):
             return 0
+        self._writable()
         with self._lock.write():
             return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed_ids: np.ndarray | None = None,
+        excluded_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The protocol's search; `excluded_ids` (sorted) are left out as if removed (a
+        mapped index hides the entries removed since it was saved)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.meta.dim:
             raise IndexMismatch(f"queries have dim {queries.shape[1]}, the index {self.meta.dim}")
+        excluded = None
+        if excluded_ids is not None and len(excluded_ids):
+            excluded = np.ascontiguousarray(excluded_ids, dtype=np.int64)
+            if allowed_ids is not None:
+                allowed_ids, excluded = np.setdiff1d(allowed_ids, excluded), None
         if k <= 0 or len(self) == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             return _empty(len(queries), max(k, 0))
         widen = 1.0
@@ -146,12 +174,14 @@ class FaissIndex:
             if subset is not None:
                 return subset
             widen = len(self) / max(len(allowed_ids), 1)
+        elif excluded is not None:
+            widen = len(self) / max(len(self) - len(excluded), 1)
         # Entries that are stored but deleted dilute results just as a filter does.
         widen *= 1.0 / max(1.0 - self.stale_fraction, 1e-3)
         fetch = self._candidates(k)
         with self._lock.read():
             # Bound to a name: the SearchParameters must not outlive their selector.
-            selector = self._selector(allowed_ids)
+            selector = self._selector(allowed_ids, excluded)
             params = self._search_parameters(selector, fetch, max(widen, 1.0))
             scores, ids = self._search_faiss(queries, fetch, params)
         return self._finish(queries, scores, ids, k)
@@ -180,16 +210,30 @@ class FaissIndex:
             return np.zeros(0, dtype=np.int64)
         return faiss.rev_swig_ptr(self._index.id_map.data(), size)
 
-    def save(self) -> None:
-        if self.directory is None:
-            return
+    def ids(self) -> np.ndarray:
+        """The ids of the live entries, sorted."""
         with self._lock.read():
-            # Index file first: a crash before the meta lands leaves an older watermark,
-            # and replaying log entries is idempotent.
-            atomic_write(
-                self.directory / INDEX_FILE, lambda tmp: faiss.write_index(self._index, tmp)
+            ids = self._id_view().copy()
+        return np.sort(ids[ids >= 0])  # HNSW tombstones are negative
+
+    def save(self) -> None:
+        self.publish()
+
+    def publish(self) -> bool:
+        """Save as the directory's index, unless the index saved there is further along the
+        catalog log (see `index/persist.py`); returns whether this one became it."""
+        if self.directory is None:
+            return False
+        with self._lock.read():
+            # Under the read lock: the file and the metadata describe the same entries.
+            meta = copy.deepcopy(self.meta)
+            snapshot = save_snapshot(
+                self.directory, meta, lambda tmp: faiss.write_index(self._index, tmp)
             )
-            write_meta(self.directory / META_FILE, self.meta)
+        if snapshot is None:
+            return False
+        self.meta.snapshot = snapshot
+        return True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -219,17 +263,37 @@ class FaissIndex:
 
     # --- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, directory: Path, *, vectors: VectorSource | None = None) -> FaissIndex:
-        meta = read_meta(directory / META_FILE)
+    def load(
+        cls, directory: Path, *, vectors: VectorSource | None = None, mapped: bool = False
+    ) -> FaissIndex:
+        """The index saved in `directory`: a private copy, or `mapped` read-only."""
+        return open_snapshot(
+            directory,
+            lambda path, meta: cls.read_file(path, meta, directory, vectors=vectors, mapped=mapped),
+        )
+
+    @classmethod
+    def read_file(
+        cls,
+        path: Path,
+        meta: IndexMeta,
+        directory: Path | None,
+        *,
+        vectors: VectorSource | None = None,
+        mapped: bool = False,
+    ) -> FaissIndex:
+        """The index in one saved file, described by `meta`."""
         if meta.kind != cls.kind:
             raise IndexMismatch(f"saved index is {meta.kind!r}, not {cls.kind!r}")
         try:
-            index = faiss.read_index(str(directory / INDEX_FILE))
+            index = faiss.read_index(str(path), cls.mmap_flags if mapped else 0)
         except RuntimeError as exc:
-            raise IndexMismatch(f"unreadable index file in {directory}: {exc}") from exc
+            raise IndexMismatch(f"unreadable index file {path}: {exc}") from exc
         if index.d != meta.dim:
             raise IndexMismatch(f"index file has dim {index.d}, metadata says {meta.dim}")
-        return cls(meta, directory, index, vectors=vectors)
+        loaded = cls(copy.deepcopy(meta), directory, index, vectors=vectors)
+        loaded.mapped = mapped
+        return loaded
 
 
 class FlatIndex(FaissIndex):
@@ -240,6 +304,14 @@ class FlatIndex(FaissIndex):
 
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         return faiss.IndexIDMap(faiss.IndexFlatIP(dim))
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every entry, in the order they were added."""
+        with self._lock.read():
+            count = int(self._index.ntotal)
+            if not count:
+                return np.zeros(0, dtype=np.int64), np.zeros((0, self.meta.dim), np.float32)
+            return self._id_view().copy(), self._index.index.reconstruct_n(0, count)
 
 
 def empty_results(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +325,5 @@ def _empty(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def saved_kind(directory: Path) -> str | None:
     """The family of the index saved in `directory`, if any."""
-    if not (directory / META_FILE).exists() or not (directory / INDEX_FILE).exists():
-        return None
-    return read_meta(directory / META_FILE).kind
+    meta = saved_meta(directory)
+    return meta.kind if meta is not None else None

@@ -60,6 +60,7 @@ class HnswIndex(FaissIndex):
         ids, vectors = self._checked(ids, vectors)
         if not len(ids):
             return
+        self._writable()
         if self._removed:
             fresh = self._revive(ids, vectors)
             ids, vectors = ids[fresh], vectors[fresh]
@@ -92,6 +93,7 @@ class HnswIndex(FaissIndex):
         ids = ids[(ids >= 0) & (ids <= self._max_id)]
         if not len(ids):
             return 0
+        self._writable()
         with self._lock.write():
             view = self._id_view()
             nodes = np.flatnonzero(np.isin(view, ids))
@@ -101,10 +103,14 @@ class HnswIndex(FaissIndex):
         return len(nodes)
 
     # --- search hooks --------------------------------------------------------------------
-    def _selector(self, allowed_ids: np.ndarray | None) -> Any:
+    def _selector(self, allowed_ids: np.ndarray | None, excluded_ids: np.ndarray | None) -> Any:
         if allowed_ids is not None:
-            return super()._selector(allowed_ids)  # never contains the tombstone id
-        return faiss.IDSelectorRange(*_ALL_IDS) if self._dead else None
+            return super()._selector(allowed_ids, None)  # never contains the tombstone id
+        live = faiss.IDSelectorRange(*_ALL_IDS) if self._dead else None
+        if excluded_ids is None:
+            return live
+        hidden = super()._selector(None, excluded_ids)
+        return hidden if live is None else faiss.IDSelectorAnd(live, hidden)
 
     def _search_parameters(self, selector: Any, k: int, widen: float) -> Any:
         ef = int(min(max(math.ceil(self.meta.params["ef_search"] * widen), k), MAX_EF))

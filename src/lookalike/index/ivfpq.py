@@ -47,6 +47,7 @@ class IvfPqIndex(FaissIndex):
         "rerank": 4,
     }
     search_knobs = ("nprobe", "rerank")
+    mmap_flags = faiss.IO_FLAG_MMAP  # the inverted lists, read-only, from the file
 
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         params["m"] = sub_quantizers(dim, int(params["m"]))
@@ -90,6 +91,18 @@ class IvfPqIndex(FaissIndex):
         if not self.is_trained and len(ids):
             raise IndexNotTrained("IVF-PQ index must be trained before vectors are added")
         super().add(ids, vectors)
+
+    def ids(self) -> np.ndarray:
+        with self._lock.read():
+            lists = faiss.extract_index_ivf(self._index).invlists
+            parts = [np.zeros(0, dtype=np.int64)]
+            for number in range(lists.nlist):
+                size = lists.list_size(number)
+                if size:
+                    pointer = lists.get_ids(number)
+                    parts.append(faiss.rev_swig_ptr(pointer, size).copy())
+                    lists.release_ids(number, pointer)
+        return np.sort(np.concatenate(parts))
 
     # --- search hooks --------------------------------------------------------------------
     @property

@@ -67,6 +67,7 @@ class LiveIndex:
         if self.index.shared:
             return 0  # a shared engine is written directly by the catalog's writers
         with self._sync_lock:
+            self._refresh()
             applied = self._replay(self.index, batch)
             if applied:
                 self._dirty = True
@@ -99,29 +100,13 @@ class LiveIndex:
                 self._dirty = False
         return applied
 
+    def _refresh(self) -> None:
+        """Take up an index another process saved, if this kind of LiveIndex does (a
+        mapped one does); called with the sync lock held, before replaying."""
+
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
         """Apply the log after `index`'s watermark to it; returns entries applied."""
-        applied = 0
-        while True:
-            changes = self.catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
-            if changes.head == index.meta.watermark:
-                return applied
-            if index.shared:
-                # Upserts: an add replaces a row of the same id, and metadata updates
-                # rewrite the filterable fields stored beside the vector.
-                index.remove(changes.remove_ids)
-                ids = np.concatenate([changes.add_ids, changes.update_ids])
-                if len(ids):
-                    vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
-                    index.add(ids, np.concatenate(vectors))
-            else:
-                # Removing the ids about to be added makes replaying an entry idempotent.
-                stale = np.union1d(changes.remove_ids, changes.add_ids)
-                index.remove(stale)
-                if len(changes.add_ids):
-                    index.add(changes.add_ids, changes.add_vectors)
-            applied += changes.head - index.meta.watermark
-            index.meta.watermark = changes.head
+        return replay_log(index, self.catalog, batch)
 
     def maintain(self) -> bool:
         """Rebuild the index now if the maintainer says it is due; returns whether it did."""
@@ -139,27 +124,65 @@ class LiveIndex:
         fresh = self.maintainer.build(plan, progress=self.progress)
         self._replay(fresh)  # writes made while it was building
         fresh.save()
-        self.index = fresh
+        self.index = self._adopt(fresh)
         self._dirty = False
         self._last_save = time.monotonic()
         return True
+
+    def _adopt(self, fresh: VectorIndex) -> VectorIndex:
+        """The index to search after a rebuild saved `fresh` (a mapped LiveIndex maps it)."""
+        return fresh
 
     def save(self, *, force: bool = False, changed: bool = False) -> bool:
         """Snapshot when dirty and due (or forced); returns whether it saved.
 
         `changed` marks the index dirty first (its parameters changed, e.g. by tuning)."""
         self._dirty = self._dirty or changed
-        due = time.monotonic() - self._last_save >= self.save_interval_s
-        if not self._dirty or not (force or due):
+        if not self._dirty or not (force or self._save_due()):
             return False
         with self._sync_lock:
-            self.index.save()
-            self._dirty = False
+            saved = self._snapshot()
+            self._dirty = not saved
             self._last_save = time.monotonic()
+        return saved
+
+    def _save_due(self) -> bool:
+        return time.monotonic() - self._last_save >= self.save_interval_s
+
+    def _snapshot(self) -> bool:
+        """Save the index; returns whether nothing is left to save. (A save dropped because
+        the saved index is further along the log leaves nothing: that one holds every
+        change this one has.)"""
+        self.index.save()
         return True
 
     def describe(self) -> dict[str, Any]:
         return self.index.describe()
+
+
+def replay_log(index: VectorIndex, catalog: Catalog, batch: int = 100_000) -> int:
+    """Apply the catalog's log after `index`'s watermark to it; returns entries applied."""
+    applied = 0
+    while True:
+        changes = catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
+        if changes.head == index.meta.watermark:
+            return applied
+        if index.shared:
+            # Upserts: an add replaces a row of the same id, and metadata updates
+            # rewrite the filterable fields stored beside the vector.
+            index.remove(changes.remove_ids)
+            ids = np.concatenate([changes.add_ids, changes.update_ids])
+            if len(ids):
+                vectors = [v for v in (changes.add_vectors, changes.update_vectors) if v.size]
+                index.add(ids, np.concatenate(vectors))
+        else:
+            # Removing the ids about to be added makes replaying an entry idempotent.
+            stale = np.union1d(changes.remove_ids, changes.add_ids)
+            index.remove(stale)
+            if len(changes.add_ids):
+                index.add(changes.add_ids, changes.add_vectors)
+        applied += changes.head - index.meta.watermark
+        index.meta.watermark = changes.head
 
 
 def rebuild_from_catalog(
@@ -176,5 +199,10 @@ def rebuild_from_catalog(
         for ids, vectors in catalog.iter_embeddings(model_id=model_id):
             index.add(ids, vectors)
             bar.update(len(ids))
+    if not index.shared:
+        # The copy may hold writes made after the head it started from: replaying them
+        # (idempotent) leaves exactly the entries of the new watermark, so the index and
+        # its watermark belong together when it is saved.
+        replay_log(index, catalog)
     log.info("rebuilt %s index with %d vectors", index.meta.kind, len(index))
     return index

@@ -14,9 +14,6 @@ is idempotent.
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +32,8 @@ from lookalike.index.milvus_filters import (
     id_expression,
     product_fields,
 )
+from lookalike.index.shared import CachedCount, CatalogRecord
 from lookalike.redact import redact_url
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -180,8 +176,9 @@ class MilvusIndex:
             "consistency": config.consistency,
             "filterable": ["category", "brand", "price", *config.filterable],
         }
+        self.record = CatalogRecord(catalog, RECORD_PREFIX + config.collection, self.layout)
         self._client = client if client is not None else self._connect()
-        self._count: tuple[float, int] | None = None  # (when, rows): len() is a query
+        self._count = CachedCount(self._count_rows)
         self.created = self._open_collection()
 
     # --- connection and collection -------------------------------------------------------
@@ -206,31 +203,23 @@ class MilvusIndex:
         """Use the collection if this catalog built it with this layout; otherwise (re)create
         it. Returns whether it was created (and so needs filling from the catalog)."""
         name = self.config.collection
-        record = self._read_record()
         exists = self._call(self._client.has_collection, name)
-        if exists and record is None:
-            raise IndexMismatch(
-                f"Milvus collection {name!r} exists but this catalog did not build it; set "
-                "LOOKALIKE_MILVUS_COLLECTION to another name, or drop the collection"
-            )
-        if exists and record.get("layout") != self.layout:
-            log.warning(
-                "Milvus collection %r was built as %s, now %s: rebuilding it from the catalog",
-                name,
-                record.get("layout"),
-                self.layout,
-            )
-            self._call(self._client.drop_collection, name)
-            exists = False
-        if exists:
-            self.meta.watermark = int(record["watermark"])
+        watermark = self.record.adopt(
+            f"Milvus collection {name!r}",
+            exists,
+            foreign="set LOOKALIKE_MILVUS_COLLECTION to another name, or drop the collection",
+        )
+        if watermark is not None:
+            self.meta.watermark = watermark
             load = {"replica_number": self.config.replicas} if self.config.replicas > 1 else {}
             self._call(self._client.load_collection, name, **load)
             return False
+        if exists:
+            self._call(self._client.drop_collection, name)
         # The record first: a crash before the collection exists leaves a record whose
         # collection is missing, which the next open creates and fills.
         self.meta.watermark = 0
-        self._write_record(0)
+        self.record.write(0)
         self._create_collection()
         return True
 
@@ -266,29 +255,15 @@ class MilvusIndex:
                 replica_number=self.config.replicas,
             )
 
-    def _record_key(self) -> str:
-        return RECORD_PREFIX + self.config.collection
-
-    def _read_record(self) -> dict[str, Any] | None:
-        raw = self.catalog.get_meta(self._record_key())
-        return json.loads(raw) if raw else None
-
-    def _write_record(self, watermark: int) -> None:
-        record = {"layout": self.layout, "watermark": int(watermark)}
-        self.catalog.set_meta(self._record_key(), json.dumps(record, sort_keys=True))
-
     def load_watermark(self) -> int:
         """The watermark every writer shares (recorded in the catalog)."""
-        record = self._read_record()
-        return int(record["watermark"]) if record else 0
+        return self.record.watermark()
 
     # --- protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
-        cached = self._count
-        # A search asks twice (model check, total found); other replicas' writes show
-        # within this quarter second.
-        if cached is not None and time.monotonic() - cached[0] < 0.25:
-            return cached[1]
+        return self._count()
+
+    def _count_rows(self) -> int:
         result = self._call(
             self._client.query,
             self.config.collection,
@@ -296,9 +271,7 @@ class MilvusIndex:
             output_fields=["count(*)"],
             consistency_level=self.config.consistency,
         )
-        count = int(result[0]["count(*)"])
-        self._count = (time.monotonic(), count)
-        return count
+        return int(result[0]["count(*)"])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Upsert vectors with their products' current fields (present ids are replaced)."""
@@ -313,7 +286,7 @@ class MilvusIndex:
         for start in range(0, len(ids), self.config.write_batch):
             end = start + self.config.write_batch
             self._upsert_current(ids[start:end].tolist(), vectors[start:end])
-        self._count = None
+        self._count.clear()
 
     def _upsert_current(self, ids: list[int], vectors: np.ndarray) -> None:
         """Write rows with the product fields the catalog holds now. A product gone since
@@ -332,7 +305,7 @@ class MilvusIndex:
         if not len(ids):
             return 0
         self._delete(ids.tolist())
-        self._count = None
+        self._count.clear()
         # Milvus deletes by key without saying which keys existed.
         return len(ids)
 
@@ -395,8 +368,7 @@ class MilvusIndex:
 
     def save(self) -> None:
         """Record the watermark in the catalog (the vectors are already in Milvus)."""
-        if self.meta.watermark > self.load_watermark():
-            self._write_record(self.meta.watermark)
+        self.record.advance(self.meta.watermark)
 
     def flush(self) -> None:
         """Seal what was written, so Milvus indexes it (after a bulk fill, not per write)."""

@@ -24,6 +24,7 @@ from lookalike.index.faiss_index import FaissIndex, VectorSource, saved_kind
 from lookalike.index.families import FAISS_FAMILIES, SIZE_ORDER
 from lookalike.index.ivfpq import IvfPqIndex, sub_quantizers
 from lookalike.index.live import rebuild_from_catalog
+from lookalike.index.mapped import MappedIndex
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,21 @@ class IndexPlanner:
         """A new index filled from the stored embeddings (trained first when it needs it)."""
         plan = plan or self.plan()
         family = FAISS_FAMILIES[plan.kind]
-        index = family(
-            IndexMeta(plan.kind, self.dim, self.model_id, params=dict(plan.params)),
-            self.directory,
-            vectors=self.vectors(),
-        )
+        meta = IndexMeta(plan.kind, self.dim, self.model_id, params=dict(plan.params))
+        meta.catalog_id = self.catalog.get_meta("catalog_id")
+        index = family(meta, self.directory, vectors=self.vectors())
         index.threads = self.settings.search_threads
         if isinstance(index, IvfPqIndex):
             index.train(self.training_sample(index.training_size()))
         rebuild_from_catalog(index, self.catalog, progress=progress)
+        return index
+
+    def rebuild(self, *, progress: bool = False) -> FaissIndex:
+        """A new index as planned now, built from the stored embeddings and saved."""
+        plan = self.plan()
+        log.info("building the index: %s", plan.describe())
+        index = self.build(plan, progress=progress)
+        index.save()
         return index
 
     def training_sample(self, count: int, seed: int = 0) -> np.ndarray:
@@ -174,20 +181,19 @@ class IndexPlanner:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(list(found.values())[:count]).astype(np.float32)
 
-    def load(self) -> FaissIndex | None:
-        """The saved index when it is the family this catalog should have, else None."""
-        saved = saved_kind(self.directory)
-        if saved is None or saved not in FAISS_FAMILIES:
-            return None
-        if choose_kind(self.settings, self.catalog_size(), saved) != saved:
-            return None
+    def load(self, *, mapped: bool = False) -> FaissIndex | None:
+        """The saved index when it is the family this catalog should have and belongs to
+        it, else None (it must be rebuilt). `mapped`: read-only from its file."""
         try:
-            index = FAISS_FAMILIES[saved].load(self.directory, vectors=self.vectors())
-            if (index.meta.dim, index.meta.model_id) != (self.dim, self.model_id):
-                raise IndexMismatch(
-                    f"saved index holds model {index.meta.model_id} (dim {index.meta.dim}), "
-                    f"the encoder is {self.model_id} (dim {self.dim})"
-                )
+            saved = saved_kind(self.directory)
+            if saved is None or saved not in FAISS_FAMILIES:
+                return None
+            if choose_kind(self.settings, self.catalog_size(), saved) != saved:
+                return None
+            index = FAISS_FAMILIES[saved].load(
+                self.directory, vectors=self.vectors(), mapped=mapped
+            )
+            self._check_belongs(index.meta)
         except IndexMismatch as exc:
             log.warning("rebuilding the index: %s", exc)
             return None
@@ -195,10 +201,36 @@ class IndexPlanner:
         index.threads = self.settings.search_threads
         return index
 
+    def load_mapped(self) -> MappedIndex | None:
+        """The saved index mapped read-only, with an empty delta; None as for `load`."""
+        index = self.load(mapped=True)
+        return MappedIndex(index) if index is not None else None
+
+    def _check_belongs(self, meta: IndexMeta) -> None:
+        """The saved index is of this model and this catalog, and not ahead of its log."""
+        if (meta.dim, meta.model_id) != (self.dim, self.model_id):
+            raise IndexMismatch(
+                f"saved index holds model {meta.model_id} (dim {meta.dim}), "
+                f"the encoder is {self.model_id} (dim {self.dim})"
+            )
+        catalog_id = self.catalog.get_meta("catalog_id")
+        if meta.catalog_id is None:
+            meta.catalog_id = catalog_id  # saved before indexes recorded it: adopted
+        elif meta.catalog_id != catalog_id:
+            raise IndexMismatch(
+                f"saved index belongs to catalog {meta.catalog_id}, not this one ({catalog_id})"
+            )
+        head = self.catalog.log_head()
+        if meta.watermark > head:
+            # A catalog restored from an older backup: the log cannot be replayed backwards.
+            raise IndexMismatch(
+                f"saved index is at log entry {meta.watermark}, past the catalog's {head}"
+            )
+
     # --- upkeep --------------------------------------------------------------------------
     def review(self, index: VectorIndex) -> str | None:
         """Why `index` should be rebuilt now (grown past its family, too many deletes), or None."""
-        if not isinstance(index, FaissIndex):
+        if not isinstance(index, FaissIndex | MappedIndex):
             return None
         size = len(index)
         kind = choose_kind(self.settings, size, index.kind)

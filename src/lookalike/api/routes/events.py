@@ -6,13 +6,13 @@ import time
 
 from fastapi import APIRouter
 
-from lookalike.api.deps import TrackerDep
+from lookalike.api.deps import TrackerDep, search_access
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import ClickIn, EventAccepted
 from lookalike.errors import CatalogError
 from lookalike.quality import ClickRecord
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[search_access])
 
 
 @router.post("/click", status_code=202, response_model=EventAccepted, responses=errors_doc(503))

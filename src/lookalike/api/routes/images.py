@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from lookalike.api.deps import EngineDep, RunDep, ThumbnailsDep
+from lookalike.api.deps import EngineDep, RunDep, ThumbnailsDep, search_access
 from lookalike.api.errors import errors_doc
 from lookalike.api.thumbnails import media_type
 from lookalike.engine import Engine
@@ -18,7 +18,7 @@ from lookalike.errors import FetchRefused, NotFound
 from lookalike.files.fetch import served_roots
 from lookalike.files.local import RECORDED_ROOTS_KEY, real_roots, recorded_roots, resolve_under
 
-router = APIRouter(prefix="/v1/images", tags=["images"])
+router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[search_access])
 
 # URLs carry the content hash (`?v=`), so a cached copy is never stale.
 # nosniff: a browser never runs a served file as anything but the image type we name.

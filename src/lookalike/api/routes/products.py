@@ -15,7 +15,8 @@ from lookalike.api.deps import (
     RootPathDep,
     RunDep,
     TrackerDep,
-    require_api_key,
+    search_access,
+    write_access,
 )
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import (
@@ -38,7 +39,10 @@ router = APIRouter(prefix="/v1/products", tags=["products"])
 
 
 @router.get(
-    "/{product_id:path}/similar", response_model=SearchResponse, responses=errors_doc(404, 503)
+    "/{product_id:path}/similar",
+    response_model=SearchResponse,
+    dependencies=[search_access],
+    responses=errors_doc(404, 503),
 )
 async def similar_products(
     product_id: str,
@@ -53,7 +57,12 @@ async def similar_products(
     return await tracker.search(request, [], root_path)
 
 
-@router.get("/{product_id:path}", response_model=ProductOut, responses=errors_doc(404))
+@router.get(
+    "/{product_id:path}",
+    response_model=ProductOut,
+    dependencies=[search_access],
+    responses=errors_doc(404),
+)
 async def get_product(
     product_id: str, engine: EngineDep, run: RunDep, root_path: RootPathDep
 ) -> ProductOut:
@@ -89,10 +98,10 @@ _PUT_BODY: dict[str, Any] = {
     "/{product_id:path}",
     response_model=ProductOut,
     status_code=200,
-    dependencies=[require_api_key],
+    dependencies=[write_access],
     responses={
         201: {"model": ProductOut, "description": "Created"},
-        **errors_doc(400, 401, 413, 415, 503),
+        **errors_doc(400, 403, 413, 415, 503),
     },
     openapi_extra=_PUT_BODY,
 )
@@ -176,8 +185,8 @@ def _upsert(
 @router.delete(
     "/{product_id:path}",
     status_code=204,
-    dependencies=[require_api_key],
-    responses=errors_doc(401, 404, 503),
+    dependencies=[write_access],
+    responses=errors_doc(403, 404, 503),
 )
 async def delete_product(product_id: str, engine: EngineDep, run: RunDep) -> Response:
     """Delete a product; it no longer shows up in search when this returns."""

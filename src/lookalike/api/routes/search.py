@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from lookalike.api.deps import EngineDep, FiltersDep, LimitQuery, RootPathDep, TrackerDep
+from lookalike.api.deps import (
+    EngineDep,
+    FiltersDep,
+    LimitQuery,
+    RootPathDep,
+    TrackerDep,
+    search_access,
+)
 from lookalike.api.errors import errors_doc
 from lookalike.api.schemas import (
     MAX_QUERY_IMAGES,
@@ -19,7 +26,7 @@ from lookalike.api.uploads import decode_base64_image, read_upload
 from lookalike.engine import SearchRequest
 from lookalike.errors import InvalidInput, UnsupportedMediaType
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[search_access])
 
 
 @router.post("/image", response_model=SearchResponse, responses=errors_doc(400, 413, 415, 503))

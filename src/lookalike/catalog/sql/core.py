@@ -30,6 +30,7 @@ from lookalike.catalog.base import (
 )
 from lookalike.catalog.changes import OP_REMOVE, PlannedRow, net_changes, plan_upsert
 from lookalike.catalog.filters import filter_sql
+from lookalike.catalog.keys import ApiKey
 from lookalike.catalog.logs import ClickRecord, DayTotals, SearchRecord
 from lookalike.catalog.rows import (
     METADATA_COLUMNS,
@@ -38,7 +39,7 @@ from lookalike.catalog.rows import (
     product_from_row,
 )
 from lookalike.catalog.sql.dialects import Dialect
-from lookalike.errors import NotFound
+from lookalike.errors import InvalidInput, NotFound
 from lookalike.redact import redact_url
 
 
@@ -337,6 +338,46 @@ class SQLCatalog(ABC):
             for r in rows
         ]
 
+    # --- API keys ----------------------------------------------------------------------
+    def add_api_key(self, key: ApiKey) -> None:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            added = self.dialect.execute(
+                conn,
+                "INSERT INTO api_keys (name, digest, scope, created_at, last_used_at)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (name) DO NOTHING",
+                (key.name, key.digest, key.scope, key.created_at, key.last_used_at),
+            ).rowcount
+        if not added:
+            raise InvalidInput(f"a key named {key.name!r} exists: revoke it or pick another name")
+
+    def api_key(self, digest: str) -> ApiKey | None:
+        row = self._row(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE digest = {self.dialect.param}", (digest,)
+        )
+        return _api_key(row) if row else None
+
+    def api_keys(self) -> list[ApiKey]:
+        return [
+            _api_key(row)
+            for row in self._rows(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY name{self.dialect.byte_order}"
+            )
+        ]
+
+    def revoke_api_key(self, name: str) -> bool:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            gone = self.dialect.execute(conn, f"DELETE FROM api_keys WHERE name = {p}", (name,))
+            return gone.rowcount > 0
+
+    def touch_api_key(self, digest: str, when: float) -> None:
+        p = self.dialect.param
+        with self._writing(vector_log=False) as conn:
+            self.dialect.execute(
+                conn, f"UPDATE api_keys SET last_used_at = {p} WHERE digest = {p}", (when, digest)
+            )
+
     # --- helpers -----------------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[tuple]:
         with self._reading() as conn:
@@ -424,6 +465,14 @@ def _row_params(row: PlannedRow, seqs: Sequence[int], stamp: float) -> tuple:
 def _price(price: float | None) -> float | None:
     # SQLite stores NaN as NULL; every backend does, so filters agree.
     return None if price is None or (isinstance(price, float) and math.isnan(price)) else price
+
+
+_KEY_COLUMNS = "name, scope, digest, created_at, last_used_at"
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    name, scope, digest, created, used = row
+    return ApiKey(name, scope, digest, float(created), None if used is None else float(used))
 
 
 def _search_params(record: SearchRecord) -> tuple:

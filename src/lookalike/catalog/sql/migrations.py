@@ -130,6 +130,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX click_log_search ON click_log (search_id);
         """,
     ),
+    Migration(
+        "0005_api_keys",
+        # API keys by name; a request's key is found by its digest (the UNIQUE index), the
+        # token itself is never stored (see catalog/keys.py). Revoking deletes the row.
+        """
+        CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            scope TEXT NOT NULL,
+            created_at {float} NOT NULL,
+            last_used_at {float}
+        );
+        """,
+    ),
 )
 
 # Positional steps before names: (dialect, number) -> (the name recorded then, what it did).
