@@ -90,6 +90,7 @@ def test_eval_puts_title_queries_beside_bm25_and_raw_pixels(tree: Path, tmp_path
     # BM25 finds every item first.
     bm25 = results["keywords-bm25"]["titles"]["all"]
     assert bm25["queries"] == held_out and bm25["R@1"] == bm25["MRR"] == 1.0
+    assert results["keywords-bm25"]["titles"]["no keyword match"] == {"queries": 0}
     for name in ("model", "random-init"):
         titles = results[name]["titles"]["all"]
         assert titles["queries"] == held_out
