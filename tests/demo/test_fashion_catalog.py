@@ -13,11 +13,11 @@ from PIL import Image
 from lookalike.demo.fashion_mnist import (
     CLASSES,
     DEBIAN_DIR,
-    PARAPHRASES,
     PRICE_RANGE,
     build_catalog,
     read_split,
 )
+from lookalike.demo.fashion_queries import PARAPHRASES
 from lookalike.encode.images import ImageLimits, decode_image
 from lookalike.errors import InvalidInput
 from lookalike.ingest.sources import open_source

@@ -21,9 +21,9 @@ from lookalike.encode.text import load_text_tower
 from lookalike.errors import CheckpointError, ModelError
 from lookalike.ingest.sources import open_source
 from lookalike.train.checkpoint import STATE_FILE, load_state
-from lookalike.train.evaluate import EvalQueries, evaluate, markdown_table
+from lookalike.train.evaluate import EvalQueries, evaluate, language_table, markdown_table
 from lookalike.train.loop import TrainConfig, train
-from lookalike.train.loss import contrastive_loss, positives_matrix
+from lookalike.train.loss import contrastive_loss, positives_matrix, same_category_pairs
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
 from tests.support.fashion_idx import write_idx
 
@@ -170,7 +170,10 @@ def test_eval_reports_model_and_baselines(trained: Path, catalog: Path, train_se
     settings = train_settings.model_copy(update={"model_checkpoint": str(trained)})
     encoder = create_encoder(settings)
     baseline = LitEncoder.random_init(encoder.config, device="cpu")
-    queries = EvalQueries(paraphrases={"slacks": "Trouser"})
+    queries = EvalQueries(
+        paraphrases={"slacks": "Trouser"},
+        translations={"de": {"class_prompts": {}, "paraphrases": {"Hose": "Trouser"}}},
+    )
     report = evaluate(
         catalog, settings, encoder, queries=queries, baseline=baseline, progress=False
     )
@@ -185,7 +188,19 @@ def test_eval_reports_model_and_baselines(trained: Path, catalog: Path, train_se
     # (4 test items per class, so P@10 is at most 0.3 while mAP@10 can reach 1).
     raw = report["results"]["raw-pixels"]["image_to_image"]
     assert raw["P@10"] == pytest.approx(0.3) and raw["mAP@10"] == pytest.approx(1.0)
-    assert "| image->image | P@10 |" in markdown_table(report)
+    assert "| image->image, within held-out | P@10 |" in markdown_table(report)
+    # Held-out images against the 200 train items, 20 of each class: raw pixels find
+    # ten of the query's class every time.
+    assert report["gallery"] == {"split": "train", "items": 200}
+    gallery = report["results"]["raw-pixels"]["held_out_vs_gallery"]
+    assert gallery["P@10"] == gallery["macro P@10"] == gallery["1-NN accuracy"] == 1.0
+    assert set(gallery["by_class"]) == set(report["categories"])
+    assert 0.0 <= model["held_out_vs_gallery"]["1-NN accuracy"] <= 1.0
+    assert "held-out vs train gallery | 1-NN accuracy" in markdown_table(report)
+    german = model["languages"]["de"]
+    assert german["paraphrases"]["queries"]["Hose"]["expected"] == "Trouser"
+    assert german["P@10"] == german["paraphrases"]["P@10"]
+    assert "| de | paraphrases |" in language_table(report)
 
 
 def test_cli_train_then_eval(catalog: Path, tmp_path: Path, monkeypatch):
@@ -235,6 +250,27 @@ def test_loss_counts_every_fitting_caption_as_a_positive():
     assert float(contrastive_loss(features, features, positives, scale)) < 1e-3
     plain = torch.nn.functional.cross_entropy(100 * features @ features.t(), torch.arange(4))
     assert float(plain) > 0.3  # plain InfoNCE punishes the shared caption
+
+
+def test_same_category_captions_can_be_left_out_of_the_contrast():
+    # Items 0 and 1 are sneakers of two brands, each drew its brand caption (2 and 3);
+    # item 2 is a bag. The sneakers look alike: their features are equal.
+    variants = torch.tensor([[0, 2], [0, 3], [1, 1]])
+    drawn = torch.tensor([2, 3, 1])
+    positives = positives_matrix(variants, drawn)
+    assert positives.tolist() == [[True, False, False], [False, True, False], [False, False, True]]
+    ignored = same_category_pairs(torch.tensor([7, 7, 4]), positives)
+    assert ignored.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    images = torch.nn.functional.normalize(torch.eye(2, 8)[[0, 0, 1]], dim=-1)
+    scale = torch.tensor(np.log(100.0))
+    # As negatives, each sneaker's brand caption punishes the other sneaker: log 2 for
+    # each sneaker's row and column, nothing for the bag's.
+    plain = float(contrastive_loss(images, images, positives, scale))
+    assert plain == pytest.approx(2 / 3 * np.log(2), rel=1e-3)
+    assert float(contrastive_loss(images, images, positives, scale, ignored)) < 1e-3
+    # Unknown categories (-1) never pair.
+    none = same_category_pairs(torch.tensor([-1, -1, 4]), positives)
+    assert not none.any()
 
 
 def test_retrieval_metrics_by_hand():

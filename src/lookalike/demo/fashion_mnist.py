@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from lookalike.demo.fashion_queries import eval_queries
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.atomic import atomic_write
 
@@ -92,19 +93,6 @@ PRICE_RANGE = {
     "Sneaker": (40, 160),
     "Bag": (25, 400),
     "Ankle boot": (50, 240),
-}
-# Text queries for `lookalike eval`: paraphrases use words no training caption contains.
-PARAPHRASES = {
-    "running shoes": "Sneaker",
-    "handbag": "Bag",
-    "winter jacket": "Coat",
-    "jeans": "Trouser",
-    "knitted sweater": "Pullover",
-    "evening gown": "Dress",
-    "flip-flops": "Sandal",
-    "leather booties": "Ankle boot",
-    "plain tee": "T-shirt/top",
-    "button-down blouse": "Shirt",
 }
 
 
@@ -204,13 +192,10 @@ def build_catalog(
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     manifest = out_dir / MANIFEST
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    queries = {
-        "class_prompts": {f"a photo of a {c.lower()}": c for c in CLASSES},
-        "paraphrases": PARAPHRASES,
-        "split": "test",
-    }
-    queries_text = json.dumps(queries, indent=2)
-    atomic_write(out_dir / QUERIES, lambda tmp: Path(tmp).write_text(queries_text))
+    queries_text = json.dumps(eval_queries(), indent=2, ensure_ascii=False)
+    atomic_write(
+        out_dir / QUERIES, lambda tmp: Path(tmp).write_text(queries_text, encoding="utf-8")
+    )
     return CatalogSummary(manifest, counts, len(jobs), str(folder))
 
 

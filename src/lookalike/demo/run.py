@@ -1,8 +1,10 @@
-"""`lookalike demo`: Fashion-MNIST catalog -> model -> index -> example searches -> serve.
+"""`lookalike demo`: a data set's catalog -> model -> index -> example searches -> serve.
 
 Works on a fresh machine with no network: the model is trained here (LiT: a small
-open_clip image tower against the packaged, frozen MiniLM text tower) unless a pretrained
-CLIP can be loaded and was asked for. A finished model in the demo folder is reused.
+open_clip image tower against the packaged, frozen multilingual-e5-small text tower, so
+queries work in any language) unless a pretrained CLIP can be loaded and was asked for. A
+finished model in the demo folder is reused when it was trained with the same recipe.
+The data sets (Fashion-MNIST by default, Open Clip Art) are in `demo/datasets.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from lookalike.config import Settings
-from lookalike.demo.fashion_mnist import MANIFEST, build_catalog
+from lookalike.demo.datasets import DemoDataset, get_dataset
 from lookalike.demo.shoppers import ShopperOptions, simulate_shoppers
 from lookalike.encode.sources import LIT_CONFIG
 from lookalike.errors import ModelError
@@ -24,11 +26,7 @@ from lookalike.errors import ModelError
 ModelChoice = Literal["offline", "pretrained", "auto"]
 Echo = Callable[[str], None]
 
-# Measured on Fashion-MNIST with 2 CPU cores: see README "Demo model".
-DEMO_EPOCHS = 2
 PRETRAINED_CPU_LIMIT = 5_000  # ViT-B-32 encodes 5-9 images/s on 2 CPU cores (benchmarks/README.md)
-TEXT_EXAMPLES = ("a photo of a sneaker", "running shoes", "handbag", "winter jacket")
-IMAGE_EXAMPLES = ("Bag", "Sneaker", "Dress")  # one test image of each is a query
 
 
 @dataclass
@@ -38,8 +36,9 @@ class DemoOptions:
     limit: int | None = None  # items to index; None = all (pretrained on CPU: a subset)
     serve: bool = True
     retrain: bool = False
-    epochs: int = DEMO_EPOCHS
-    source_dir: Path | None = None  # folder with the Fashion-MNIST IDX files
+    epochs: int | None = None  # None: the data set's recipe
+    source_dir: Path | None = None  # the data set's source files (IDX files, openclipart/)
+    dataset: str = "fashion-mnist"
     # Simulated shoppers teach a ranker afterwards (demo/shoppers.py); None = not run.
     shoppers: ShopperOptions | None = None
 
@@ -54,13 +53,17 @@ class DemoResult:
 
 def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> DemoResult:
     started = time.monotonic()
+    dataset = get_dataset(options.dataset)
     directory = options.directory
-    echo(f"== demo catalog: Fashion-MNIST -> {directory / 'fashion-mnist'}")
-    catalog = build_catalog(directory / "fashion-mnist", options.source_dir)
+    catalog_dir = directory / dataset.folder
+    echo(f"== demo catalog: {dataset.title} -> {catalog_dir}")
+    catalog = dataset.build(catalog_dir, options.source_dir)
     counts = ", ".join(f"{n} {split}" for split, n in catalog.items.items())
     echo(f"   {counts} items from {catalog.source} ({catalog.written} images written)")
+    for note in catalog.notes:
+        echo(f"   {note}")
 
-    kind, engine_settings = _choose_model(settings, options, echo)
+    kind, engine_settings = _choose_model(settings, options, dataset, catalog.manifest, echo)
     limit = options.limit
     if limit is None and kind == "pretrained" and _device(settings) == "cpu":
         limit = PRETRAINED_CPU_LIMIT
@@ -86,7 +89,7 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo = print) -> De
         echo("== relevance floor (lookalike calibrate)")
         for line in format_calibration(engine.calibrate()).splitlines():
             echo(f"   {line}")
-        searches = _example_searches(engine, directory / "fashion-mnist", echo)
+        searches = _example_searches(engine, dataset, echo)
         indexed = engine.catalog.stats().searchable
     _print_shell_usage(engine_settings, manifest, echo)
     echo(f"== demo finished in {time.monotonic() - started:.0f}s")
@@ -106,7 +109,7 @@ def _device(settings: Settings) -> str:
 
 
 def _choose_model(
-    settings: Settings, options: DemoOptions, echo: Echo
+    settings: Settings, options: DemoOptions, dataset: DemoDataset, manifest: Path, echo: Echo
 ) -> tuple[Literal["offline", "pretrained"], Settings]:
     if options.model in ("pretrained", "auto"):
         reason = _pretrained_unavailable(settings) if options.model == "auto" else None
@@ -122,13 +125,16 @@ def _choose_model(
                 reason = str(exc)
             else:
                 echo(f"== model: pretrained CLIP {info.name} (zero-shot, no training)")
-                data_dir = options.directory / "lookalike-data-clip"
+                data_dir = options.directory / f"{dataset.data_folder}-clip"
                 return "pretrained", settings.model_copy(update={"data_dir": data_dir})
         echo(f"   pretrained CLIP not available ({reason}): using the offline model")
-    model_dir = options.directory / "model"
-    _ensure_offline_model(settings, options, model_dir, echo)
+    model_dir = options.directory / dataset.model_folder
+    # The recipe's text tower: captions at training and queries at search time go through
+    # it (a trained model records it, and queries load it from there).
+    trained = settings.model_copy(update={"text_model": dataset.recipe.text_model})
+    _ensure_offline_model(trained, options, dataset, manifest, model_dir, echo)
     update = {
-        "data_dir": options.directory / "lookalike-data",
+        "data_dir": options.directory / dataset.data_folder,
         "model_checkpoint": str(model_dir),
         # The small model encodes thousands of images a second: bigger batches mean fewer
         # catalog transactions per image.
@@ -148,33 +154,44 @@ def _pretrained_unavailable(settings: Settings) -> str | None:
 
 
 def _ensure_offline_model(
-    settings: Settings, options: DemoOptions, model_dir: Path, echo: Echo
+    settings: Settings,
+    options: DemoOptions,
+    dataset: DemoDataset,
+    manifest: Path,
+    model_dir: Path,
+    echo: Echo,
 ) -> None:
     from lookalike.encode.lit import read_config
+    from lookalike.train.loop import TrainConfig, train
 
+    fields = dict(dataset.recipe.train)
+    if options.epochs is not None:
+        fields["epochs"] = options.epochs
+    config = TrainConfig(**fields)
+    resume = not options.retrain
     if (model_dir / LIT_CONFIG).exists() and not options.retrain:
         try:
-            training = read_config(model_dir).training
+            saved = read_config(model_dir)
         except ModelError:
-            training = {}
-        if training.get("finished"):
+            saved = None
+        training = saved.training if saved is not None else {}
+        same = (
+            saved is not None
+            and training.get("run") == config.resume_key()
+            and saved.text_model == settings.text_model
+        )
+        if same and training.get("finished"):
             echo(f"== model: offline-trained LiT, reusing {model_dir} (--retrain to train again)")
             _print_history(training.get("history", []), echo)
             return
-    from lookalike.train.loop import TrainConfig, train
-
+        if not same:
+            echo(f"   {model_dir} holds a model of another recipe: training the current one")
+            resume = False
     echo(
-        "== model: offline-trained LiT (small open_clip image tower + frozen MiniLM text "
-        f"tower), training {options.epochs} epochs into {model_dir}"
+        "== model: offline-trained LiT (small open_clip image tower + frozen "
+        f"{settings.text_model} text tower), training {config.epochs} epochs into {model_dir}"
     )
-    config = TrainConfig(epochs=options.epochs)
-    result = train(
-        options.directory / "fashion-mnist" / MANIFEST,
-        model_dir,
-        settings,
-        config,
-        resume=not options.retrain,
-    )
+    result = train(manifest, model_dir, settings, config, resume=resume)
     echo(f"   trained {result.step} steps in {result.seconds:.0f}s")
 
 
@@ -185,17 +202,17 @@ def _print_history(history: list[dict], echo: Echo) -> None:
         echo(f"   last epoch ({last['epoch']}): validation {metrics}")
 
 
-def _example_searches(engine, catalog_dir: Path, echo: Echo) -> dict[str, list[str]]:
+def _example_searches(engine, dataset: DemoDataset, echo: Echo) -> dict[str, list[str]]:
     from lookalike.catalog import ProductFilter
 
     shown: dict[str, list[str]] = {}
     echo("== text searches (top 5 categories)")
-    for text in TEXT_EXAMPLES:
+    for text in dataset.text_examples:
         hits = engine.search_text(text, limit=5).hits
         shown[text] = [hit.product.category or "" for hit in hits]
         echo(f"   {text!r:24} -> {', '.join(shown[text])}")
     echo("== image searches (a test-split image as the query; top 6 categories)")
-    for category in IMAGE_EXAMPLES:
+    for category in dataset.image_examples:
         query = _first_test_image(engine, category, ProductFilter)
         if query is None:
             continue

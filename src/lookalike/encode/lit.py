@@ -39,6 +39,7 @@ PROJECTION_KEY = "text_projection.weight"
 # a list builds open_clip's ModifiedResNet (attention-pooled ResNet), an int its ViT.
 TOWERS: dict[str, dict[str, Any]] = {
     "rn-tiny": {"layers": [1, 1, 1, 1], "width": 16, "head_width": 16},
+    "rn-tiny-wide": {"layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
     "rn-small": {"layers": [1, 1, 2, 1], "width": 32, "head_width": 32},
     "vit-tiny": {"layers": 3, "width": 96, "head_width": 32, "patch_size": 4},
 }

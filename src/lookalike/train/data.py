@@ -178,9 +178,28 @@ class ImageStore:
             return BadRow(item.id, item.image or item.id, getattr(exc, "reason", str(exc)))
 
     def _load(self, item: ItemSpec) -> np.ndarray:
-        source = item.image or item.id
-        data = self._fetcher.fetch(source)
-        return self.preprocess(decode_image(data, self.limits, source=source))
+        return self.preprocess(load_image(item, self._fetcher, self.limits))
+
+
+def load_image(item: ItemSpec, fetcher: Fetcher, limits: ImageLimits) -> Image.Image:
+    """The item's image, fetched and decoded under `limits` (InvalidInput/FetchError)."""
+    source = item.image or item.id
+    return decode_image(fetcher.fetch(source), limits, source=source)
+
+
+def load_images(
+    items: Sequence[ItemSpec], fetcher: Fetcher, limits: ImageLimits, workers: int = 4
+) -> list[Image.Image | BadRow]:
+    """Each item's image, or the BadRow saying why it could not be read, in order."""
+
+    def one(item: ItemSpec) -> Image.Image | BadRow:
+        try:
+            return load_image(item, fetcher, limits)
+        except (InvalidInput, FetchError) as exc:
+            return BadRow(item.id, item.image or item.id, getattr(exc, "reason", str(exc)))
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, items))
 
 
 def step_generator(seed: int, *keys: int) -> torch.Generator:

@@ -42,7 +42,7 @@ from lookalike.train.data import (
     step_generator,
     steps_per_epoch,
 )
-from lookalike.train.loss import contrastive_loss, positives_matrix
+from lookalike.train.loss import contrastive_loss, positives_matrix, same_category_pairs
 from lookalike.train.metrics import hit_at_k, knn, precision_at_k, retrieved_labels
 from lookalike.train.models import LitTrainable, OpenClipTrainable, Trainable
 
@@ -69,6 +69,9 @@ class TrainConfig:
     # Image augmentation (flip + shift). Off by default: in runs of a few epochs it slowed
     # learning more than it helped (README "Demo model"); captions are always varied.
     augment: bool = False
+    # False: another item's caption is no negative when both items share a category (a
+    # brand or title the pictures cannot show does not push same-category images apart).
+    same_category_negatives: bool = True
     val_fraction: float = 0.02
     val_max: int = 2000
     checkpoint_every: int = 200  # steps between training-state saves (and every epoch end)
@@ -88,6 +91,7 @@ class TrainConfig:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "augment": self.augment,
+            **({} if self.same_category_negatives else {"same_category_negatives": False}),
             "lr": self.learning_rate,
             "weight_decay": self.weight_decay,
             "warmup_steps": self.warmup_steps,
@@ -194,6 +198,7 @@ class _TrainingData:
     val: ImageStore
     variants: torch.Tensor  # (N, V) caption ids of each training item
     counts: torch.Tensor  # (N,) variants per item
+    categories: torch.Tensor | None  # (N,) category code of each item, -1 for none
     val_plan: _ValidationPlan
     signature: str  # the training items' ids, hashed: a resume must see the same items
     skipped: int
@@ -229,6 +234,7 @@ class _TrainingData:
             val,
             variants,
             counts,
+            _category_codes(train.items),
             val_plan,
             _signature(train.items),
             len(train.failed) + len(val.failed),
@@ -369,6 +375,9 @@ def _train_step(run: _Run, indices: torch.Tensor) -> float:
         pixels = augment(pixels, generator)
     caption_ids = sample_captions(data.variants[indices], data.counts[indices], generator)
     positives = positives_matrix(data.variants[indices], caption_ids).to(run.device)
+    ignored = None
+    if not config.same_category_negatives and data.categories is not None:
+        ignored = same_category_pairs(data.categories[indices].to(run.device), positives)
     scale = _lr_factor(run.step, run.total_steps, config.warmup_steps)
     for group in run.optimizer.param_groups:
         group["lr"] = config.learning_rate * scale
@@ -377,6 +386,7 @@ def _train_step(run: _Run, indices: torch.Tensor) -> float:
         trainable.text_features(caption_ids.to(run.device)),
         positives,
         trainable.logit_scale,
+        ignored,
     )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -423,7 +433,9 @@ def _trainable(settings: Settings, config: TrainConfig, device: str, output: Pat
             image_size=config.image_size,
             embed_dim=config.embed_dim,
             text_projection=config.text_projection,
-            threads=settings.torch_threads,
+            # Captions are embedded once, before the first step, with nothing else running:
+            # the text tower may use every core torch uses.
+            threads=settings.torch_threads or torch.get_num_threads(),
         )
         with torch.no_grad():
             trainable.logit_scale.fill_(math.log(1 / config.temperature))
@@ -504,6 +516,14 @@ def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {entry['epoch']}/{epochs}", f"loss {entry['loss']:.3f}"]
     parts += [f"{k} {v:.3f}" for k, v in entry.items() if "@" in k]
     return " | ".join(parts)
+
+
+def _category_codes(items: list[ItemSpec]) -> torch.Tensor | None:
+    names = sorted({str(item.category) for item in items if item.category})
+    if not names:
+        return None
+    code = {name: i for i, name in enumerate(names)}
+    return torch.tensor([code.get(str(item.category), -1) for item in items], dtype=torch.long)
 
 
 def _signature(items: list[ItemSpec]) -> str:

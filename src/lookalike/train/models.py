@@ -123,7 +123,7 @@ class LitTrainable:
         key = (self.text.fingerprint, digest)
         if key not in _caption_memo:
             _caption_memo.clear()
-            _caption_memo[key] = torch.from_numpy(self.text.encode(texts))
+            _caption_memo[key] = torch.from_numpy(_embed_captions(self.text, texts))
         self._table = _caption_memo[key].to(self.device)
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -205,6 +205,19 @@ class OpenClipTrainable:
         }
         text = json.dumps(config, indent=2, default=_jsonable)
         atomic_write(directory / OPENCLIP_CONFIG, lambda tmp: Path(tmp).write_text(text))
+
+
+def _embed_captions(text: TextTower, texts: Sequence[str], chunk: int = 256) -> np.ndarray:
+    """Every caption through the frozen tower, in chunks under a progress bar (a larger
+    tower takes a minute over a catalog's captions on a small machine)."""
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=len(texts), desc="embed captions", unit="text", leave=False) as bar:
+        for start in range(0, len(texts), chunk):
+            parts.append(text.encode(texts[start : start + chunk]))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else text.encode([])
 
 
 def _open_clip_configs(source: ModelSource, model) -> tuple[dict, dict]:

