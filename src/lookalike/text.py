@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
+from typing import Any
 
 from lookalike.errors import InvalidInput
 
@@ -27,3 +29,15 @@ def check_text(text: object, what: str, max_chars: int) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} is not valid Unicode (a lone surrogate)") from exc
     return text
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """`text` parsed as a JSON object; else InvalidInput naming `what` (bad JSON, a
+    5000-digit number, deep nesting, or JSON that is not an object)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object")
+    return value

@@ -21,7 +21,6 @@ older one); without it, events apply in arrival order. `occurred_at` (or `timest
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from lookalike.catalog.fields import INT64, check_product_fields
 from lookalike.errors import InvalidInput
 from lookalike.ingest.event_schema import check_event
 from lookalike.ingest.sources import ItemSpec, item_from_record
+from lookalike.text import json_object
 
 EVENT_TYPES: dict[str, Literal["upsert", "delete"]] = {
     "product_created": "upsert",
@@ -72,7 +72,7 @@ class ProductEvent:
 def parse_event(fields: Mapping[str, str]) -> ProductEvent:
     """A queue entry's fields -> ProductEvent, or InvalidInput saying what is wrong."""
     flat = "event" not in fields  # a stream entry's own fields
-    data = _flat_fields(fields) if flat else _json_object(fields["event"], "`event`")
+    data = _flat_fields(fields) if flat else json_object(fields["event"], "`event`")
     event_type = data.get("type") or data.get("event_type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise InvalidInput(
@@ -81,7 +81,7 @@ def parse_event(fields: Mapping[str, str]) -> ProductEvent:
         )
     nested = data.get("product")
     if isinstance(nested, str):  # flat stream fields carry it as JSON text
-        nested = data["product"] = _json_object(nested, "`product`")
+        nested = data["product"] = json_object(nested, "`product`")
     if nested is not None and not isinstance(nested, dict):
         raise InvalidInput("`product` must be an object")
     if nested is not None:
@@ -89,7 +89,7 @@ def parse_event(fields: Mapping[str, str]) -> ProductEvent:
     else:
         record = {key: value for key, value in data.items() if key not in ENVELOPE_KEYS}
     if isinstance(record.get("attributes"), str):
-        record["attributes"] = _json_object(record["attributes"], "`attributes`")
+        record["attributes"] = json_object(record["attributes"], "`attributes`")
     if "product_id" in record:
         record.setdefault("id", record["product_id"])
         del record["product_id"]
@@ -166,13 +166,3 @@ def _flat_fields(fields: Mapping[str, str]) -> dict[str, Any]:
             with contextlib.suppress(ValueError):  # else a date-time
                 data[key] = float(value)
     return data
-
-
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
-        raise InvalidInput(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{what} must be a JSON object")
-    return value

@@ -13,6 +13,7 @@ from lookalike.errors import InvalidInput, NotFound
 from lookalike.index.live import LiveIndex
 from lookalike.ingest.media import MediaStore
 from lookalike.ingest.pipeline import DuplicateHook, IngestReport, grouped_delete, grouped_write
+from lookalike.ingest.prepare import product_from_spec
 from lookalike.ingest.sources import BadRow, ItemSpec
 from lookalike.metrics import Metrics
 
@@ -72,17 +73,8 @@ class ProductWriter:
         shrink_to = self.encoder.info.image_size
         (decoded,) = decode_images([(image, item.id)], self.limits, shrink_to=shrink_to)
         digest = content_hash(image)
-        product = Product(
-            id=item.id,
-            title=item.title,
-            category=item.category,
-            brand=item.brand,
-            price=item.price,
-            image_source=item.image,
-            attributes=item.attributes,
-            content_hash=digest,
-            model_id=self.encoder.model_id,
-        )
+        product = product_from_spec(item, self.encoder.model_id)
+        product.content_hash = digest
         vector = self.encoder.encode_images([decoded])[0]
         hashes = perceptual_hashes(decoded)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,6 +33,7 @@ from lookalike.catalog import Product
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import InvalidInput, NotFound, UnsupportedMediaType
 from lookalike.ingest.sources import ItemSpec, check_item
+from lookalike.text import json_object
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -160,7 +160,7 @@ async def put_product(
                 raise InvalidInput("the `image` part must be a file (or use `image_url`)")
         fields.pop("image", None)
         if "attributes" in fields:
-            fields["attributes"] = _json_object(fields["attributes"], "attributes")
+            fields["attributes"] = json_object(fields["attributes"], "attributes")
         body = parse_body(ProductIn, {k: v for k, v in fields.items() if v != ""})
     elif content_type.startswith("application/json"):
         body = parse_body(ProductIn, await request.body())
@@ -221,13 +221,3 @@ async def delete_product(product_id: str, engine: EngineDep, run: RunDep) -> Res
     """Delete a product; it no longer shows up in search when this returns."""
     await run(engine.delete, product_id)
     return Response(status_code=204)
-
-
-def _json_object(text: str, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
-        raise InvalidInput(f"{name} must be a JSON object: {getattr(exc, 'msg', exc)}") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be a JSON object")
-    return value
