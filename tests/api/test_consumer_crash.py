@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ from lookalike.index.faiss_index import FlatIndex
 from lookalike.ingest.event_sources import Backlog, open_event_publisher, open_event_source
 from tests.support.api_catalog import CatalogItem, ImageServer, free_port
 from tests.support.event_backends import EventQueue
+from tests.support.http_files import serve_folder
 
 BATCH = 16
 
@@ -99,6 +100,21 @@ def backlog(queue: Settings) -> Backlog:
         source.close()
 
 
+def acknowledged(queue: Settings, published: int) -> int:
+    """Events the group has acknowledged: neither waiting to be handed out nor pending."""
+    left = backlog(queue)
+    return published - (left.lag + left.pending)
+
+
+@pytest.fixture
+def image_server(catalog_items: list[CatalogItem]) -> Iterator[ImageServer]:
+    """This test's own image server, so that each event source starts with the /slow/
+    gate closed and nothing arrived (the module-scoped one keeps both set by the run
+    before: the slow image would come at once, and the kill would not wait for it)."""
+    with serve_folder(catalog_items[0].path.parent) as server:
+        yield server
+
+
 @pytest.mark.slow
 def test_killed_consumer_resumes_and_applies_every_event_once(
     tmp_path: Path,
@@ -137,19 +153,29 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
     catalog_path = data_dir / "catalog.db"
     consumer = start_consumer(data_dir, tiny_model, queue, image_server)
     try:
-        # Kill it while the first batch is partly committed (encoder batches of 4 go in
-        # as they are ready; the slow item holds up the rest), none of it acknowledged.
-        wait_for(lambda: image_server.arrived.is_set() and count(catalog_path) >= 4, consumer)
+        # Kill it while the batch holding the slow item is partly committed (encoder
+        # batches of 4 go in as they are ready; the slow item holds up the rest), none of
+        # it acknowledged. Once the slow request has arrived the consumer is inside that
+        # batch, so nothing more is acknowledged until the gate opens: wait until the
+        # catalog holds more products than the group has acknowledged events. (With
+        # Kafka, batches of other partitions may have been applied and acknowledged
+        # before the slow one: products alone would not show that this one has begun.)
+        wait_for(
+            lambda: (
+                image_server.arrived.is_set()
+                and count(catalog_path) >= 4
+                and count(catalog_path) > acknowledged(queue, published)
+            ),
+            consumer,
+        )
         consumer.send_signal(signal.SIGKILL)
         consumer.wait(timeout=30)
     finally:
         if consumer.poll() is None:
             consumer.kill()
-    left = backlog(queue)
-    acknowledged = published - (left.lag + left.pending)
-    # Products committed whose events were never acknowledged (a Kafka consumer may have
-    # finished and acknowledged a batch from another partition before the slow one).
-    assert count(catalog_path) > acknowledged
+    done = acknowledged(queue, published)
+    # Products committed whose events were never acknowledged.
+    assert count(catalog_path) > done
     assert 4 <= count(catalog_path) < len(paths)
     catalog = SQLiteCatalog(catalog_path)
     vectors_before = {pid: row[2] for pid, row in products(catalog).items()}
@@ -180,7 +206,7 @@ def test_killed_consumer_resumes_and_applies_every_event_once(
         # Every create not acknowledged before the kill, again (unchanged: not re-encoded);
         # at least once: a Kafka member that joined while the killed one's session was
         # still open may be handed some twice when the group rebalances again.
-        assert metrics[("lookalike_consumer_events_total", applied)] >= len(paths) - acknowledged
+        assert metrics[("lookalike_consumer_events_total", applied)] >= len(paths) - done
         consumer.send_signal(signal.SIGTERM)  # a clean stop saves the index
         output, _ = consumer.communicate(timeout=60)
     finally:
