@@ -34,18 +34,22 @@ class SearchTracker:
         kind = dataclasses.replace(request, images=[*request.images, *uploads]).kind
         started = time.perf_counter()
         try:
-            results = await self.run(_search, self.engine, request, uploads)
+            results, stages = await self.run(_search, self.engine, request, uploads, started)
         except LookalikeError as exc:
             metrics.search_requests.labels(kind, str(exc.http_status)).inc()
             raise
         except Exception:
             metrics.search_requests.labels(kind, "500").inc()
             raise
-        elapsed = time.perf_counter() - started
-        metrics.search_seconds.labels(kind).observe(elapsed)
-        metrics.search_requests.labels(kind, "200").inc()
         now = time.time()
         search_id = new_search_id(now)
+        serialising = time.perf_counter()
+        response = search_response(results, root_path, search_id=search_id)
+        elapsed = time.perf_counter() - started
+        stages["serialise"] = (elapsed - (serialising - started)) * 1000
+        metrics.search_seconds.labels(kind).observe(elapsed)
+        metrics.search_requests.labels(kind, "200").inc()
+        metrics.observe_stages(kind, {**stages, **results.timings_ms})
         if self.log is not None:
             self.log.record(
                 SearchRecord(
@@ -58,7 +62,7 @@ class SearchTracker:
                     latency_ms=elapsed * 1000,
                 )
             )
-        return search_response(results, root_path, search_id=search_id)
+        return response
 
     async def click(self, search_id: str, product_id: str) -> ClickRecord:
         """Record a click on a result of a logged search, at the position the log has
@@ -93,9 +97,15 @@ class SearchTracker:
         return results
 
 
-def _search(engine: Engine, request: SearchRequest, uploads: list[ImageUpload]) -> SearchResults:
-    """Decode the query images (errors name the file), then search. Blocking."""
+def _search(
+    engine: Engine, request: SearchRequest, uploads: list[ImageUpload], submitted: float
+) -> tuple[SearchResults, dict[str, float]]:
+    """Decode the query images (errors name the file), then search. Blocking. Returns the
+    results and the API's own stages in ms: the wait for this thread, the decoding."""
+    picked = time.perf_counter()
+    stages = {"queue": (picked - submitted) * 1000}
     if uploads:
         images = decode_uploads(uploads, engine.limits, engine.encoder.info.image_size)
         request = dataclasses.replace(request, images=images)
-    return engine.search(request)
+        stages["decode"] = (time.perf_counter() - picked) * 1000
+    return engine.search(request), stages
