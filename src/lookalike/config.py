@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = Field(32, ge=1, description="Images per encoder batch.")
     torch_threads: int | None = Field(
-        None, ge=1, description="Threads for the torch encoder (unset: all cores)."
+        None,
+        ge=1,
+        description="Threads for the torch encoder (unset: all cores; in a server, 1 per "
+        "request: concurrent requests use the cores).",
     )
 
     # --- image validation ----------------------------------------------------------------
@@ -115,7 +118,10 @@ class Settings(BaseSettings):
         "plus ids removed) before it folds them into a new saved file.",
     )
     search_threads: int | None = Field(
-        None, ge=1, description="Threads FAISS may use (unset: all cores)."
+        None,
+        ge=1,
+        description="Threads FAISS may use per search (unset: all cores; in a server, 1 per "
+        "request: concurrent requests use the cores).",
     )
     index_auto_hnsw_at: int = Field(
         100_000, ge=1, description="auto: catalogs with at least this many vectors use HNSW."
