@@ -47,6 +47,7 @@ QUERY_TYPES = ("image", "text", "hybrid")
 STAGE_NAMES = {
     "queue": "queue",  # waiting for an API thread (api/tracking.py)
     "decode": "decode",  # query images decoded and checked (api/tracking.py)
+    "batch_wait": "batch_wait",  # waiting for others to share an encoder call (inside encode)
     "encode_ms": "encode",  # the query's embeddings: encoder, embedding cache, stored vector
     "filter_ms": "filter",  # which items match the filters (count, ids)
     "ann_ms": "ann",  # the vector index (or exact scoring of a small filtered set)

@@ -12,6 +12,7 @@ from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import SearchResponse, search_response
 from lookalike.api.uploads import ImageUpload, decode_uploads
 from lookalike.catalog.logs import new_search_id, search_id_time
+from lookalike.encode.batching import take_batch_wait_ms
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import CatalogError, InvalidInput, LookalikeError, NotFound
 from lookalike.quality import ClickRecord, SearchLogger, SearchRecord
@@ -104,8 +105,13 @@ def _search(
     results and the API's own stages in ms: the wait for this thread, the decoding."""
     picked = time.perf_counter()
     stages = {"queue": (picked - submitted) * 1000}
+    take_batch_wait_ms()  # this thread's earlier request may have left some (it failed)
     if uploads:
         images = decode_uploads(uploads, engine.limits, engine.encoder.info.image_size)
         request = dataclasses.replace(request, images=images)
         stages["decode"] = (time.perf_counter() - picked) * 1000
-    return engine.search(request), stages
+    results = engine.search(request)
+    waited = take_batch_wait_ms()
+    if waited:
+        stages["batch_wait"] = waited
+    return results, stages
