@@ -10,6 +10,9 @@ of a data dir, locust on the same machine, every query unique (or the cached var
         --scenarios similar,text --rates 10,20,40,80 --seconds 15
     # the raw ceiling of a text GET (wrk; cached, and unique queries through a Lua script)
     PYTHONPATH=src python benchmarks/load/run.py wrk --demo /work/demo-data
+    # where a scenario's time goes in the server: py-spy flamegraph + top functions
+    PYTHONPATH=src python benchmarks/load/run.py profile --demo /work/demo-data \
+        --scenarios text --clients 8 --seconds 24
 
 `--source REV` (repeatable) runs the same cells with the server code of git revision REV
 too (the runner's own code drives both), so before/after comparisons come from one run.
@@ -38,11 +41,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -513,6 +518,61 @@ def plot(results: Path, out: Path, since: str | None = None) -> None:
     print(f"plot: {out}", file=sys.stderr)
 
 
+def command_profile(args: argparse.Namespace) -> None:
+    """py-spy on the server while one scenario runs (the first of --scenarios, the first
+    --clients count): a flamegraph SVG and the functions with the most samples, own time
+    and with callees (collapsed stacks), to stdout as markdown."""
+    if shutil.which("py-spy") is None:
+        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    data, model = data_and_model(args)
+    scenario, clients = args.scenarios[0], args.clients[0]
+    svg = HERE / f"profile_{scenario}_{clients}.svg"
+    with running_server(data, model, REPO / "src", "this", extra_env(args)) as server:
+        warm_up(server, [scenario], args.warmup)
+        with tempfile.TemporaryDirectory(prefix="lookalike-profile-") as tmp:
+            work = Path(tmp)
+            seconds = args.seconds
+            results: dict[str, Any] = {}
+
+            def drive() -> None:
+                results["code"] = run_locust(server, [scenario], clients, seconds, work=work)
+
+            thread = threading.Thread(target=drive)
+            thread.start()
+            time.sleep(2)  # past locust's start-up
+            span = max(seconds - 4, 2)
+            pid = str(server.process.pid)
+            raw = work / "stacks.txt"
+            record = ["py-spy", "record", "--pid", pid, "--duration", f"{span / 2:.0f}"]
+            subprocess.run([*record, "--format", "raw", "-o", str(raw)], check=True)
+            subprocess.run([*record, "--format", "flamegraph", "-o", str(svg)], check=True)
+            thread.join()
+            own, total, samples = top_functions(raw.read_text())
+    print(f"py-spy, {scenario} x{clients}: {samples} samples; flamegraph {svg.name}")
+    print("\n| function (file:line) | own % | with callees % |\n|---|---|---|")
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"| {name} | {100 * count / samples:.1f} | {100 * total[name] / samples:.1f} |")
+
+
+def top_functions(collapsed: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """From py-spy's collapsed stacks: samples per function where it ran itself (the leaf),
+    samples per function anywhere on the stack, and the total."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [re.sub(r" \((.*/)?", " (", frame) for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    return own, total, max(samples, 1)
+
+
 WRK_LUA = HERE / "unique_text.lua"
 
 
@@ -562,7 +622,7 @@ def parse_wrk(out: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["closed", "open", "wrk", "plot"])
+    parser.add_argument("command", choices=["closed", "open", "wrk", "plot", "profile"])
     parser.add_argument("--demo", type=Path, help="a `lookalike demo` folder")
     parser.add_argument("--data-dir", type=Path, help="a data dir (instead of --demo)")
     parser.add_argument("--model", type=Path, help="its model checkpoint (with --data-dir)")
@@ -577,6 +637,7 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=1.5, help="wait for a quieter machine")
     parser.add_argument("--patience", type=float, default=60.0, help="...for at most this long")
     parser.add_argument("--since", help="plot: only rows at or after this UTC time stamp")
+    parser.add_argument("--top", type=int, default=15, help="profile: functions listed")
     args = parser.parse_args()
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -586,6 +647,9 @@ def main() -> None:
     args.rates = [float(r) for r in args.rates.split(",")]
     if args.command == "plot":
         plot(RESULTS, PLOT, args.since)
+        return
+    if args.command == "profile":
+        command_profile(args)
         return
     if args.command == "wrk":
         rows = command_wrk(args)
