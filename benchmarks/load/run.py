@@ -397,37 +397,47 @@ def extra_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def command_cells(args: argparse.Namespace) -> list[Cell]:
+    """Every server (this code, each --source) runs at once, idle but one; each cell runs on
+    every server back to back, so a busier minute of the shared machine falls on both
+    sides of a comparison, not on one."""
     cells: list[Cell] = []
     data, model = data_and_model(args)
-    with tempfile.TemporaryDirectory(prefix="lookalike-src-") as tmp:
-        for label, src in servers(args, Path(tmp)):
-            label = f"{label}{' ' + ' '.join(args.env) if args.env else ''}"
-            with running_server(data, model, src, label, extra_env(args)) as server:
-                for scenario in args.scenarios:
-                    warm_up(server, [scenario], args.warmup)
-                    for cached in [False, True] if args.cached else [False]:
+    suffix = f" {' '.join(args.env)}" if args.env else ""
+    with (
+        tempfile.TemporaryDirectory(prefix="lookalike-src-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        started = [
+            stack.enter_context(running_server(data, model, src, label + suffix, extra_env(args)))
+            for label, src in servers(args, Path(tmp))
+        ]
+        for scenario in args.scenarios:
+            for server in started:
+                warm_up(server, [scenario], args.warmup)
+            for cached in [False, True] if args.cached else [False]:
+                steps = args.clients if args.command == "closed" else args.rates
+                past_knee: set[str] = set()
+                for step in steps:
+                    for server in started:
+                        if server.label in past_knee:
+                            continue
+                        wait_quiet(args.max_load, args.patience)
                         if args.command == "closed":
-                            for clients in args.clients:
-                                wait_quiet(args.max_load, args.patience)
-                                cells.append(
-                                    run_cell(
-                                        server, [scenario], clients, args.seconds, cached=cached
-                                    )
-                                )
+                            cell = run_cell(
+                                server, [scenario], int(step), args.seconds, cached=cached
+                            )
                         else:
-                            for rate in args.rates:
-                                wait_quiet(args.max_load, args.patience)
-                                cell = run_cell(
-                                    server,
-                                    [scenario],
-                                    OPEN_LOOP_USERS,
-                                    args.seconds,
-                                    cached=cached,
-                                    offered_qps=rate,
-                                )
-                                cells.append(cell)
-                                if cell.p99_ms > 4 * P99_GOAL_MS:
-                                    break  # far past the knee: higher rates say nothing new
+                            cell = run_cell(
+                                server,
+                                [scenario],
+                                OPEN_LOOP_USERS,
+                                args.seconds,
+                                cached=cached,
+                                offered_qps=step,
+                            )
+                            if cell.p99_ms > 4 * P99_GOAL_MS:
+                                past_knee.add(server.label)  # higher rates say nothing new
+                        cells.append(cell)
     return cells
 
 
