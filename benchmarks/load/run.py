@@ -355,6 +355,9 @@ def run_cell(
     cell.p90_ms, cell.p99_ms = total["p90_ms"], total["p99_ms"]
     cell.by_name = {name: row for name, row in rows.items() if name != "Aggregated"}
     cell.stages_ms = stage_means(before, after)
+    if any("code=5" in error for error in cell.statuses):
+        # A 5xx is a bug to chase: show what the server said about it.
+        print(f"server errors; the log's end:\n{server.log.read_text()[-6000:]}", file=sys.stderr)
     del code  # locust exits 1 when any request failed: the failures are in the cell
     print(f"  {describe(cell)}", file=sys.stderr)
     return cell
@@ -471,7 +474,11 @@ def markdown(cells: list[Cell]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
-        stages = ", ".join(f"{k.split('/', 1)[1]} {v:g}" for k, v in sorted(c.stages_ms.items()))
+        kinds = {key.split("/", 1)[0] for key in c.stages_ms}
+        stages = ", ".join(
+            f"{k if len(kinds) > 1 else k.split('/', 1)[1]} {v:g}"
+            for k, v in sorted(c.stages_ms.items())
+        )
         failed = f"{c.failures} {c.statuses}" if c.failures else "0"
         lines.append(
             f"| {c.server} | {c.scenario} | {'yes' if c.cached else 'no'} | {c.clients} "
@@ -532,7 +539,9 @@ def command_profile(args: argparse.Namespace) -> None:
     """py-spy on the server while one scenario runs (the first of --scenarios, the first
     --clients count): a flamegraph SVG and the functions with the most samples, own time
     and with callees (collapsed stacks), to stdout as markdown."""
-    if shutil.which("py-spy") is None:
+    # pip puts py-spy beside this interpreter, which need not be on PATH (a virtualenv).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
     data, model = data_and_model(args)
     scenario, clients = args.scenarios[0], args.clients[0]
@@ -553,7 +562,7 @@ def command_profile(args: argparse.Namespace) -> None:
             span = max(seconds - 4, 2)
             pid = str(server.process.pid)
             raw = work / "stacks.txt"
-            record = ["py-spy", "record", "--pid", pid, "--duration", f"{span / 2:.0f}"]
+            record = [py_spy, "record", "--pid", pid, "--duration", f"{span / 2:.0f}"]
             subprocess.run([*record, "--format", "raw", "-o", str(raw)], check=True)
             subprocess.run([*record, "--format", "flamegraph", "-o", str(svg)], check=True)
             thread.join()
