@@ -227,9 +227,11 @@ def run_locust(
     *,
     cached: bool = False,
     rate_per_user: float = 0.0,
+    spawn_rate: float | None = None,
     work: Path,
 ) -> tuple[int, Path]:
-    """Locust headless for `seconds`; returns its exit code and its CSV prefix."""
+    """Locust headless for `seconds`; returns its exit code and its CSV prefix. Users start
+    at `spawn_rate` a second (default: all at once)."""
     prefix = work / "locust"
     env = {
         **os.environ,
@@ -250,7 +252,7 @@ def run_locust(
         "-u",
         str(clients),
         "-r",
-        str(max(clients, 1)),
+        f"{spawn_rate if spawn_rate else max(clients, 1):g}",
         "-t",
         f"{seconds:g}s",
         "--csv",
@@ -342,8 +344,18 @@ def run_cell(
     )
     with tempfile.TemporaryDirectory(prefix="lookalike-locust-") as tmp:
         before = stage_totals(server.url)
+        # Open loop: users start at the offered rate (each sends its first request when it
+        # starts), so the arrivals keep that rate from the first second instead of all
+        # users firing at once.
         code, prefix = run_locust(
-            server, scenarios, clients, seconds, cached=cached, rate_per_user=rate, work=Path(tmp)
+            server,
+            scenarios,
+            clients,
+            seconds,
+            cached=cached,
+            rate_per_user=rate,
+            spawn_rate=offered_qps,
+            work=Path(tmp),
         )
         after = stage_totals(server.url)
         if not Path(f"{prefix}_stats.csv").exists():
@@ -522,7 +534,8 @@ def plot(results: Path, out: Path, since: str | None = None) -> None:
         qps = [r["qps"] for r in rows]
         line = axis.plot(qps, [r["p99_ms"] for r in rows], marker="o", label=f"{label} p99")
         colour = line[0].get_color()
-        axis.plot(qps, [r["p50_ms"] for r in rows], ls=":", color=colour, label=f"{label} p50")
+        p50 = [r["p50_ms"] for r in rows]
+        axis.plot(qps, p50, ls=":", marker="x", color=colour, label=f"{label} p50")
     axis.axhline(P99_GOAL_MS, color="grey", ls="--", lw=1, label="200 ms")
     axis.set_xlabel("achieved QPS (open loop, offered rate stepped up)")
     axis.set_ylabel("latency, ms (log)")
