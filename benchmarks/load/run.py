@@ -3,15 +3,15 @@ of a data dir, locust on the same machine, every query unique (or the cached var
 
     lookalike demo --no-serve --dir /work/demo-data      # once: catalog + model
     # closed loop: N clients, each sends its next request when the last returns
-    PYTHONPATH=src python benchmarks/load/run.py closed --demo /work/demo-data \
+    PYTHONPATH=src:. python benchmarks/load/run.py closed --demo /work/demo-data \
         --scenarios text,image,similar --clients 1,8 --seconds 20
     # open loop: offered rate stepped up; the highest rate with p99 <= 200 ms, and a plot
-    PYTHONPATH=src python benchmarks/load/run.py open --demo /work/demo-data \
+    PYTHONPATH=src:. python benchmarks/load/run.py open --demo /work/demo-data \
         --scenarios similar,text --rates 10,20,40,80 --seconds 15
     # the raw ceiling of a text GET (wrk; cached, and unique queries through a Lua script)
-    PYTHONPATH=src python benchmarks/load/run.py wrk --demo /work/demo-data
+    PYTHONPATH=src:. python benchmarks/load/run.py wrk --demo /work/demo-data
     # where a scenario's time goes in the server: py-spy flamegraph + top functions
-    PYTHONPATH=src python benchmarks/load/run.py profile --demo /work/demo-data \
+    PYTHONPATH=src:. python benchmarks/load/run.py profile --demo /work/demo-data \
         --scenarios text --clients 8 --seconds 24
 
 `--source REV` (repeatable) runs the same cells with the server code of git revision REV
@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.servers import free_port
+from tests.support.servers import stop_process as stop
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -104,12 +105,6 @@ class Cell:
 
 
 # --- the server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def source_at(revision: str, directory: Path) -> Path:
     """The `src` folder of git revision `revision`, unpacked under `directory`."""
     archive = subprocess.run(
@@ -205,17 +200,6 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float 
                 return
         time.sleep(0.5)
     raise RuntimeError(f"the server was not ready in {timeout_s} s")
-
-
-def stop(process: subprocess.Popen, grace_s: float = 20) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # --- locust ----------------------------------------------------------------------------------
