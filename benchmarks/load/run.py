@@ -493,8 +493,14 @@ def save(cells: list[Cell], args: argparse.Namespace) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a") as handle:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # "this" is the checkout's code: which commit, and whether it had local changes.
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         for cell in cells:
-            row = {"at": stamp, "command": args.command, **cell.__dict__}
+            row = {"at": stamp, "command": args.command, "this": head, **cell.__dict__}
             handle.write(json.dumps(row) + "\n")
 
 
