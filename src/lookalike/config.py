@@ -69,8 +69,24 @@ class Settings(BaseSettings):
         "auto", description="Where the encoder runs: auto uses CUDA when available."
     )
     encode_batch_size: int = Field(32, ge=1, description="Images per encoder batch.")
+    query_batch_max: int = Field(
+        16,
+        ge=1,
+        description="Dynamic batching: concurrent queries' texts (or images) encoded in one "
+        "call, at most this many together (1: off).",
+    )
+    query_batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Dynamic batching: how long the first query of a batch waits for others "
+        "to join before the encoder runs.",
+    )
     torch_threads: int | None = Field(
-        None, ge=1, description="Threads for the torch encoder (unset: all cores)."
+        None,
+        ge=1,
+        description="Threads for the torch encoder (unset: all cores; in a server, 1 per "
+        "request: concurrent requests use the cores).",
     )
 
     # --- image validation ----------------------------------------------------------------
@@ -118,7 +134,10 @@ class Settings(BaseSettings):
         "plus ids removed) before it folds them into a new saved file.",
     )
     search_threads: int | None = Field(
-        None, ge=1, description="Threads FAISS may use (unset: all cores)."
+        None,
+        ge=1,
+        description="Threads FAISS may use per search (unset: all cores; in a server, 1 per "
+        "request: concurrent requests use the cores).",
     )
     index_auto_hnsw_at: int = Field(
         100_000, ge=1, description="auto: catalogs with at least this many vectors use HNSW."

@@ -47,7 +47,24 @@ Watched = TypeVar("Watched", bound=_Appliable)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Freshness: seconds to minutes in production, an hour the seed's old goal.
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Stages of one search are shorter: sub-millisecond steps (a filter, a cache hit) matter.
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 QUERY_TYPES = ("image", "text", "hybrid")
+# Where a search's time goes (`lookalike_search_stage_seconds{type, stage}`): the keys of
+# the pipeline's `timings_ms` (without `_ms`), named for what they do, plus the API's own.
+STAGE_NAMES = {
+    "queue": "queue",  # waiting for an API thread (api/tracking.py)
+    "decode": "decode",  # query images decoded and checked (api/tracking.py)
+    "batch_wait": "batch_wait",  # waiting for others to share an encoder call (inside encode)
+    "encode_ms": "encode",  # the query's embeddings: encoder, embedding cache, stored vector
+    "filter_ms": "filter",  # which items match the filters (count, ids)
+    "ann_ms": "ann",  # the vector index (or exact scoring of a small filtered set)
+    "metadata_ms": "catalog",  # candidates' products read from the catalog
+    "rank_ms": "rank",
+    "diversity_ms": "diversity",
+    "result_cache_ms": "result_cache",  # a result-cache hit: the whole search
+    "serialise": "serialise",  # the response model built (api/tracking.py)
+}
 
 
 # Files of gauges that count only live processes, by process id (prometheus_client's names).
@@ -101,6 +118,13 @@ class Metrics:
             "Search latency by query type (image, text, hybrid), from request to response.",
             ["type"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.search_stage_seconds = Histogram(
+            "lookalike_search_stage_seconds",
+            "Time per stage of a search, by query type: " + ", ".join(STAGE_NAMES.values()),
+            ["type", "stage"],
+            buckets=STAGE_BUCKETS,
             registry=r,
         )
         self.search_requests = Counter(
@@ -209,6 +233,14 @@ class Metrics:
 
         live.on_applied = observe
         return live
+
+    def observe_stages(self, query_type: str, timings_ms: dict[str, float]) -> None:
+        """Record a search's per-stage times (`timings_ms` keys as in STAGE_NAMES; other
+        keys are not stages and are left out, so the label set stays fixed)."""
+        for key, spent in timings_ms.items():
+            stage = STAGE_NAMES.get(key)
+            if stage is not None:
+                self.search_stage_seconds.labels(query_type, stage).observe(spent / 1000)
 
     def watch_index(self, size: Callable[[], int]) -> None:
         """Report the index size read from `size` (the live index, when scraped)."""

@@ -161,3 +161,21 @@ def test_cors_when_configured(tmp_path: Path, indexed_data, tiny_model) -> None:
         assert too_big.headers["access-control-allow-origin"] == origin
         other = client.get("/healthz", headers={"Origin": "http://elsewhere.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_server_runs_one_intra_op_thread_per_request_unless_configured(
+    tmp_path: Path, indexed_data, tiny_model
+) -> None:
+    """FAISS and torch get one thread per request in a server (concurrent requests use the
+    cores); a configured count is kept."""
+    data_dir = copy_data(indexed_data, tmp_path)
+    with TestClient(create_app(api_settings(data_dir, tiny_model))) as client:
+        engine = client.app.state.engine
+        assert engine.settings.search_threads == 1 and engine.settings.torch_threads == 1
+        assert engine.live_index.index.threads == 1
+        assert client.get("/v1/search/text", params={"q": "red circle"}).status_code == 200
+    configured = api_settings(data_dir, tiny_model, search_threads=2, torch_threads=3)
+    with TestClient(create_app(configured)) as client:
+        engine = client.app.state.engine
+        assert engine.settings.search_threads == 2 and engine.settings.torch_threads == 3
+        assert engine.live_index.index.threads == 2

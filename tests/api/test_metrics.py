@@ -125,3 +125,30 @@ def test_metrics_access_follows_the_policy(
     assert status("key", remote, **key) == 200
     assert status("open", remote) == 200
     assert status("off", local, **key) == 404
+
+
+def test_search_stages_are_timed_by_query_type(
+    writable_client: TestClient, catalog_items: list[CatalogItem]
+) -> None:
+    """Every search reports where its time went: one observation per stage it ran, labelled
+    by query type; decoding only for uploads, the result cache only for a repeat."""
+    client = writable_client
+    stage = "lookalike_search_stage_seconds_count"
+    assert client.get("/v1/search/text", params={"q": "green square"}).status_code == 200
+    files = {"image": ("q.png", catalog_items[5].path.read_bytes(), "image/png")}
+    assert client.post("/v1/search/image", files=files).status_code == 200
+    samples = scrape(client)
+    for name in ("queue", "encode", "ann", "catalog", "rank", "serialise"):
+        assert value(samples, stage, type="text", stage=name) == 1, name
+        assert value(samples, stage, type="image", stage=name) == 1, name
+    assert value(samples, stage, type="image", stage="decode") == 1
+    assert value(samples, stage, type="text", stage="decode") == 0
+    assert value(samples, stage, type="text", stage="result_cache") == 0
+    encode_s = value(samples, "lookalike_search_stage_seconds_sum", type="text", stage="encode")
+    total_s = value(samples, "lookalike_search_seconds_sum", type="text")
+    assert 0 < encode_s < total_s  # a part of the whole, in seconds
+
+    assert client.get("/v1/search/text", params={"q": "green square"}).status_code == 200
+    samples = scrape(client)
+    assert value(samples, stage, type="text", stage="result_cache") == 1
+    assert value(samples, stage, type="text", stage="ann") == 1  # the repeat searched nothing

@@ -12,7 +12,13 @@ from lookalike.catalog.base import Product, ProductFilter
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.search import HandWeightedRanker, RerankWeights, SearchHit, SearchPipeline
-from lookalike.search.candidates import CandidateFinder, FilterPolicy, Plan, merge_best
+from lookalike.search.candidates import (
+    EXACT_SELECTOR_MAX_SHARE,
+    CandidateFinder,
+    FilterPolicy,
+    Plan,
+    merge_best,
+)
 from tests.support.synthetic_catalog import (
     assert_same_ranking,
     brute_force,
@@ -79,7 +85,11 @@ def test_rare_category_through_ann_still_fills_the_limit(rare, index_kind):
     finder = CandidateFinder(
         catalog, indexes[index_kind].index, FilterPolicy(exact_max_items=0, oversample=0.1)
     )
-    plan = Plan("ann", RARE_N // 200, 0.005)
+    # A flat index post-filters only filters above EXACT_SELECTOR_MAX_SHARE (below it, it
+    # scans the matching ids alone): the plan says so, to force the post-filter path.
+    share = 0.5 if index_kind == "flat" else 0.005
+    assert share > EXACT_SELECTOR_MAX_SHARE or index_kind != "flat"
+    plan = Plan("ann", RARE_N // 200, share)
     for query in unit_vectors(10, DIM, np.random.default_rng(11)):
         found = finder.find(query, 20, only_rare, plan)
         assert len(found.ids) == 20
@@ -94,6 +104,25 @@ def test_rare_category_through_ann_still_fills_the_limit(rare, index_kind):
             assert found.path == "ann" and found.largest_k > 400  # it had to widen
         else:
             assert found.path == "ann+exact"
+
+
+def test_flat_index_scans_only_the_matching_ids_of_a_selective_filter(rare):
+    """Below EXACT_SELECTOR_MAX_SHARE a flat index searches the matching ids alone (FAISS's
+    ID selector): exact, full, and no widening."""
+    catalog, products, vectors, indexes = rare
+    only_rare = ProductFilter(categories=("rare",))
+    finder = CandidateFinder(
+        catalog, indexes["flat"].index, FilterPolicy(exact_max_items=0, oversample=0.1)
+    )
+    plan = Plan("ann", RARE_N // 200, 0.005)
+    for query in unit_vectors(5, DIM, np.random.default_rng(12)):
+        found = finder.find(query, 20, only_rare, plan)
+        assert found.path == "ann" and len(found.ids) == 20
+        hits = [
+            SearchHit(found.products[int(i)], float(s), float(s))
+            for i, s in zip(found.ids, found.similarities, strict=True)
+        ]
+        assert_same_ranking(hits, brute_force(products, vectors, query, 20, only_rare))
 
 
 def test_ivfpq_filter_searches_only_matching_ids(rare):

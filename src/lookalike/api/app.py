@@ -43,6 +43,7 @@ from lookalike.api.metrics import router as metrics_router
 from lookalike.api.ratelimit import RateLimit, RateLimiter
 from lookalike.api.routes import admin, catalog, events, health, images, products, search
 from lookalike.api.schemas import ProductIn, SearchQuery
+from lookalike.api.serving import server_threads
 from lookalike.api.thumbnails import ThumbnailCache
 from lookalike.api.tracking import SearchTracker
 from lookalike.config import Settings
@@ -64,6 +65,7 @@ deadline) carry `Retry-After`."""
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The app. With `engine`, the caller owns it (the app will not close it)."""
+    settings = server_threads(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

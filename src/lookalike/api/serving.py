@@ -74,3 +74,22 @@ def uvicorn_log_config() -> dict[str, Any]:
         "propagate": False,
     }
     return config
+
+
+# Measured through HTTP on the demo (2 cores, benchmarks/load/run.py, docs/benchmarks.md):
+# with FAISS's OpenMP pool and torch's intra-op pool at their default (every core), 8
+# clients got 35 "similar" QPS; with one thread each, 88. Each request's threads spin and
+# wait on each other's cores; a server's parallelism comes from concurrent requests
+# (`api_threads`) instead.
+SERVER_INTRA_OP_THREADS = 1
+
+
+def server_threads(settings: Settings) -> Settings:
+    """`settings` with the intra-op pools of a server: FAISS (`search_threads`) and torch
+    (`torch_threads`) at one thread per request unless configured."""
+    updates: dict[str, Any] = {}
+    if settings.search_threads is None:
+        updates["search_threads"] = SERVER_INTRA_OP_THREADS
+    if settings.torch_threads is None:
+        updates["torch_threads"] = SERVER_INTRA_OP_THREADS
+    return settings.model_copy(update=updates) if updates else settings

@@ -14,6 +14,7 @@ from lookalike.api.blocking import BlockingRunner
 from lookalike.api.schemas import SearchResponse, search_response
 from lookalike.api.uploads import ImageUpload, decode_uploads
 from lookalike.catalog.logs import new_search_id, search_id_time
+from lookalike.encode.batching import take_batch_wait_ms
 from lookalike.engine import Engine, SearchRequest
 from lookalike.errors import CatalogError, InvalidInput, LookalikeError, NotFound
 from lookalike.quality import ClickRecord, SearchLogger, SearchRecord, SessionHasher
@@ -45,23 +46,27 @@ class SearchTracker:
         kind = dataclasses.replace(request, images=[*request.images, *uploads]).kind
         started = time.perf_counter()
         try:
-            results = await self.run(_search, self.engine, request, uploads)
+            results, stages = await self.run(_search, self.engine, request, uploads, started)
         except LookalikeError as exc:
             metrics.search_requests.labels(kind, str(exc.http_status)).inc()
             raise
         except Exception:
             metrics.search_requests.labels(kind, "500").inc()
             raise
-        elapsed = time.perf_counter() - started
-        metrics.search_seconds.labels(kind).observe(elapsed)
-        metrics.search_requests.labels(kind, "200").inc()
         if results.fallback:  # "learned: why": labelled by the ranker that could not serve
             metrics.ranker_fallbacks.labels(results.fallback.partition(":")[0]).inc()
         now = time.time()
         search_id = new_search_id(now)
+        serialising = time.perf_counter()
+        response = search_response(results, root_path, search_id=search_id)
+        elapsed = time.perf_counter() - started
+        stages["serialise"] = (elapsed - (serialising - started)) * 1000
+        metrics.search_seconds.labels(kind).observe(elapsed)
+        metrics.search_requests.labels(kind, "200").inc()
+        metrics.observe_stages(kind, {**stages, **results.timings_ms})
         if self.log is not None:
             self.log.record(self._record(search_id, now, kind, request, results, elapsed))
-        return search_response(results, root_path, search_id=search_id)
+        return response
 
     def _record(
         self,
@@ -127,9 +132,20 @@ class SearchTracker:
         return results
 
 
-def _search(engine: Engine, request: SearchRequest, uploads: list[ImageUpload]) -> SearchResults:
-    """Decode the query images (errors name the file), then search. Blocking."""
+def _search(
+    engine: Engine, request: SearchRequest, uploads: list[ImageUpload], submitted: float
+) -> tuple[SearchResults, dict[str, float]]:
+    """Decode the query images (errors name the file), then search. Blocking. Returns the
+    results and the API's own stages in ms: the wait for this thread, the decoding."""
+    picked = time.perf_counter()
+    stages = {"queue": (picked - submitted) * 1000}
+    take_batch_wait_ms()  # this thread's earlier request may have left some (it failed)
     if uploads:
         images = decode_uploads(uploads, engine.limits, engine.encoder.info.image_size)
         request = dataclasses.replace(request, images=images)
-    return engine.search(request)
+        stages["decode"] = (time.perf_counter() - picked) * 1000
+    results = engine.search(request)
+    waited = take_batch_wait_ms()
+    if waited:
+        stages["batch_wait"] = waited
+    return results, stages

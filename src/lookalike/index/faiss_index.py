@@ -300,7 +300,8 @@ class FlatIndex(FaissIndex):
     """Exact inner-product search: the reference every ANN family is measured against."""
 
     kind = "flat"
-    capabilities = IndexCapabilities(exact_filtered=True)
+    # A selector scan costs a flat index no recall: it is exact under any filter.
+    capabilities = IndexCapabilities(exact_filtered=True, selector_scan=True)
 
     def _build(self, dim: int, params: dict[str, Any]) -> Any:
         return faiss.IndexIDMap(faiss.IndexFlatIP(dim))

@@ -34,6 +34,7 @@ import numpy as np
 from lookalike.catalog.base import Catalog, ProductFilter
 from lookalike.config import Settings
 from lookalike.encode.base import l2_normalize
+from lookalike.encode.batching import BatchingEncoder
 from lookalike.errors import InvalidInput, ModelMismatch
 from lookalike.index.live import LiveIndex
 from lookalike.search.caches import SearchCaches
@@ -333,7 +334,12 @@ def build_pipeline(
     floors: FloorDefaults | None = None,
 ) -> SearchPipeline:
     """The whole query path over these parts, with its composer, result cache and the
-    default relevance floors."""
+    default relevance floors; concurrent queries' encodings are batched (`query_batch_max`,
+    `query_batch_wait_ms`)."""
+    if settings.query_batch_max > 1:
+        encoder = BatchingEncoder(  # type: ignore[assignment]
+            encoder, settings.query_batch_max, settings.query_batch_wait_ms / 1000
+        )
     composer = QueryComposer(
         encoder,
         caches.embeddings,
