@@ -92,7 +92,11 @@ def test_clicks_naming_no_logged_search_or_another_product_are_refused(
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFound"
     foreign = click(client, "f" * 32, body["results"][0]["id"])  # a time far in the future
     assert foreign.status_code == 404
-    assert time.monotonic() - started < 1.0  # old and foreign ids are answered at once
+    # Old and foreign ids are answered without the wait a recent id gets (a write window:
+    # 2 flush intervals + 1 s, 3 s here): both calls together take less than one window,
+    # however busy the machine.
+    log = client.app.state.tracker.log
+    assert time.monotonic() - started < 2 * log.flush_interval_s + 1.0
 
     other = click(client, body["search_id"], not_shown)
     assert other.status_code == 422 and other.json()["error"]["type"] == "InvalidInput"
