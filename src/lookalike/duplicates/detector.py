@@ -154,21 +154,41 @@ class DuplicateFinder:
         }
 
     def after_write(self, product_ids: Sequence[str], left: Iterable[str] = ()) -> None:
-        """Group the written products with their candidates; re-check the groups touched."""
+        """Group the written products with the candidates they are confirmed with.
+
+        Written products that were in no group (`left` empty: new items, the bulk of an
+        ingest) can only join or bridge groups: a union with the groups of their confirmed
+        partners, with no pair confirmed before checked again, so a write costs its own
+        candidates, not the size of the groups it joins. A product that was in a group had
+        its image changed: the groups it left are checked again (they may fall apart)."""
         rows = self.catalog.image_hashes(product_ids=list(product_ids)) if product_ids else []
-        written = {r.product_id for r in rows}
+        left = set(left)
+        by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        partners: set[str] = set()
-        for a, b in self._candidates(rows, embeddings):
-            if a != b and b not in written:
-                partners.add(b)
-        touched = set(left)
-        partner_rows = self.catalog.image_hashes(product_ids=list(partners)) if partners else []
-        touched.update(r.group_id for r in partner_rows if r.group_id is not None)
-        members = written | partners
-        for group_members in self.catalog.group_members(list(touched)).values():
-            members.update(group_members)
-        self._regroup(members)
+        candidates = [(a, b) for a, b in self._candidates(rows, embeddings) if a != b]
+        others = sorted({b for _, b in candidates} - set(by_id))
+        known = dict(by_id)
+        known.update((r.product_id, r) for r in self.catalog.image_hashes(product_ids=others))
+        pairs = {
+            (min(a, b), max(a, b))
+            for a, b in candidates
+            if b in known and self._confirmed(known[a], known[b], embeddings)
+        }
+        touched = {known[pid].group_id for pair in pairs for pid in pair} - {None}
+        if left:
+            members = set(by_id) | {pid for pair in pairs for pid in pair}
+            for group_members in self.catalog.group_members(sorted(left | touched)).values():
+                members.update(group_members)
+            self._regroup(members)
+            return
+        # Only what the union touches: every other product keeps its group as it is.
+        current = {pid: known[pid].group_id for pair in pairs for pid in pair}
+        for group_id, group_members in self.catalog.group_members(sorted(touched)).items():
+            first = min(group_members)
+            for pid in group_members:  # linked as they stand: confirmed when they joined
+                current[pid] = group_id
+                pairs.add((first, pid))
+        self._store(components(known, pairs), current)
 
     def after_delete(self, left: Iterable[str]) -> None:
         """Re-check the groups deleted products were in (the rest may have fallen apart)."""
@@ -179,16 +199,16 @@ class DuplicateFinder:
             self._regroup(members)
 
     def _regroup(self, members: set[str]) -> None:
+        """Groups among `members` from scratch, pairs found the way `find_all` finds them
+        (candidates, then confirmed): the cost grows with the members, not their square."""
         rows = self.catalog.image_hashes(product_ids=sorted(members))
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        ids = sorted(by_id)
-        pairs = {
-            (a, b)
-            for i, a in enumerate(ids)
-            for b in ids[i + 1 :]
-            if self._confirmed(by_id[a], by_id[b], embeddings)
-        }
+        pairs: set[tuple[str, str]] = set()
+        for start in range(0, len(rows), BATCH):
+            for a, b in self._candidates(rows[start : start + BATCH], embeddings):
+                if a != b and b in by_id and self._confirmed(by_id[a], by_id[b], embeddings):
+                    pairs.add((min(a, b), max(a, b)))
         current = {r.product_id: r.group_id for r in rows}
         self._store(components(by_id, pairs), current)
 
