@@ -103,7 +103,7 @@ def _register_builtins() -> None:
             data_folder="lookalike-data",
             build=_build_fashion,
             recipe=recipes.FASHION,
-            text_examples=("a photo of a sneaker", "running shoes", "handbag", "Winterjacke"),
+            text_examples=("a photo of a sneaker", "running shoes", "handbag"),
             image_examples=("Bag", "Sneaker", "Dress"),
         )
     )

@@ -210,7 +210,7 @@ def _example_searches(engine, dataset: DemoDataset, echo: Echo) -> dict[str, lis
     for text in dataset.text_examples:
         hits = engine.search_text(text, limit=5).hits
         shown[text] = [hit.product.category or "" for hit in hits]
-        echo(f"   {text!r:24} -> {', '.join(shown[text])}")
+        echo(f"   {text!r:24} -> {', '.join(shown[text]) or 'no close matches (floor)'}")
     echo("== image searches (a test-split image as the query; top 6 categories)")
     for category in dataset.image_examples:
         query = _first_test_image(engine, category, ProductFilter)
