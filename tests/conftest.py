@@ -12,7 +12,12 @@ import pytest
 
 from lookalike import Engine, Settings
 from tests.support.images import write_images
-from tests.support.servers import MilvusLiteServer, PostgresServer, postgres_bin_dir
+from tests.support.servers import (
+    MilvusLiteServer,
+    PostgresServer,
+    postgres_bin_dir,
+    started_server,
+)
 from tests.support.tiny_models import build_tiny_openclip
 
 # Fixtures of real servers the tests start (each skips when its server is not installed).
@@ -70,15 +75,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
-    try:
-        server = PostgresServer(bin_dir)
-    except KeyError:
-        pytest.skip("running as root needs the `postgres` user that Debian's package creates")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from started_server(bin_dir)
 
 
 @pytest.fixture

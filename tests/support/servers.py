@@ -12,7 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -175,3 +178,17 @@ class MilvusLiteServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def started_server(bin_dir: Path) -> Iterator[PostgresServer]:
+    """A cluster of these binaries, started, and stopped when the generator closes (a
+    fixture's `yield from`); skips where root lacks Debian's `postgres` user."""
+    try:
+        server = PostgresServer(bin_dir)
+    except KeyError:
+        pytest.skip("running as root needs the `postgres` user that Debian's package creates")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -28,22 +28,10 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lookalike.demo.fashion_queries import eval_queries
+from lookalike.demo.fashion_queries import CLASSES, eval_queries
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.atomic import atomic_write
 
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 SPLITS = {"train": 60_000, "test": 10_000}
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",

@@ -29,7 +29,7 @@ PARAPHRASES = {
 # Per language: the class prompt of each class, then the paraphrases in PARAPHRASES'
 # order (running shoes, handbag, winter jacket, jeans, knitted sweater, evening gown,
 # flip-flops, leather booties, plain tee, button-down blouse).
-_CLASS_ORDER = (
+CLASSES = (
     "T-shirt/top",
     "Trouser",
     "Pullover",
@@ -255,7 +255,7 @@ _TRANSLATED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def class_prompts() -> dict[str, str]:
     """English class prompts, the training template: "a photo of a sneaker" -> Sneaker."""
-    return {f"a photo of a {name.lower()}": name for name in _CLASS_ORDER}
+    return {f"a photo of a {name.lower()}": name for name in CLASSES}
 
 
 def translations() -> dict[str, dict[str, dict[str, str]]]:
@@ -265,7 +265,7 @@ def translations() -> dict[str, dict[str, dict[str, str]]]:
     out = {"en": {"class_prompts": class_prompts(), "paraphrases": dict(PARAPHRASES)}}
     for language, (prompts, paraphrases) in _TRANSLATED.items():
         out[language] = {
-            "class_prompts": dict(zip(prompts, _CLASS_ORDER, strict=True)),
+            "class_prompts": dict(zip(prompts, CLASSES, strict=True)),
             "paraphrases": dict(zip(paraphrases, paraphrase_classes, strict=True)),
         }
     return out
