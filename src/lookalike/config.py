@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         "request: concurrent requests use the cores).",
     )
     index_auto_hnsw_at: int = Field(
-        100_000, ge=1, description="auto: catalogs with at least this many vectors use HNSW."
+        20_000, ge=1, description="auto: catalogs with at least this many vectors use HNSW."
     )
     index_auto_ivfpq_at: int = Field(
         1_000_000, ge=1, description="auto: catalogs with at least this many vectors use IVF-PQ."
