@@ -76,7 +76,7 @@ class SearchResults:
             {
                 "format": FORMAT,
                 "hits": [
-                    [dataclasses.asdict(hit.product), hit.score, hit.similarity, hit.duplicates]
+                    [_fields(hit.product), hit.score, hit.similarity, hit.duplicates]
                     for hit in self.hits
                 ],
                 "total_found": self.total_found,
@@ -112,3 +112,13 @@ class SearchResults:
             min_score=None if data["min_score"] is None else float(data["min_score"]),
             below_floor=int(data["below_floor"]),
         )
+
+
+_PRODUCT_FIELDS = tuple(f.name for f in dataclasses.fields(Product))
+
+
+def _fields(product: Product) -> dict[str, Any]:
+    # Shallow on purpose: `dataclasses.asdict` deep-copies every attribute value, which
+    # cost more than the rest of serialising a page (json.dumps copies nothing it needs).
+    return {name: getattr(product, name) for name in _PRODUCT_FIELDS}
+
