@@ -14,7 +14,7 @@ from lookalike.demo.run import DemoOptions, run_demo
 from lookalike.encode import create_encoder
 from lookalike.encode.lit import LitEncoder
 from lookalike.encode.text.e5 import MODEL_NAME as E5
-from lookalike.train.evaluate import evaluate, load_queries, markdown_table
+from lookalike.train.evaluate import evaluate, load_queries, markdown_table, title_examples
 from lookalike.train.loop import TrainConfig, train
 from tests.support.openclipart_tree import write_tree
 
@@ -101,3 +101,21 @@ def test_eval_puts_title_queries_beside_bm25_and_raw_pixels(tree: Path, tmp_path
     assert 0.0 <= raw["macro P@10"] <= 1.0 and "titles" not in results["raw-pixels"]
     table = markdown_table(report)
     assert "| title->item, all held-out titles | R@1 |" in table and "keywords-bm25" in table
+
+    # Per title, each side's rank of the item: the figures above are made of them.
+    titles = report["title_queries"]
+    assert len(titles["queries"]) == held_out
+    assert titles["ranks"]["keywords-bm25"] == [1] * held_out
+    for name in ("model", "random-init"):
+        ranks = titles["ranks"][name]
+        assert all(rank is None or 1 <= rank <= 100 for rank in ranks)
+        first = sum(rank == 1 for rank in ranks) / held_out
+        assert results[name]["titles"]["all"]["R@1"] == round(first, 4)
+    # BM25 finds every title first here, so the model wins none; keywords win where the
+    # model's rank is past 10.
+    missed = sum(rank is None or rank > 10 for rank in titles["ranks"]["model"])
+    rows = title_examples(report).splitlines()[2:]
+    assert not [row for row in rows if row.startswith("| model (")]
+    assert len(rows) == min(missed, 5)
+    assert all(row.startswith(f"| keywords-bm25 ({missed} titles) |") for row in rows)
+    assert all(row.endswith("| 1 |") for row in rows)
