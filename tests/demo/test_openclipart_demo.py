@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from benchmarks.eval_rows import rows as eval_rows
 
 from lookalike import Settings
 from lookalike.demo.openclipart import build_catalog
@@ -119,3 +120,11 @@ def test_eval_puts_title_queries_beside_bm25_and_raw_pixels(tree: Path, tmp_path
     assert len(rows) == min(missed, 5)
     assert all(row.startswith(f"| keywords-bm25 ({missed} titles) |") for row in rows)
     assert all(row.endswith("| 1 |") for row in rows)
+
+    # The JSON lines benchmarks/results/ keeps: one row per column of the same run.
+    kept = {row["column"]: row for row in eval_rows(report, "openclipart", {"build_s": 1.0})}
+    assert set(kept) == set(results)
+    assert kept["keywords-bm25"]["titles_R@1"] == 1.0
+    assert kept["keywords-bm25"]["title_queries"] == held_out
+    assert kept["raw-pixels"]["gallery_macro_P@10"] == raw["macro P@10"]
+    assert "titles_R@1" not in kept["raw-pixels"] and kept["model"]["build_s"] == 1.0
