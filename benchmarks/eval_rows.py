@@ -7,7 +7,8 @@ from, so benchmarks/results/ holds what the docs' tables were pasted from:
 
     PYTHONPATH=src python benchmarks/eval_rows.py run-data/openclipart-data/reports/eval-*.json \\
         --dataset openclipart --command "lookalike eval ..." --seconds build=700 eval=300 \\
-        --out benchmarks/results/openclipart_eval.jsonl
+        --out benchmarks/results/openclipart_eval.jsonl \\
+        --titles-out benchmarks/results/openclipart_titles.jsonl
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def rows(report: dict[str, Any], dataset: str, extra: dict[str, Any]) -> list[di
     return out
 
 
+def title_rows(report: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
+    """One row per title query: each column's rank of the query's own item (None: not in
+    its top `depth`), so which titles each side finds can be checked."""
+    titles = report.get("title_queries") or {}
+    ranks = titles.get("ranks", {})
+    return [
+        {"dataset": dataset, "title": query, **{name: ranks[name][i] for name in ranks}}
+        for i, query in enumerate(titles.get("queries", []))
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="a `lookalike eval` report (JSON)")
@@ -71,6 +83,9 @@ def main() -> None:
     )
     parser.add_argument("--load", type=float, help="the machine's load average during it")
     parser.add_argument("--out", type=Path, required=True, help="JSON lines file to append to")
+    parser.add_argument(
+        "--titles-out", type=Path, help="JSON lines file for the per-title ranks (rewritten)"
+    )
     args = parser.parse_args()
     report = json.loads(args.report.read_text(encoding="utf-8"))
     extra: dict[str, Any] = {"command": args.command} if args.command else {}
@@ -83,6 +98,9 @@ def main() -> None:
     with args.out.open("a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
     print("\n".join(lines))
+    if args.titles_out:
+        ranks = [json.dumps(row, ensure_ascii=False) for row in title_rows(report, args.dataset)]
+        args.titles_out.write_text("".join(line + "\n" for line in ranks), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.eval_rows import rows as eval_rows
+from benchmarks.eval_rows import title_rows
 
 from lookalike import Settings
 from lookalike.demo.openclipart import build_catalog
@@ -128,3 +129,6 @@ def test_eval_puts_title_queries_beside_bm25_and_raw_pixels(tree: Path, tmp_path
     assert kept["keywords-bm25"]["title_queries"] == held_out
     assert kept["raw-pixels"]["gallery_macro_P@10"] == raw["macro P@10"]
     assert "titles_R@1" not in kept["raw-pixels"] and kept["model"]["build_s"] == 1.0
+    per_title = title_rows(report, "openclipart")
+    assert [row["title"] for row in per_title] == titles["queries"]
+    assert [row["model"] for row in per_title] == titles["ranks"]["model"]
