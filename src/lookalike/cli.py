@@ -577,6 +577,7 @@ def eval_command(
         load_queries,
         markdown_table,
         per_query_table,
+        title_examples,
         write_report,
     )
 
@@ -621,6 +622,10 @@ def eval_command(
     if "paraphrases" in report["results"]["model"]:
         typer.echo("")
         typer.echo(per_query_table(report))
+    examples = title_examples(report)
+    if examples:
+        typer.echo("")
+        typer.echo(examples)
     languages = language_table(report)
     if languages:
         typer.echo("")

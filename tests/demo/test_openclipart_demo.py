@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from benchmarks.eval_rows import rows as eval_rows
+from benchmarks.eval_rows import title_rows
 
 from lookalike import Settings
 from lookalike.demo.openclipart import build_catalog
@@ -14,7 +16,7 @@ from lookalike.demo.run import DemoOptions, run_demo
 from lookalike.encode import create_encoder
 from lookalike.encode.lit import LitEncoder
 from lookalike.encode.text.e5 import MODEL_NAME as E5
-from lookalike.train.evaluate import evaluate, load_queries, markdown_table
+from lookalike.train.evaluate import evaluate, load_queries, markdown_table, title_examples
 from lookalike.train.loop import TrainConfig, train
 from tests.support.openclipart_tree import write_tree
 
@@ -101,3 +103,32 @@ def test_eval_puts_title_queries_beside_bm25_and_raw_pixels(tree: Path, tmp_path
     assert 0.0 <= raw["macro P@10"] <= 1.0 and "titles" not in results["raw-pixels"]
     table = markdown_table(report)
     assert "| title->item, all held-out titles | R@1 |" in table and "keywords-bm25" in table
+
+    # Per title, each side's rank of the item: the figures above are made of them.
+    titles = report["title_queries"]
+    assert len(titles["queries"]) == held_out
+    assert titles["ranks"]["keywords-bm25"] == [1] * held_out
+    for name in ("model", "random-init"):
+        ranks = titles["ranks"][name]
+        assert all(rank is None or 1 <= rank <= 100 for rank in ranks)
+        first = sum(rank == 1 for rank in ranks) / held_out
+        assert results[name]["titles"]["all"]["R@1"] == round(first, 4)
+    # BM25 finds every title first here, so the model wins none; keywords win where the
+    # model's rank is past 10.
+    missed = sum(rank is None or rank > 10 for rank in titles["ranks"]["model"])
+    rows = title_examples(report).splitlines()[2:]
+    assert not [row for row in rows if row.startswith("| model (")]
+    assert len(rows) == min(missed, 5)
+    assert all(row.startswith(f"| keywords-bm25 ({missed} titles) |") for row in rows)
+    assert all(row.endswith("| 1 |") for row in rows)
+
+    # The JSON lines benchmarks/results/ keeps: one row per column of the same run.
+    kept = {row["column"]: row for row in eval_rows(report, "openclipart", {"build_s": 1.0})}
+    assert set(kept) == set(results)
+    assert kept["keywords-bm25"]["titles_R@1"] == 1.0
+    assert kept["keywords-bm25"]["title_queries"] == held_out
+    assert kept["raw-pixels"]["gallery_macro_P@10"] == raw["macro P@10"]
+    assert "titles_R@1" not in kept["raw-pixels"] and kept["model"]["build_s"] == 1.0
+    per_title = title_rows(report, "openclipart")
+    assert [row["title"] for row in per_title] == titles["queries"]
+    assert [row["model"] for row in per_title] == titles["ranks"]["model"]

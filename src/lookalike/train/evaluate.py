@@ -199,6 +199,7 @@ def evaluate(
         )
         report["gallery"] = {"split": queries.gallery_split, "items": searched.size}
         subsets: dict[str, np.ndarray] = {}
+        ranks: dict[str, list[int | None]] = {}
         if queries.titles:
             bm25 = BM25([_keyword_text(item) for item in searched.catalog])
             keyword_hits = bm25.top(searched.title_texts, TITLE_DEPTH)
@@ -210,6 +211,7 @@ def evaluate(
             results["keywords-bm25"] = {
                 "titles": _title_metrics(keyword_hits, searched.title_targets, subsets)
             }
+            ranks = {"keywords-bm25": title_ranks(keyword_hits, searched.title_targets)}
         for view in views:
             if gallery and searched.size:
                 found = retrieved_labels(
@@ -219,9 +221,14 @@ def evaluate(
                     found, labels, categories, k
                 )
             if view.name in searched.titles:
+                found_titles = searched.titles[view.name].found()
                 results[view.name]["titles"] = _title_metrics(
-                    searched.titles[view.name].found(), searched.title_targets, subsets
+                    found_titles, searched.title_targets, subsets
                 )
+                ranks[view.name] = title_ranks(found_titles, searched.title_targets)
+        if queries.titles:
+            # Per query, so a reader can see which titles each side finds (title_examples).
+            report["title_queries"] = {"queries": searched.title_texts, "ranks": ranks}
     if "keywords-bm25" in results:  # the baseline's column last, as the others
         results["keywords-bm25"] = results.pop("keywords-bm25")
     report["results"] = results
@@ -311,6 +318,42 @@ def per_query_table(report: dict[str, Any], key: str = "paraphrases") -> str:
         base = baseline.get("queries", {}).get(query, {}).get(f"P@{k}")
         shown = f"{base:.1f}" if base is not None else "-"
         lines.append(f"| {query} | {entry['expected']} | {entry[f'P@{k}']:.1f} | {shown} |")
+    return "\n".join(lines)
+
+
+def title_ranks(found: np.ndarray, targets: np.ndarray) -> list[int | None]:
+    """Each title query's rank (1 = first) of its own item, None when not in `found`."""
+    hit = found == np.asarray(targets)[:, None]
+    ranks = np.argmax(hit, axis=1) + 1
+    return [int(r) if h else None for r, h in zip(ranks, hit.any(axis=1), strict=True)]
+
+
+def title_examples(
+    report: dict[str, Any], model: str = "model", other: str = "keywords-bm25", count: int = 5
+) -> str:
+    """Titles one side finds first and the other misses in its top 10, both ways: where
+    embeddings win and where keywords win, as a table (empty without title queries)."""
+    titles = report.get("title_queries") or {}
+    ranks = titles.get("ranks", {})
+    if model not in ranks or other not in ranks:
+        return ""
+
+    def shown(rank: int | None) -> str:
+        return str(rank) if rank is not None else f"> {TITLE_DEPTH}"
+
+    lines = [
+        f"| winner | title query | {model} rank | {other} rank |",
+        "|---|---|---|---|",
+    ]
+    pairs = list(zip(titles["queries"], ranks[model], ranks[other], strict=True))
+    for winner, first, second in ((model, 1, 2), (other, 2, 1)):
+        wins = [
+            row for row in pairs if row[first] == 1 and (row[second] is None or row[second] > 10)
+        ]
+        lines += [
+            f"| {winner} ({len(wins)} titles) | {query} | {shown(a)} | {shown(b)} |"
+            for query, a, b in wins[:count]
+        ]
     return "\n".join(lines)
 
 
