@@ -401,6 +401,20 @@ class Settings(BaseSettings):
     duplicate_neighbours: int = Field(
         10, ge=1, le=1000, description="Near-duplicates: nearest neighbours checked per item."
     )
+    duplicate_crop_bits: int = Field(
+        12,
+        ge=0,
+        le=16,
+        description="Near-duplicate crops: an image whose hash is at most this many bits from "
+        "one of another's sub-crop hashes is a candidate crop of it.",
+    )
+    duplicate_crop_match: float = Field(
+        0.92,
+        ge=-1,
+        le=1,
+        description="Near-duplicate crops: normalised cross-correlation a candidate crop needs, "
+        "at its best scale and offset in the other image's thumbnail, to be confirmed.",
+    )
     negative_weight: float = Field(
         0.5,
         ge=0,

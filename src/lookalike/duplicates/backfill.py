@@ -1,6 +1,7 @@
 """Hash the catalog images that have no stored hashes (products ingested before near-
-duplicate detection, or by an engine that does not hash): each image is read back from its
-stored source through the fetcher the caller grants (`Engine.stored_fetcher`)."""
+duplicate detection or its crop hashes, or by an engine that does not hash): each image is
+read back from its stored source through the fetcher the caller grants
+(`Engine.stored_fetcher`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 from lookalike.catalog.base import Catalog, Product
 from lookalike.duplicates.detector import DuplicateFinder, GroupReport
 from lookalike.encode.images import ImageLimits, decode_image
-from lookalike.encode.phash import perceptual_hashes
+from lookalike.encode.phash import ImageHashes, perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.fetch import Fetcher
 
@@ -50,7 +51,7 @@ def hash_missing(
                 if isinstance(result, str):
                     report.failed[product.id] = result
                 else:
-                    rows.append((product.id, int(product.vector_id or 0), *result))
+                    rows.append((product.id, int(product.vector_id or 0), result))
             report.hashed += catalog.set_image_hashes(rows)
             bar.update(len(products))
     bar.close()
@@ -70,7 +71,7 @@ def regroup(
     return report, backfill
 
 
-def _hash(product: Product, fetcher: Fetcher, limits: ImageLimits) -> tuple[int, int] | str:
+def _hash(product: Product, fetcher: Fetcher, limits: ImageLimits) -> ImageHashes | str:
     """The product's hashes, or why its image cannot be read."""
     if not product.image_source:
         return "no image source"

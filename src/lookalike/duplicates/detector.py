@@ -4,8 +4,10 @@ Candidates of an item:
 * **hash**: stored perceptual hashes within `duplicate_hash_bits` of its hash or of its
   mirror image's hash (FAISS binary range search: resized, re-compressed, mirrored,
   lightly marked copies);
-* **embedding**: its `duplicate_neighbours` nearest neighbours in the vector index (crops,
-  which move a perceptual hash as far as an unrelated image's).
+* **embedding**: its `duplicate_neighbours` nearest neighbours in the vector index;
+* **crops**: stored sub-crop hashes within `duplicate_crop_bits` of its hash (it may be a
+  crop of theirs), and stored hashes within that of its sub-crop hashes (they may be crops
+  of it): a crop moves a whole-image hash as far as an unrelated image's.
 
 A candidate pair is confirmed when
 * one is the other's mirror image: its hash within MIRROR_BITS of the other's mirror hash
@@ -14,11 +16,17 @@ A candidate pair is confirmed when
 * its hashes are within `duplicate_hash_bits` and its stored embeddings agree to at least
   `duplicate_hash_similarity` (a hash collision between unlike images does not), or
 * its embeddings agree to at least `duplicate_similarity` and its hashes are within
-  `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22).
+  `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22), or
+* one's hash is within `duplicate_crop_bits` of a sub-crop hash of the other's and, on
+  their stored thumbnails, it matches a region of the other keeping 76-100% of each side
+  with a normalised cross-correlation of at least `duplicate_crop_match` (`crop_match.py`:
+  look-alike siblings, which a class-trained model's embeddings do not tell from crops,
+  do not line up pixel for pixel).
 
 Confirmed pairs join into groups (connected components); a group's id is its smallest
-product id at the time it was formed. `mode` "hash" and "embedding" keep one source and
-its rule alone: the baselines of `benchmarks/near_duplicates.py`.
+product id at the time it was formed. `mode` "whole" is the rule without the crop
+candidates and check; "hash" and "embedding" keep one source and its rule alone: the
+baselines of `benchmarks/near_duplicates.py`.
 
 Writes keep groups current incrementally: a written item is compared with its candidates
 only, and the groups it touches (its partners' and the one it left) are recomputed from
@@ -37,13 +45,14 @@ from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, HashRow, Product
 from lookalike.config import Settings
+from lookalike.duplicates.crop_match import crop_match, thumbnail_image
 from lookalike.duplicates.hash_index import HashIndex
 from lookalike.encode.phash import hamming
 from lookalike.index.base import VectorIndex
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["both", "hash", "embedding"]
+Mode = Literal["both", "whole", "hash", "embedding"]
 BATCH = 2_048
 # Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
 # original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
@@ -57,6 +66,8 @@ class DuplicateRules:
     hash_similarity: float = 0.99
     similarity: float = 0.999
     neighbours: int = 10
+    crop_bits: int = 12
+    crop_match: float = 0.92
     mode: Mode = "both"
 
     @classmethod
@@ -67,8 +78,30 @@ class DuplicateRules:
             hash_similarity=settings.duplicate_hash_similarity,
             similarity=settings.duplicate_similarity,
             neighbours=settings.duplicate_neighbours,
+            crop_bits=settings.duplicate_crop_bits,
+            crop_match=settings.duplicate_crop_match,
             mode=mode,
         )
+
+    @property
+    def crops(self) -> bool:
+        """Whether crop candidates and the crop check are on."""
+        return self.mode == "both"
+
+    def crop_directions(self, a: HashRow, b: HashRow) -> list[tuple[HashRow, HashRow]]:
+        """(crop, whole) orders in which one's hash is near a sub-crop hash of the other."""
+        found = []
+        for crop, whole in ((a, b), (b, a)):
+            if any(hamming(crop.phash, h) <= self.crop_bits for h in whole.crops):
+                found.append((crop, whole))
+        return found
+
+    def is_crop(self, crop: HashRow, whole: HashRow) -> bool:
+        """Whether `crop`'s thumbnail matches a region of `whole`'s well enough."""
+        small, large = thumbnail_image(crop.thumbnail), thumbnail_image(whole.thumbnail)
+        if small is None or large is None or small.size != large.size:
+            return False
+        return crop_match(small, crop.aspect, large, whole.aspect) >= self.crop_match
 
     def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
         """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""
@@ -115,7 +148,7 @@ class DuplicateFinder:
     @property
     def hashes(self) -> HashIndex:
         if self._hashes is None:
-            self._hashes = HashIndex(self.rules.hash_bits)
+            self._hashes = HashIndex(self.rules.hash_bits, self.rules.crop_bits)
         self._hashes.refresh(self.catalog)
         return self._hashes
 
@@ -132,8 +165,9 @@ class DuplicateFinder:
         for start in range(0, len(rows), BATCH):
             block = rows[start : start + BATCH]
             for a, b in self._candidates(block, embeddings):
-                if a != b and self._confirmed(by_id[a], by_id[b], embeddings):
-                    pairs.add((min(a, b), max(a, b)))
+                pair = (min(a, b), max(a, b))
+                if a != b and pair not in pairs and self._confirmed(by_id[a], by_id[b], embeddings):
+                    pairs.add(pair)
             bar.update(len(block))
         bar.close()
         groups = components(by_id, pairs)
@@ -224,6 +258,14 @@ class DuplicateFinder:
             queries = np.array([r.phash for r in rows] + [r.phash_mirror for r in rows], np.uint64)
             for match in hashes.within(queries):
                 yield rows[match.query % len(rows)].product_id, match.row.product_id
+        if self.rules.crops:
+            queries = np.array([r.phash for r in rows], np.uint64)
+            for match in hashes.crops_within(queries):
+                yield rows[match.query].product_id, match.row.product_id
+            owners = [i for i, r in enumerate(rows) for _ in r.crops]
+            queries = np.array([h for r in rows for h in r.crops], np.uint64)
+            for match in hashes.within(queries, self.rules.crop_bits):
+                yield rows[owners[match.query]].product_id, match.row.product_id
         if self.rules.mode == "hash" or len(self.index) == 0:
             return
         present = [r for r in rows if r.vector_id in embeddings]
@@ -244,7 +286,12 @@ class DuplicateFinder:
             self._load([a, b], embeddings)
             ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         similarity = float(ea @ eb) if ea is not None and eb is not None else -1.0
-        return self.rules.confirms(*self.rules.distances(a, b), similarity)
+        if self.rules.confirms(*self.rules.distances(a, b), similarity):
+            return True
+        # Last, as it is the dearest (a few ms a direction): only where the hashes say crop.
+        return self.rules.crops and any(
+            self.rules.is_crop(crop, whole) for crop, whole in self.rules.crop_directions(a, b)
+        )
 
     def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
         embeddings: dict[int, np.ndarray] = {}

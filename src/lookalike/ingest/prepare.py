@@ -15,7 +15,7 @@ import numpy as np
 from lookalike.catalog.base import Product
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
-from lookalike.encode.phash import perceptual_hashes
+from lookalike.encode.phash import ImageHashes, perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
@@ -33,7 +33,7 @@ class Prepared:
     failure: BadRow | None = None
     existed: bool = False
     version: int | None = None  # the item's version (queue events), for the catalog write
-    hashes: tuple[int, int] | None = None  # perceptual hashes, for near-duplicates
+    hashes: ImageHashes | None = None  # perceptual hashes, for near-duplicates
 
 
 def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
