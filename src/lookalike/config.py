@@ -412,8 +412,16 @@ class Settings(BaseSettings):
         0.92,
         ge=-1,
         le=1,
-        description="Near-duplicate crops: normalised cross-correlation a candidate crop needs, "
-        "at its best scale and offset in the other image's thumbnail, to be confirmed.",
+        description="Near-duplicate crops: normalised cross-correlation of the colours a "
+        "candidate crop needs, at its best scale and offset in the other image's thumbnail, "
+        "to be confirmed.",
+    )
+    duplicate_crop_edges: float = Field(
+        0.86,
+        ge=-1,
+        le=1,
+        description="Near-duplicate crops: normalised cross-correlation of the edges (grey "
+        "gradient magnitudes) a candidate crop needs there too.",
     )
     negative_weight: float = Field(
         0.5,

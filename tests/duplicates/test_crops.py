@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from lookalike import Engine
-from lookalike.duplicates.crop_match import crop_match, thumbnail_image
+from lookalike.duplicates.crop_match import NO_MATCH, CropScore, crop_match, thumbnail_image
 from lookalike.encode.phash import hamming, perceptual_hashes
 from lookalike.ingest.sources import ItemSpec
 from tests.support.images import pattern_image
@@ -42,7 +42,7 @@ def png(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def match(a: Image.Image, b: Image.Image) -> float:
+def match(a: Image.Image, b: Image.Image) -> CropScore:
     ha, hb = perceptual_hashes(a), perceptual_hashes(b)
     return crop_match(
         thumbnail_image(ha.thumbnail), ha.aspect, thumbnail_image(hb.thumbnail), hb.aspect
@@ -58,10 +58,12 @@ def test_a_crop_lines_up_with_its_original_and_a_sibling_does_not() -> None:
     assert min(hamming(perceptual_hashes(crop).phash, h) for h in stored.crops) <= 12
     # The sibling is as near by sub-crop hash: only the pixels tell them apart.
     assert min(hamming(perceptual_hashes(sibling).phash, h) for h in stored.crops) <= 12
-    assert match(crop, piece) >= 0.92
-    assert match(sibling, piece) < 0.9 and match(piece, sibling) < 0.9
+    score = match(crop, piece)
+    assert score.colour >= 0.92 and score.edges >= 0.86
+    for score in (match(sibling, piece), match(piece, sibling)):
+        assert score.colour < 0.9 and score.edges < 0.86
     # A tall crop of a wide image cannot be one: no region keeps 76-100% of each side.
-    assert match(crop.resize((crop.width, crop.height * 2)), piece) == -1.0
+    assert match(crop.resize((crop.width, crop.height * 2)), piece) == NO_MATCH
 
 
 @pytest.fixture

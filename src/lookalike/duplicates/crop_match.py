@@ -2,21 +2,24 @@
 
 A crop keeping a fraction `sw` of the original's width and `sh` of its height has the
 aspect ratio `sw / sh` times the original's, so the scale of one side fixes the other's:
-the search runs over one scale and two offsets. Coarse pass: the crop's thumbnail, shrunk
-to each scale (steps of SCALE_STEP from MIN_KEEP to whole), slid over the original's
-thumbnail at half resolution with normalised cross-correlation (NCC: insensitive to
+the search runs over one scale and two offsets. Coarse pass: the crop's grey thumbnail,
+shrunk to each scale (steps of SCALE_STEP from MIN_KEEP to whole), slid over the
+original's at half resolution with normalised cross-correlation (NCC: insensitive to
 brightness and contrast, so re-compression does not matter). Fine pass: around the best
 place, the original's region is resampled at sub-pixel offsets to the crop's size, so both
-sides are shrunk alike before their NCC is taken: the score.
+sides are shrunk alike, and two scores are kept: the NCC of the colour pixels and the NCC
+of the grey gradient magnitudes (edges: a sibling with the same silhouette but other
+details, or the same drawing in other colours, fails one of the two).
 
 Why not the embeddings: a model trained on a catalog's classes puts a 20% crop of an item
-no closer to it than a look-alike sibling of its class (docs/quality.md); pixels at 32x32
-tell the two apart (the sibling's NCC at its best place stays well below a crop's).
+no closer to it than a look-alike sibling of its class (docs/quality.md); the pixels at
+32x32 line up for a crop and not for most siblings.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -27,39 +30,52 @@ SCALE_STEP = 0.03
 FLAT = 2.0  # grey-level std below which an image is too flat for a correlation to mean much
 
 
+@dataclass(frozen=True)
+class CropScore:
+    colour: float  # NCC of the RGB pixels at the best place (-1.0: nowhere fits)
+    edges: float  # NCC of the grey gradient magnitudes there
+
+
+NO_MATCH = CropScore(-1.0, -1.0)
+
+
 def thumbnail_image(data: bytes) -> Image.Image | None:
-    """A stored square grey thumbnail as an image (None when there is none)."""
-    side = math.isqrt(len(data))
-    if not data or side * side != len(data):
+    """A stored square RGB thumbnail as an image (None when there is none)."""
+    side = math.isqrt(len(data) // 3)
+    if not data or 3 * side * side != len(data):
         return None
-    return Image.frombytes("L", (side, side), bytes(data))
+    return Image.frombytes("RGB", (side, side), bytes(data))
 
 
 def crop_match(
     crop: Image.Image, crop_aspect: float, whole: Image.Image, whole_aspect: float
-) -> float:
-    """NCC of `crop` against the best-matching region of `whole` that keeps between
-    MIN_KEEP and all of each side (-1.0 where no such region fits or `crop` is flat)."""
+) -> CropScore:
+    """How well `crop` matches the best region of `whole` that keeps between MIN_KEEP and
+    all of each side (NO_MATCH where no such region fits or `crop` is flat)."""
     side = whole.width
     half = side // 2
-    small = np.asarray(crop.resize((half, half), Image.BOX), np.float32)
+    grey_crop, grey_whole = crop.convert("L"), whole.convert("L")
+    small = np.asarray(grey_crop.resize((half, half), Image.BOX), np.float32)
     if small.std() < FLAT:
-        return -1.0
-    coarse = np.asarray(whole.resize((half, half), Image.BOX), np.float32)
+        return NO_MATCH
+    coarse = np.asarray(grey_whole.resize((half, half), Image.BOX), np.float32)
     best = (-2.0, 0, 0, 1.0)
     for keep_w in np.arange(MIN_KEEP, 1.0 + 1e-6, SCALE_STEP):
         keep_h = keep_w * whole_aspect / crop_aspect
         if not MIN_KEEP - SCALE_STEP <= keep_h <= 1.0 + 1e-6:
             continue
         tw, th = max(4, round(keep_w * half)), max(4, round(keep_h * half))
-        score, x, y = _slide(np.asarray(crop.resize((tw, th), Image.BOX), np.float32), coarse)
+        template = np.asarray(grey_crop.resize((tw, th), Image.BOX), np.float32)
+        score, x, y = _slide(template, coarse)
         if score > best[0]:
             best = (score, x, y, float(keep_w))
     if best[0] == -2.0:
-        return -1.0
+        return NO_MATCH
     _, x, y, keep_w = best
+    colour_crop = np.asarray(crop.resize((half, half), Image.BOX), np.float32)
+    edges_crop = _edges(small)
     scale = side / half
-    score = -1.0
+    colour = edges = -1.0
     for dw in (-SCALE_STEP / 2, 0.0, SCALE_STEP / 2):
         w = min(1.0, keep_w + dw)
         h = min(1.0, w * whole_aspect / crop_aspect)
@@ -68,9 +84,11 @@ def crop_match(
                 x0 = min(max((x + dx) * scale, 0.0), side * (1 - w))
                 y0 = min(max((y + dy) * scale, 0.0), side * (1 - h))
                 box = (x0, y0, x0 + w * side, y0 + h * side)
-                region = whole.resize((half, half), Image.BOX, box=box)
-                score = max(score, _ncc(np.asarray(region, np.float32), small))
-    return score
+                region = np.asarray(whole.resize((half, half), Image.BOX, box=box), np.float32)
+                colour = max(colour, _ncc(region, colour_crop))
+                grey = np.asarray(grey_whole.resize((half, half), Image.BOX, box=box), np.float32)
+                edges = max(edges, _ncc(_edges(grey), edges_crop))
+    return CropScore(colour, edges)
 
 
 def _slide(template: np.ndarray, image: np.ndarray) -> tuple[float, int, int]:
@@ -93,7 +111,14 @@ def _slide(template: np.ndarray, image: np.ndarray) -> tuple[float, int, int]:
     return float(scores[y, x]), int(x), int(y)
 
 
+def _edges(grey: np.ndarray) -> np.ndarray:
+    dy, dx = np.gradient(grey)
+    return np.hypot(dx, dy)
+
+
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
+    """NCC, each channel centred on its own mean."""
+    a = a - a.mean(axis=(0, 1))
+    b = b - b.mean(axis=(0, 1))
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float((a * b).sum() / norm) if norm > 1e-3 else -1.0

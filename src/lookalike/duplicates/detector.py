@@ -19,9 +19,10 @@ A candidate pair is confirmed when
   `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22), or
 * one's hash is within `duplicate_crop_bits` of a sub-crop hash of the other's and, on
   their stored thumbnails, it matches a region of the other keeping 76-100% of each side
-  with a normalised cross-correlation of at least `duplicate_crop_match` (`crop_match.py`:
-  look-alike siblings, which a class-trained model's embeddings do not tell from crops,
-  do not line up pixel for pixel).
+  with a normalised cross-correlation of its colours of at least `duplicate_crop_match` and
+  of its edges of at least `duplicate_crop_edges` (`crop_match.py`: look-alike siblings,
+  which a class-trained model's embeddings do not tell from crops, mostly do not line up
+  pixel for pixel).
 
 Confirmed pairs join into groups (connected components); a group's id is its smallest
 product id at the time it was formed. `mode` "whole" is the rule without the crop
@@ -68,6 +69,7 @@ class DuplicateRules:
     neighbours: int = 10
     crop_bits: int = 12
     crop_match: float = 0.92
+    crop_edges: float = 0.86
     mode: Mode = "both"
 
     @classmethod
@@ -80,6 +82,7 @@ class DuplicateRules:
             neighbours=settings.duplicate_neighbours,
             crop_bits=settings.duplicate_crop_bits,
             crop_match=settings.duplicate_crop_match,
+            crop_edges=settings.duplicate_crop_edges,
             mode=mode,
         )
 
@@ -101,7 +104,8 @@ class DuplicateRules:
         small, large = thumbnail_image(crop.thumbnail), thumbnail_image(whole.thumbnail)
         if small is None or large is None or small.size != large.size:
             return False
-        return crop_match(small, crop.aspect, large, whole.aspect) >= self.crop_match
+        score = crop_match(small, crop.aspect, large, whole.aspect)
+        return score.colour >= self.crop_match and score.edges >= self.crop_edges
 
     def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
         """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""

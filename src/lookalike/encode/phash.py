@@ -8,7 +8,7 @@ Both come from one thumbnail (mirroring commutes with resizing).
 Cropping moves a whole-image hash as far as an unrelated image's (a 10-20% cut: ~18 of 64
 bits), so each image also keeps the hashes of a grid of its own sub-crops (CROP_SCALES of
 each side at CROP_POSITIONS): a copy cropped by up to 20% lands near one of them. And a
-small grey thumbnail (THUMB_SIDE squared, with the aspect ratio it was squeezed from), on
+small colour thumbnail (THUMB_SIDE squared, with the aspect ratio it was squeezed from), on
 which `duplicates/crop_match.py` checks that one image really is a crop of another.
 """
 
@@ -32,15 +32,15 @@ class ImageHashes(NamedTuple):
     phash: int  # unsigned 64-bit
     mirror: int  # the mirror image's pHash
     crops: tuple[int, ...] = ()  # pHashes of the sub-crop grid
-    thumbnail: bytes = b""  # THUMB_SIDE x THUMB_SIDE grey, row by row
+    thumbnail: bytes = b""  # THUMB_SIDE x THUMB_SIDE RGB, row by row
     aspect: float = 1.0  # width / height the thumbnail was squeezed from
 
 
 def perceptual_hashes(image: Image.Image) -> ImageHashes:
-    """The image's pHash, its mirror image's, its sub-crops' and its grey thumbnail."""
+    """The image's pHash, its mirror image's, its sub-crops' and its colour thumbnail."""
     grey = image.convert("L")
     small = _thumbnail(grey)
-    thumb = grey.resize((THUMB_SIDE, THUMB_SIDE), Image.BOX)
+    thumb = image.convert("RGB").resize((THUMB_SIDE, THUMB_SIDE), Image.BOX)
     return ImageHashes(
         _phash(small),
         _phash(ImageOps.mirror(small)),
