@@ -401,6 +401,11 @@ class Settings(BaseSettings):
     duplicate_neighbours: int = Field(
         10, ge=1, le=1000, description="Near-duplicates: nearest neighbours checked per item."
     )
+    duplicate_crops: bool = Field(
+        True,
+        description="Near-duplicates: look for crops too (sub-crop hash candidates and the "
+        "thumbnail check; the dearest part of grouping).",
+    )
     duplicate_crop_bits: int = Field(
         12,
         ge=0,

@@ -28,6 +28,10 @@ from PIL import Image
 MIN_KEEP = 0.76  # crops up to 20% per side, with room for a few pixels of rounding
 SCALE_STEP = 0.03
 FLAT = 2.0  # grey-level std below which an image is too flat for a correlation to mean much
+# The coarse pass (whole pixels at 32x32) underestimates the fine one; below this it is not
+# refined (the benchmark's confirmed crops all score at least 0.77 there): most candidates
+# stop here, at a third of the cost.
+COARSE_FLOOR = 0.7
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ def crop_match(
     crop: Image.Image, crop_aspect: float, whole: Image.Image, whole_aspect: float
 ) -> CropScore:
     """How well `crop` matches the best region of `whole` that keeps between MIN_KEEP and
-    all of each side (NO_MATCH where no such region fits or `crop` is flat)."""
+    all of each side (NO_MATCH where no such region fits, `crop` is flat or the coarse
+    pass finds no region close enough to refine)."""
     side = whole.width
     half = side // 2
     grey_crop, grey_whole = crop.convert("L"), whole.convert("L")
@@ -69,7 +74,7 @@ def crop_match(
         score, x, y = _slide(template, coarse)
         if score > best[0]:
             best = (score, x, y, float(keep_w))
-    if best[0] == -2.0:
+    if best[0] < COARSE_FLOOR:
         return NO_MATCH
     _, x, y, keep_w = best
     colour_crop = np.asarray(crop.resize((half, half), Image.BOX), np.float32)

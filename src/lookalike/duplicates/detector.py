@@ -73,7 +73,11 @@ class DuplicateRules:
     mode: Mode = "both"
 
     @classmethod
-    def from_settings(cls, settings: Settings, mode: Mode = "both") -> DuplicateRules:
+    def from_settings(cls, settings: Settings, mode: Mode | None = None) -> DuplicateRules:
+        """The rules the settings name (`mode` default: "both", or "whole" where
+        `duplicate_crops` is off)."""
+        if mode is None:
+            mode = "both" if settings.duplicate_crops else "whole"
         return cls(
             hash_bits=settings.duplicate_hash_bits,
             loose_bits=settings.duplicate_loose_bits,
