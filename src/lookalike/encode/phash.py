@@ -53,15 +53,26 @@ def perceptual_hashes(image: Image.Image) -> ImageHashes:
 def crop_hashes(grey: Image.Image) -> tuple[int, ...]:
     """pHashes of the grey image's sub-crops: each scale of each side, at each position."""
     width, height = grey.size
-    hashes = []
+    thumbnails = []
     for scale in CROP_SCALES:
         w, h = width * scale, height * scale
         for fy in CROP_POSITIONS:
             for fx in CROP_POSITIONS:
                 x, y = fx * (width - w), fy * (height - h)
                 box = (round(x), round(y), round(x + w), round(y + h))
-                hashes.append(_phash(_thumbnail(grey.crop(box))))
-    return tuple(hashes)
+                thumbnails.append(np.asarray(_thumbnail(grey.crop(box))))
+    return phash_batch(np.stack(thumbnails))
+
+
+def phash_batch(thumbnails: np.ndarray) -> tuple[int, ...]:
+    """`imagehash.phash` of many 32x32 grey thumbnails (n, 32, 32) at once, bit for bit:
+    the signs of the low 8x8 of their 2-D DCT against its median (one DCT for all)."""
+    from scipy.fftpack import dct
+
+    coefficients = dct(dct(thumbnails, axis=1), axis=2)[:, :8, :8]
+    medians = np.median(coefficients.reshape(len(thumbnails), -1), axis=1)
+    bits = coefficients > medians[:, None, None]
+    return tuple(_as_int(b) for b in bits)
 
 
 def _thumbnail(grey: Image.Image) -> Image.Image:
