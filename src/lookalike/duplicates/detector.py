@@ -168,15 +168,8 @@ class DuplicateFinder:
         rows = list(hashes.rows)
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        pairs: set[tuple[str, str]] = set()
         bar = tqdm(total=len(rows), desc="near-duplicates", unit="item", disable=not self.progress)
-        for start in range(0, len(rows), BATCH):
-            block = rows[start : start + BATCH]
-            for a, b in self._candidates(block, embeddings):
-                pair = (min(a, b), max(a, b))
-                if a != b and pair not in pairs and self._confirmed(by_id[a], by_id[b], embeddings):
-                    pairs.add(pair)
-            bar.update(len(block))
+        pairs = self._pairs(rows, by_id, embeddings, bar.update)
         bar.close()
         groups = components(by_id, pairs)
         if write:
@@ -211,11 +204,16 @@ class DuplicateFinder:
         others = sorted({b for _, b in candidates} - set(by_id))
         known = dict(by_id)
         known.update((r.product_id, r) for r in self.catalog.image_hashes(product_ids=others))
-        pairs = {
-            (min(a, b), max(a, b))
-            for a, b in candidates
-            if b in known and self._confirmed(known[a], known[b], embeddings)
-        }
+        pairs: set[tuple[str, str]] = set()
+        joined = UnionFind()  # over groups as they stand: partners in one need one crop check
+        for a, b in candidates:
+            if b not in known:
+                continue
+            ga, gb = known[a].group_id or a, known[b].group_id or b
+            crops = joined.root(ga) != joined.root(gb)
+            if self._confirmed(known[a], known[b], embeddings, crops=crops):
+                pairs.add((min(a, b), max(a, b)))
+                joined.union(ga, gb)
         touched = {known[pid].group_id for pair in pairs for pid in pair} - {None}
         if left:
             members = set(by_id) | {pid for pair in pairs for pid in pair}
@@ -246,15 +244,34 @@ class DuplicateFinder:
         rows = self.catalog.image_hashes(product_ids=sorted(members))
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        pairs: set[tuple[str, str]] = set()
-        for start in range(0, len(rows), BATCH):
-            for a, b in self._candidates(rows[start : start + BATCH], embeddings):
-                if a != b and b in by_id and self._confirmed(by_id[a], by_id[b], embeddings):
-                    pairs.add((min(a, b), max(a, b)))
         current = {r.product_id: r.group_id for r in rows}
-        self._store(components(by_id, pairs), current)
+        self._store(components(by_id, self._pairs(rows, by_id, embeddings)), current)
 
     # --- shared steps --------------------------------------------------------------------
+    def _pairs(
+        self,
+        rows: Sequence[HashRow],
+        by_id: dict[str, HashRow],
+        embeddings: dict[int, np.ndarray],
+        progress=lambda done: None,
+    ) -> set[tuple[str, str]]:
+        """Confirmed pairs among `by_id`, enough to join the same groups: the crop check
+        (the dearest) is skipped for a pair already joined through others."""
+        pairs: set[tuple[str, str]] = set()
+        joined = UnionFind()
+        for start in range(0, len(rows), BATCH):
+            block = rows[start : start + BATCH]
+            for a, b in self._candidates(block, embeddings):
+                pair = (min(a, b), max(a, b))
+                if a == b or b not in by_id or pair in pairs:
+                    continue
+                crops = joined.root(a) != joined.root(b)
+                if self._confirmed(by_id[a], by_id[b], embeddings, crops=crops):
+                    pairs.add(pair)
+                    joined.union(a, b)
+            progress(len(block))
+        return pairs
+
     def _candidates(
         self, rows: Sequence[HashRow], embeddings: dict[int, np.ndarray]
     ) -> Iterable[tuple[str, str]]:
@@ -288,7 +305,9 @@ class DuplicateFinder:
                 if partner is not None:
                     yield row.product_id, partner.product_id
 
-    def _confirmed(self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray]) -> bool:
+    def _confirmed(
+        self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray], *, crops: bool = True
+    ) -> bool:
         ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         if ea is None or eb is None:
             self._load([a, b], embeddings)
@@ -297,8 +316,12 @@ class DuplicateFinder:
         if self.rules.confirms(*self.rules.distances(a, b), similarity):
             return True
         # Last, as it is the dearest (a few ms a direction): only where the hashes say crop.
-        return self.rules.crops and any(
-            self.rules.is_crop(crop, whole) for crop, whole in self.rules.crop_directions(a, b)
+        return (
+            crops
+            and self.rules.crops
+            and any(
+                self.rules.is_crop(crop, whole) for crop, whole in self.rules.crop_directions(a, b)
+            )
         )
 
     def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
@@ -342,20 +365,30 @@ def group_of(catalog: Catalog, product_id: str) -> list[Product]:
 def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Connected components of the confirmed pairs with more than one member, keyed by
     their smallest product id."""
-    parent: dict[str, str] = {}
+    joined = UnionFind()
+    for a, b in pairs:
+        joined.union(a, b)
+    grouped: dict[str, list[str]] = {}
+    for pid in list(joined.parent):
+        grouped.setdefault(joined.root(pid), []).append(pid)
+    return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
 
-    def root(x: str) -> str:
+
+class UnionFind:
+    """Disjoint sets of product ids (path halving; the smaller root wins a union)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def root(self, x: str) -> str:
+        parent = self.parent
         parent.setdefault(x, x)
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.root(a), self.root(b)
         if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    grouped: dict[str, list[str]] = {}
-    for pid in parent:
-        grouped.setdefault(root(pid), []).append(pid)
-    return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
+            self.parent[max(ra, rb)] = min(ra, rb)
