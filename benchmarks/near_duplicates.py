@@ -10,8 +10,16 @@ its file name as title (~17 minutes on 2 busy cores; kept in `<out>/../near-dups
 
 Steps: the bases are indexed (`Engine.index_path`: hashes and groups kept by the ingest),
 then the copies (each joins its group incrementally as it is written); the groups the
-writes left are measured ("incremental"), then each mode's full pass over the whole
-catalog (`DuplicateFinder.find_all`, groups not stored).
+writes left are measured ("incremental"; once more in a second catalog with
+`duplicate_crops` off: the rule before crops), then each mode's full pass over the whole
+catalog (`DuplicateFinder.find_all`, groups not stored): the rule with crop candidates and
+the crop check (the default; again with a stricter check), the rule before them
+("whole"), hash only, embedding only.
+
+Cost: ms per item of each full pass (hash index built included), ms per copy indexed
+(read, encode, hash, write, group: the incremental row); ms per image of hashing
+(whole-image hashes alone, and with the sub-crop grid and thumbnail), and the bytes each
+image adds.
 
 Recall per transformation: the share of copies that share a group with their base.
 Precision: of the pairs of items put in one group, the share made of one base's images;
@@ -26,12 +34,15 @@ import itertools
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from near_duplicate_set import TRANSFORMS, SyntheticSet, build_set
+from PIL import Image
 
 from lookalike import Engine, Settings
 from lookalike.duplicates import DuplicateFinder, DuplicateRules
+from lookalike.encode import phash
 
 
 def measure(groups: dict[str, list[str]], synthetic: SyntheticSet) -> dict[str, float]:
@@ -60,6 +71,22 @@ def measure(groups: dict[str, list[str]], synthetic: SyntheticSet) -> dict[str, 
     return out
 
 
+def incremental(engine: Engine, synthetic: SyntheticSet) -> dict[str, float]:
+    """Index the bases, then the copies (each grouped as it is written): the groups the
+    writes left, and ms per copy indexed whole (read, encode, hash, write, group)."""
+    engine.index_path(synthetic.manifest_bases)
+    took = time.perf_counter()
+    engine.index_path(synthetic.manifest_copies)
+    took = time.perf_counter() - took
+    groups: dict[str, list[str]] = {}
+    for row in engine.catalog.image_hashes():
+        if row.group_id is not None:
+            groups.setdefault(row.group_id, []).append(row.product_id)
+    result = measure(groups, synthetic)
+    result["ms per item"] = 1000 * took / len(synthetic.transform_of)
+    return result
+
+
 def run(model: str, bases: int, out: Path, seed: int) -> dict[str, dict[str, float]]:
     started = time.monotonic()
     shutil.rmtree(out, ignore_errors=True)
@@ -68,28 +95,63 @@ def run(model: str, bases: int, out: Path, seed: int) -> dict[str, dict[str, flo
         f"set: {len(synthetic.folder_of)} bases, {len(synthetic.transform_of)} copies "
         f"({time.monotonic() - started:.0f}s)"
     )
-    settings = Settings(_env_file=None, data_dir=out / "data", model_checkpoint=model, device="cpu")
     results: dict[str, dict[str, float]] = {}
+    # The rule before crops, kept current by the same writes: its groups and its write cost.
+    before = Settings(
+        _env_file=None,
+        data_dir=out / "data-before-crops",
+        model_checkpoint=model,
+        device="cpu",
+        duplicate_crops=False,
+    )
+    with Engine(before) as engine:
+        results["incremental, rule before crops"] = incremental(engine, synthetic)
+    settings = before.model_copy(update={"data_dir": out / "data", "duplicate_crops": True})
     with Engine(settings) as engine:
-        engine.index_path(synthetic.manifest_bases)
-        engine.index_path(synthetic.manifest_copies)
-        rows = engine.catalog.image_hashes()
-        incremental: dict[str, list[str]] = {}
-        for row in rows:
-            if row.group_id is not None:
-                incremental.setdefault(row.group_id, []).append(row.product_id)
-        results["incremental (hash + embedding)"] = measure(incremental, synthetic)
+        results["incremental (hash + embedding + crops)"] = incremental(engine, synthetic)
         index = engine.live_index.index
-        for mode, label in (
-            ("both", "full pass (hash + embedding)"),
-            ("hash", "hash only"),
-            ("embedding", "embedding only"),
+        default = DuplicateRules.from_settings(settings)
+        for rules, label in (
+            (default, "full pass (hash + embedding + crops)"),
+            (
+                replace(default, crop_match=0.94, crop_edges=0.88),
+                "full pass, stricter crop check (0.94 / 0.88)",
+            ),
+            (replace(default, mode="whole"), "full pass, rule before crops (hash + embedding)"),
+            (replace(default, mode="hash"), "hash only"),
+            (replace(default, mode="embedding"), "embedding only"),
         ):
-            rules = DuplicateRules.from_settings(settings, mode=mode)  # type: ignore[arg-type]
-            report = DuplicateFinder(engine.catalog, index, rules).find_all(write=False)
+            finder = DuplicateFinder(engine.catalog, index, rules)
+            took = time.perf_counter()
+            report = finder.find_all(write=False)
+            took = time.perf_counter() - took
             results[label] = measure(report.groups, synthetic)
+            results[label]["ms per item"] = 1000 * took / max(report.items, 1)
     print(f"done in {time.monotonic() - started:.0f}s")
+    print(hashing_cost(synthetic.manifest_bases.parent / "images"))
     return results
+
+
+def hashing_cost(images: Path, count: int = 200) -> str:
+    """ms per image of the whole-image hashes alone and of everything stored, and the
+    bytes the sub-crop grid and thumbnail add per image."""
+    loaded = [Image.open(p).convert("RGB") for p in sorted(images.glob("*.png"))[:count]]
+    took = time.perf_counter()
+    for image in loaded:
+        grey = image.convert("L").resize((phash.THUMBNAIL, phash.THUMBNAIL), Image.LANCZOS)
+        phash._phash(grey), phash._phash(grey.transpose(Image.FLIP_LEFT_RIGHT))
+    whole = (time.perf_counter() - took) / len(loaded)
+    took = time.perf_counter()
+    for image in loaded:
+        stored = phash.perceptual_hashes(image)
+    every = (time.perf_counter() - took) / len(loaded)
+    crops = 8 * len(stored.crops)
+    return (
+        f"hashing: {1000 * whole:.1f} ms/image whole-image hashes, {1000 * every:.1f} ms/image "
+        f"with the sub-crop grid and thumbnail; per image {crops} bytes of sub-crop hashes in "
+        f"the binary index (+{len(stored.crops)} row ids), {len(stored.thumbnail)} bytes of "
+        "thumbnail in the catalog"
+    )
 
 
 def train_model(directory: Path) -> Path:
@@ -112,13 +174,17 @@ def table(results: dict[str, dict[str, float]]) -> str:
         "precision",
         "false pairs",
         "hard-negative false pairs",
+        "ms per item",
     ]
     lines = [
         "| method | " + " | ".join(c.replace("recall ", "") for c in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for method, row in results.items():
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        cells = [
+            "" if c not in row else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+            for c in columns
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -401,6 +401,34 @@ class Settings(BaseSettings):
     duplicate_neighbours: int = Field(
         10, ge=1, le=1000, description="Near-duplicates: nearest neighbours checked per item."
     )
+    duplicate_crops: bool = Field(
+        False,
+        description="Near-duplicates: look for crops too (sub-crop hashes and a thumbnail per "
+        "image, and the thumbnail check; the dearest part of grouping; off while its "
+        "precision misses the target: docs/quality.md).",
+    )
+    duplicate_crop_bits: int = Field(
+        12,
+        ge=0,
+        le=16,
+        description="Near-duplicate crops: an image whose hash is at most this many bits from "
+        "one of another's sub-crop hashes is a candidate crop of it.",
+    )
+    duplicate_crop_match: float = Field(
+        0.92,
+        ge=-1,
+        le=1,
+        description="Near-duplicate crops: normalised cross-correlation of the colours a "
+        "candidate crop needs, at its best scale and offset in the other image's thumbnail, "
+        "to be confirmed.",
+    )
+    duplicate_crop_edges: float = Field(
+        0.86,
+        ge=-1,
+        le=1,
+        description="Near-duplicate crops: normalised cross-correlation of the edges (grey "
+        "gradient magnitudes) a candidate crop needs there too.",
+    )
     negative_weight: float = Field(
         0.5,
         ge=0,

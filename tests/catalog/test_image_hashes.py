@@ -1,4 +1,4 @@
-"""Image hashes and near-duplicate groups (migration 0009) on every catalog backend."""
+"""Image hashes and near-duplicate groups (migrations 0009-0010) on every catalog backend."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import numpy as np
 from lookalike.catalog import Product, ProductWrite
 
 BIG = 2**64 - 3  # above 2**63: stored as a negative BIGINT, read back unsigned
+THUMB = bytes(range(256)) * 16
+
+
+def hashes(phash: int, mirror: int, crops=(), thumbnail=THUMB, aspect=1.0):
+    return (phash, mirror, crops, thumbnail, aspect)
 
 
 def _write(catalog, pid: str, hashes=None, seed: int = 0) -> None:
@@ -15,15 +20,19 @@ def _write(catalog, pid: str, hashes=None, seed: int = 0) -> None:
 
 
 def test_hashes_follow_the_embedding_they_were_made_with(catalog) -> None:
-    _write(catalog, "a", (BIG, 5))
+    _write(catalog, "a", hashes(BIG, 5, (BIG, 0, 2**63), THUMB, 0.75))
     _write(catalog, "b")
     (row,) = catalog.image_hashes()
     assert (row.product_id, row.phash, row.phash_mirror, row.group_id) == ("a", BIG, 5, None)
+    assert (row.crops, row.thumbnail, row.aspect) == ((BIG, 0, 2**63), THUMB, 0.75)
     assert [p.id for p in catalog.unhashed_products()] == ["b"]
 
     # A backfill stores hashes only for the vector it read (b's current one, not a stale id).
     b = catalog.get("b")
-    assert catalog.set_image_hashes([("b", b.vector_id, 7, 8), ("a", 10**6, 1, 1)]) == 1
+    assert (
+        catalog.set_image_hashes([("b", b.vector_id, hashes(7, 8)), ("a", 10**6, hashes(1, 1))])
+        == 1
+    )
     assert {r.product_id: r.phash for r in catalog.image_hashes()} == {"a": BIG, "b": 7}
     assert catalog.unhashed_products() == []
 
@@ -39,7 +48,7 @@ def test_hashes_follow_the_embedding_they_were_made_with(catalog) -> None:
     _write(catalog, "a", seed=1)
     assert [r.product_id for r in catalog.image_hashes()] == ["b"]
     # New hashes reset the group (the detector finds it again).
-    _write(catalog, "b", (3, 4), seed=2)
+    _write(catalog, "b", hashes(3, 4), seed=2)
     assert catalog.image_hashes(product_ids=["b"])[0].group_id is None
 
     catalog.delete(["b"])

@@ -53,6 +53,12 @@ class Product:
         )
 
 
+# An image's near-duplicate hashes (what `encode.phash.ImageHashes` holds): perceptual
+# hash, mirror image's hash (unsigned 64-bit ints), the hashes of its sub-crop grid, its grey
+# thumbnail (bytes) and the aspect ratio the thumbnail was squeezed from.
+HashValues = tuple[int, int, tuple[int, ...], bytes, float]
+
+
 @dataclass
 class ProductWrite:
     """One upsert. `embedding=None` updates metadata and keeps the stored vector.
@@ -60,13 +66,13 @@ class ProductWrite:
     `version`: the product's version after this write. A write whose version is not newer
     than the one stored (or left by a delete) is refused as stale; without one, the write
     takes the stored version plus one (API writes, batch ingest, unversioned events).
-    `hashes`: the (perceptual hash, mirror image's hash) of the image the embedding was made
-    from, as unsigned 64-bit ints; a new embedding without them drops the stored ones."""
+    `hashes`: the near-duplicate hashes of the image the embedding was made from
+    (`HashValues`); a new embedding without them drops the stored ones."""
 
     product: Product
     embedding: np.ndarray | None = None
     version: int | None = None
-    hashes: tuple[int, int] | None = None
+    hashes: HashValues | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class HashRow:
     phash: int  # unsigned 64-bit
     phash_mirror: int
     group_id: str | None
+    crops: tuple[int, ...] = ()  # the sub-crop grid's hashes (empty: hashed before them)
+    thumbnail: bytes = b""  # grey, square (empty: hashed before it)
+    aspect: float = 1.0  # width / height the thumbnail was squeezed from
 
 
 @dataclass(frozen=True)
@@ -356,14 +365,17 @@ class Catalog(Protocol):
         above `after_vector_id`, by vector id."""
         ...
 
-    def unhashed_products(self, limit: int = 1_000, after_vector_id: int = -1) -> list[Product]:
-        """Searchable products whose current image has no stored hashes (a backfill's
-        work), by vector id, from above `after_vector_id`."""
+    def unhashed_products(
+        self, limit: int = 1_000, after_vector_id: int = -1, *, crops: bool = False
+    ) -> list[Product]:
+        """Searchable products whose current image has no stored hashes (with `crops`: or
+        none of its sub-crops), a backfill's work, by vector id, from above
+        `after_vector_id`."""
         ...
 
-    def set_image_hashes(self, rows: Sequence[tuple[str, int, int, int]]) -> int:
-        """Store (product_id, vector_id, phash, phash_mirror) of products whose current
-        vector is still `vector_id` (others are skipped); returns how many were stored."""
+    def set_image_hashes(self, rows: Sequence[tuple[str, int, HashValues]]) -> int:
+        """Store (product_id, vector_id, hashes) of products whose current vector is still
+        `vector_id` (others are skipped); returns how many were stored."""
         ...
 
     def set_duplicate_groups(self, groups: Mapping[str, str | None]) -> None:

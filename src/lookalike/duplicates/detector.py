@@ -4,8 +4,10 @@ Candidates of an item:
 * **hash**: stored perceptual hashes within `duplicate_hash_bits` of its hash or of its
   mirror image's hash (FAISS binary range search: resized, re-compressed, mirrored,
   lightly marked copies);
-* **embedding**: its `duplicate_neighbours` nearest neighbours in the vector index (crops,
-  which move a perceptual hash as far as an unrelated image's).
+* **embedding**: its `duplicate_neighbours` nearest neighbours in the vector index;
+* **crops**: stored sub-crop hashes within `duplicate_crop_bits` of its hash (it may be a
+  crop of theirs), and stored hashes within that of its sub-crop hashes (they may be crops
+  of it): a crop moves a whole-image hash as far as an unrelated image's.
 
 A candidate pair is confirmed when
 * one is the other's mirror image: its hash within MIRROR_BITS of the other's mirror hash
@@ -14,11 +16,18 @@ A candidate pair is confirmed when
 * its hashes are within `duplicate_hash_bits` and its stored embeddings agree to at least
   `duplicate_hash_similarity` (a hash collision between unlike images does not), or
 * its embeddings agree to at least `duplicate_similarity` and its hashes are within
-  `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22).
+  `duplicate_loose_bits` (unrelated images differ in ~32 of 64 bits; a 20% crop in ~22), or
+* one's hash is within `duplicate_crop_bits` of a sub-crop hash of the other's and, on
+  their stored thumbnails, it matches a region of the other keeping 76-100% of each side
+  with a normalised cross-correlation of its colours of at least `duplicate_crop_match` and
+  of its edges of at least `duplicate_crop_edges` (`crop_match.py`: look-alike siblings,
+  which a class-trained model's embeddings do not tell from crops, mostly do not line up
+  pixel for pixel).
 
 Confirmed pairs join into groups (connected components); a group's id is its smallest
-product id at the time it was formed. `mode` "hash" and "embedding" keep one source and
-its rule alone: the baselines of `benchmarks/near_duplicates.py`.
+product id at the time it was formed. `mode` "whole" is the rule without the crop
+candidates and check; "hash" and "embedding" keep one source and its rule alone: the
+baselines of `benchmarks/near_duplicates.py`.
 
 Writes keep groups current incrementally: a written item is compared with its candidates
 only, and the groups it touches (its partners' and the one it left) are recomputed from
@@ -37,13 +46,14 @@ from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, HashRow, Product
 from lookalike.config import Settings
+from lookalike.duplicates.crop_match import crop_match, thumbnail_image
 from lookalike.duplicates.hash_index import HashIndex
 from lookalike.encode.phash import hamming
 from lookalike.index.base import VectorIndex
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["both", "hash", "embedding"]
+Mode = Literal["both", "whole", "hash", "embedding"]
 BATCH = 2_048
 # Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
 # original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
@@ -57,18 +67,49 @@ class DuplicateRules:
     hash_similarity: float = 0.99
     similarity: float = 0.999
     neighbours: int = 10
+    crop_bits: int = 12
+    crop_match: float = 0.92
+    crop_edges: float = 0.86
     mode: Mode = "both"
 
     @classmethod
-    def from_settings(cls, settings: Settings, mode: Mode = "both") -> DuplicateRules:
+    def from_settings(cls, settings: Settings, mode: Mode | None = None) -> DuplicateRules:
+        """The rules the settings name (`mode` default: "both", or "whole" where
+        `duplicate_crops` is off)."""
+        if mode is None:
+            mode = "both" if settings.duplicate_crops else "whole"
         return cls(
             hash_bits=settings.duplicate_hash_bits,
             loose_bits=settings.duplicate_loose_bits,
             hash_similarity=settings.duplicate_hash_similarity,
             similarity=settings.duplicate_similarity,
             neighbours=settings.duplicate_neighbours,
+            crop_bits=settings.duplicate_crop_bits,
+            crop_match=settings.duplicate_crop_match,
+            crop_edges=settings.duplicate_crop_edges,
             mode=mode,
         )
+
+    @property
+    def crops(self) -> bool:
+        """Whether crop candidates and the crop check are on."""
+        return self.mode == "both"
+
+    def crop_directions(self, a: HashRow, b: HashRow) -> list[tuple[HashRow, HashRow]]:
+        """(crop, whole) orders in which one's hash is near a sub-crop hash of the other."""
+        found = []
+        for crop, whole in ((a, b), (b, a)):
+            if any(hamming(crop.phash, h) <= self.crop_bits for h in whole.crops):
+                found.append((crop, whole))
+        return found
+
+    def is_crop(self, crop: HashRow, whole: HashRow) -> bool:
+        """Whether `crop`'s thumbnail matches a region of `whole`'s well enough."""
+        small, large = thumbnail_image(crop.thumbnail), thumbnail_image(whole.thumbnail)
+        if small is None or large is None or small.size != large.size:
+            return False
+        score = crop_match(small, crop.aspect, large, whole.aspect)
+        return score.colour >= self.crop_match and score.edges >= self.crop_edges
 
     def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
         """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""
@@ -113,9 +154,14 @@ class DuplicateFinder:
         self._hashes: HashIndex | None = None
 
     @property
+    def hashes_crops(self) -> bool:
+        """Whether writes must carry the sub-crop hashes and thumbnail (crops are on)."""
+        return self.rules.crops
+
+    @property
     def hashes(self) -> HashIndex:
         if self._hashes is None:
-            self._hashes = HashIndex(self.rules.hash_bits)
+            self._hashes = HashIndex(self.rules.hash_bits, self.rules.crop_bits)
         self._hashes.refresh(self.catalog)
         return self._hashes
 
@@ -127,14 +173,8 @@ class DuplicateFinder:
         rows = list(hashes.rows)
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        pairs: set[tuple[str, str]] = set()
         bar = tqdm(total=len(rows), desc="near-duplicates", unit="item", disable=not self.progress)
-        for start in range(0, len(rows), BATCH):
-            block = rows[start : start + BATCH]
-            for a, b in self._candidates(block, embeddings):
-                if a != b and self._confirmed(by_id[a], by_id[b], embeddings):
-                    pairs.add((min(a, b), max(a, b)))
-            bar.update(len(block))
+        pairs = self._pairs(rows, by_id, embeddings, bar.update)
         bar.close()
         groups = components(by_id, pairs)
         if write:
@@ -169,11 +209,16 @@ class DuplicateFinder:
         others = sorted({b for _, b in candidates} - set(by_id))
         known = dict(by_id)
         known.update((r.product_id, r) for r in self.catalog.image_hashes(product_ids=others))
-        pairs = {
-            (min(a, b), max(a, b))
-            for a, b in candidates
-            if b in known and self._confirmed(known[a], known[b], embeddings)
-        }
+        pairs: set[tuple[str, str]] = set()
+        joined = UnionFind()  # over groups as they stand: partners in one need one crop check
+        for a, b in candidates:
+            if b not in known:
+                continue
+            ga, gb = known[a].group_id or a, known[b].group_id or b
+            crops = joined.root(ga) != joined.root(gb)
+            if self._confirmed(known[a], known[b], embeddings, crops=crops):
+                pairs.add((min(a, b), max(a, b)))
+                joined.union(ga, gb)
         touched = {known[pid].group_id for pair in pairs for pid in pair} - {None}
         if left:
             members = set(by_id) | {pid for pair in pairs for pid in pair}
@@ -204,15 +249,34 @@ class DuplicateFinder:
         rows = self.catalog.image_hashes(product_ids=sorted(members))
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
-        pairs: set[tuple[str, str]] = set()
-        for start in range(0, len(rows), BATCH):
-            for a, b in self._candidates(rows[start : start + BATCH], embeddings):
-                if a != b and b in by_id and self._confirmed(by_id[a], by_id[b], embeddings):
-                    pairs.add((min(a, b), max(a, b)))
         current = {r.product_id: r.group_id for r in rows}
-        self._store(components(by_id, pairs), current)
+        self._store(components(by_id, self._pairs(rows, by_id, embeddings)), current)
 
     # --- shared steps --------------------------------------------------------------------
+    def _pairs(
+        self,
+        rows: Sequence[HashRow],
+        by_id: dict[str, HashRow],
+        embeddings: dict[int, np.ndarray],
+        progress=lambda done: None,
+    ) -> set[tuple[str, str]]:
+        """Confirmed pairs among `by_id`, enough to join the same groups: the crop check
+        (the dearest) is skipped for a pair already joined through others."""
+        pairs: set[tuple[str, str]] = set()
+        joined = UnionFind()
+        for start in range(0, len(rows), BATCH):
+            block = rows[start : start + BATCH]
+            for a, b in self._candidates(block, embeddings):
+                pair = (min(a, b), max(a, b))
+                if a == b or b not in by_id or pair in pairs:
+                    continue
+                crops = joined.root(a) != joined.root(b)
+                if self._confirmed(by_id[a], by_id[b], embeddings, crops=crops):
+                    pairs.add(pair)
+                    joined.union(a, b)
+            progress(len(block))
+        return pairs
+
     def _candidates(
         self, rows: Sequence[HashRow], embeddings: dict[int, np.ndarray]
     ) -> Iterable[tuple[str, str]]:
@@ -224,6 +288,14 @@ class DuplicateFinder:
             queries = np.array([r.phash for r in rows] + [r.phash_mirror for r in rows], np.uint64)
             for match in hashes.within(queries):
                 yield rows[match.query % len(rows)].product_id, match.row.product_id
+        if self.rules.crops:
+            queries = np.array([r.phash for r in rows], np.uint64)
+            for match in hashes.crops_within(queries):
+                yield rows[match.query].product_id, match.row.product_id
+            owners = [i for i, r in enumerate(rows) for _ in r.crops]
+            queries = np.array([h for r in rows for h in r.crops], np.uint64)
+            for match in hashes.within(queries, self.rules.crop_bits):
+                yield rows[owners[match.query]].product_id, match.row.product_id
         if self.rules.mode == "hash" or len(self.index) == 0:
             return
         present = [r for r in rows if r.vector_id in embeddings]
@@ -238,13 +310,24 @@ class DuplicateFinder:
                 if partner is not None:
                     yield row.product_id, partner.product_id
 
-    def _confirmed(self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray]) -> bool:
+    def _confirmed(
+        self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray], *, crops: bool = True
+    ) -> bool:
         ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         if ea is None or eb is None:
             self._load([a, b], embeddings)
             ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         similarity = float(ea @ eb) if ea is not None and eb is not None else -1.0
-        return self.rules.confirms(*self.rules.distances(a, b), similarity)
+        if self.rules.confirms(*self.rules.distances(a, b), similarity):
+            return True
+        # Last, as it is the dearest (a few ms a direction): only where the hashes say crop.
+        return (
+            crops
+            and self.rules.crops
+            and any(
+                self.rules.is_crop(crop, whole) for crop, whole in self.rules.crop_directions(a, b)
+            )
+        )
 
     def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
         embeddings: dict[int, np.ndarray] = {}
@@ -287,20 +370,30 @@ def group_of(catalog: Catalog, product_id: str) -> list[Product]:
 def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Connected components of the confirmed pairs with more than one member, keyed by
     their smallest product id."""
-    parent: dict[str, str] = {}
+    joined = UnionFind()
+    for a, b in pairs:
+        joined.union(a, b)
+    grouped: dict[str, list[str]] = {}
+    for pid in list(joined.parent):
+        grouped.setdefault(joined.root(pid), []).append(pid)
+    return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
 
-    def root(x: str) -> str:
+
+class UnionFind:
+    """Disjoint sets of product ids (path halving; the smaller root wins a union)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def root(self, x: str) -> str:
+        parent = self.parent
         parent.setdefault(x, x)
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.root(a), self.root(b)
         if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    grouped: dict[str, list[str]] = {}
-    for pid in parent:
-        grouped.setdefault(root(pid), []).append(pid)
-    return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
+            self.parent[max(ra, rb)] = min(ra, rb)

@@ -101,6 +101,11 @@ class DuplicateHook(Protocol):
 
     def after_delete(self, left: Iterable[str]) -> None: ...
 
+    @property
+    def hashes_crops(self) -> bool:
+        """Whether writes must carry the sub-crop hashes (crop detection is on)."""
+        ...
+
 
 def grouped_write(hook: DuplicateHook | None, product_ids: Sequence[str], write) -> None:
     """Run `write()`, then regroup the written products (a failure there is logged: the
@@ -216,7 +221,10 @@ class IngestPipeline:
                     future.cancel()
 
     def _prepare(self, spec: ItemSpec, existing: Product | None) -> Prepared:
-        return prepare_item(spec, existing, self.fetcher, self.limits, self.encoder)
+        crops = self.duplicates is not None and self.duplicates.hashes_crops
+        return prepare_item(
+            spec, existing, self.fetcher, self.limits, self.encoder, hash_crops=crops
+        )
 
     # --- encoding thread -----------------------------------------------------------------
     def _commit(

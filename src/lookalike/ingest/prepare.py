@@ -15,7 +15,7 @@ import numpy as np
 from lookalike.catalog.base import Product
 from lookalike.encode.base import Encoder
 from lookalike.encode.images import ImageLimits, content_hash, decode_image
-from lookalike.encode.phash import perceptual_hashes
+from lookalike.encode.phash import ImageHashes, perceptual_hashes
 from lookalike.errors import FetchError, InvalidInput
 from lookalike.files.fetch import Fetcher
 from lookalike.ingest.sources import BadRow, ItemSpec
@@ -33,7 +33,7 @@ class Prepared:
     failure: BadRow | None = None
     existed: bool = False
     version: int | None = None  # the item's version (queue events), for the catalog write
-    hashes: tuple[int, int] | None = None  # perceptual hashes, for near-duplicates
+    hashes: ImageHashes | None = None  # perceptual hashes, for near-duplicates
 
 
 def product_from_spec(spec: ItemSpec, model_id: str) -> Product:
@@ -69,8 +69,11 @@ def prepare_item(
     fetcher: Fetcher,
     limits: ImageLimits,
     encoder: Encoder,
+    *,
+    hash_crops: bool = False,
 ) -> Prepared:
-    """Read, hash, decide and preprocess one item; `existing` is its catalog record, if any."""
+    """Read, hash, decide and preprocess one item; `existing` is its catalog record, if any.
+    `hash_crops`: also the sub-crop hashes and thumbnail crop detection needs."""
     product = product_from_spec(spec, encoder.model_id)
     source = spec.image or spec.id
     version = spec.version
@@ -93,7 +96,7 @@ def prepare_item(
             pixels=pixels,
             existed=existing is not None,
             version=version,
-            hashes=perceptual_hashes(image),
+            hashes=perceptual_hashes(image, crops=hash_crops),
         )
     except (InvalidInput, FetchError) as exc:
         return Prepared("failed", failure=BadRow(spec.id, source, failure_reason(exc)))

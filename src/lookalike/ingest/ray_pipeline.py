@@ -102,6 +102,7 @@ class _PrepareTools:
     fetcher: Fetcher
     limits: ImageLimits
     threads: ThreadPoolExecutor
+    hash_crops: bool = False
 
     @classmethod
     def build(cls, settings: Settings, local_roots: list[str]) -> _PrepareTools:
@@ -109,12 +110,15 @@ class _PrepareTools:
         encoder.info  # noqa: B018 - load the model now, not inside the first item
         fetcher = Fetcher.from_settings(settings, local_roots=local_roots)
         threads = ThreadPoolExecutor(settings.ingest_workers, thread_name_prefix="prepare")
-        return cls(encoder, fetcher, ImageLimits.from_settings(settings), threads)
+        limits = ImageLimits.from_settings(settings)
+        return cls(encoder, fetcher, limits, threads, settings.duplicate_crops)
 
     def prepare(self, item: ItemSpec | BadRow, existing: Product | None) -> Prepared:
         if isinstance(item, BadRow):  # a manifest row that never became an item
             return Prepared("failed", failure=item)
-        return prepare_item(item, existing, self.fetcher, self.limits, self.encoder)
+        return prepare_item(
+            item, existing, self.fetcher, self.limits, self.encoder, hash_crops=self.hash_crops
+        )
 
 
 # Ray reuses a task's worker process for the next tasks: the model for `preprocess` loads

@@ -76,7 +76,8 @@ class ProductWriter:
         product = product_from_spec(item, self.encoder.model_id)
         product.content_hash = digest
         vector = self.encoder.encode_images([decoded])[0]
-        hashes = perceptual_hashes(decoded)
+        crops = self.duplicates is not None and self.duplicates.hashes_crops
+        hashes = perceptual_hashes(decoded, crops=crops)
 
         def write() -> None:
             if item.image:  # fetched from its URL: nothing to store

@@ -121,4 +121,3 @@ def _fields(product: Product) -> dict[str, Any]:
     # Shallow on purpose: `dataclasses.asdict` deep-copies every attribute value, which
     # cost more than the rest of serialising a page (json.dumps copies nothing it needs).
     return {name: getattr(product, name) for name in _PRODUCT_FIELDS}
-

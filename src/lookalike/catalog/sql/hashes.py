@@ -1,5 +1,5 @@
-"""Image hashes and near-duplicate groups (table `image_hashes`, migration 0009), for every
-SQL backend. A row belongs to one embedding (`vector_id`): rows whose product has since
+"""Image hashes and near-duplicate groups (table `image_hashes`, migrations 0009-0010), for
+every SQL backend. A row belongs to one embedding (`vector_id`): rows whose product has since
 got another image are never returned, and the next write of that product replaces them."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lookalike.catalog.base import HashRow, Product
+import numpy as np
+
+from lookalike.catalog.base import HashRow, HashValues, Product
 from lookalike.catalog.changes import PlannedRow
 from lookalike.catalog.rows import PRODUCT_COLUMNS, product_from_row
 
@@ -18,8 +20,15 @@ _MEMBERS = (
     " JOIN products p ON p.id = h.product_id AND p.vector_id = h.vector_id"
 )
 _CURRENT = (
-    "SELECT h.product_id, h.vector_id, h.phash, h.phash_mirror, h.group_id FROM image_hashes h"
+    "SELECT h.product_id, h.vector_id, h.phash, h.phash_mirror, h.group_id, h.crop_hashes,"
+    " h.thumbnail, h.aspect FROM image_hashes h"
     " JOIN products p ON p.id = h.product_id AND p.vector_id = h.vector_id"
+)
+_UPSERT_SET = (
+    " ON CONFLICT (product_id) DO UPDATE SET vector_id = excluded.vector_id,"
+    " phash = excluded.phash, phash_mirror = excluded.phash_mirror,"
+    " crop_hashes = excluded.crop_hashes, thumbnail = excluded.thumbnail,"
+    " aspect = excluded.aspect, group_id = NULL"
 )
 
 
@@ -32,9 +41,39 @@ def to_unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+def pack_hashes(values: Sequence[int]) -> bytes:
+    """Unsigned 64-bit hashes as bytes, 8 each, most significant first."""
+    return np.array(values, dtype=">u8").tobytes() if len(values) else b""
+
+
+def unpack_hashes(data: bytes | memoryview | None) -> tuple[int, ...]:
+    if not data:
+        return ()
+    return tuple(int(v) for v in np.frombuffer(bytes(data), dtype=">u8"))
+
+
+def _stored(hashes: HashValues) -> tuple[int, int, bytes | None, bytes | None, float]:
+    phash, mirror, crops, thumbnail, aspect = hashes
+    # Without crops (crop detection off), NULLs: a later backfill with crops on finds them.
+    return (
+        to_signed(phash),
+        to_signed(mirror),
+        pack_hashes(crops) if crops else None,
+        bytes(thumbnail) if thumbnail else None,
+        aspect,
+    )
+
+
 def _row(raw: tuple) -> HashRow:
     return HashRow(
-        str(raw[0]), int(raw[1]), to_unsigned(int(raw[2])), to_unsigned(int(raw[3])), raw[4]
+        str(raw[0]),
+        int(raw[1]),
+        to_unsigned(int(raw[2])),
+        to_unsigned(int(raw[3])),
+        raw[4],
+        unpack_hashes(raw[5]),
+        bytes(raw[6] or b""),
+        float(raw[7]) if raw[7] is not None else 1.0,
     )
 
 
@@ -46,26 +85,21 @@ class HashStore:
     def _write_hashes(self, conn: Any, rows: Sequence[PlannedRow], seqs: Sequence[int]) -> None:
         """Inside an upsert: each new embedding's hashes replace the stored ones (or drop
         them when the write has none); the group is found again afterwards."""
-        final: dict[str, tuple[int, tuple[int, int] | None]] = {}
+        final: dict[str, tuple[int, HashValues | None]] = {}
         for row in rows:
             if row.vector_entry is not None:
                 final[row.write.product.id] = (seqs[row.vector_entry], row.write.hashes)
         if not final:
             return
         p = self.dialect.param
-        stored = [
-            (pid, vid, to_signed(h[0]), to_signed(h[1]))
-            for pid, (vid, h) in final.items()
-            if h is not None
-        ]
+        stored = [(pid, vid, *_stored(h)) for pid, (vid, h) in final.items() if h is not None]
         dropped = [pid for pid, (_, h) in final.items() if h is None]
         if stored:
             self.dialect.executemany(
                 conn,
-                "INSERT INTO image_hashes (product_id, vector_id, phash, phash_mirror)"
-                f" VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (product_id) DO UPDATE SET"
-                " vector_id = excluded.vector_id, phash = excluded.phash,"
-                " phash_mirror = excluded.phash_mirror, group_id = NULL",
+                "INSERT INTO image_hashes (product_id, vector_id, phash, phash_mirror,"
+                " crop_hashes, thumbnail, aspect)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})" + _UPSERT_SET,
                 stored,
             )
         if dropped:
@@ -88,33 +122,34 @@ class HashStore:
                 ).fetchall()
         return [_row(raw) for raw in rows]
 
-    def unhashed_products(self, limit: int = 1_000, after_vector_id: int = -1) -> list[Product]:
+    def unhashed_products(
+        self, limit: int = 1_000, after_vector_id: int = -1, *, crops: bool = False
+    ) -> list[Product]:
         p = self.dialect.param
+        missing = "h.product_id IS NULL OR h.thumbnail IS NULL" if crops else "h.product_id IS NULL"
         rows = self._rows(
             f"SELECT {_PREFIXED} FROM products p LEFT JOIN image_hashes h"
             " ON h.product_id = p.id AND h.vector_id = p.vector_id"
-            f" WHERE p.vector_id > {p} AND h.product_id IS NULL"
+            f" WHERE p.vector_id > {p} AND ({missing})"
             f" ORDER BY p.vector_id LIMIT {p}",
             (after_vector_id, limit),
         )
         return [product_from_row(row) for row in rows]
 
-    def set_image_hashes(self, rows: Sequence[tuple[str, int, int, int]]) -> int:
+    def set_image_hashes(self, rows: Sequence[tuple[str, int, HashValues]]) -> int:
         if not rows:
             return 0
         p = self.dialect.param
         stored = 0
         with self._writing(vector_log=False) as conn:
-            for product_id, vector_id, phash, mirror in rows:
+            for product_id, vector_id, hashes in rows:
                 cursor = self.dialect.execute(
                     conn,
-                    "INSERT INTO image_hashes (product_id, vector_id, phash, phash_mirror)"
-                    f" SELECT id, vector_id, {p}, {p} FROM products"
-                    f" WHERE id = {p} AND vector_id = {p}"
-                    " ON CONFLICT (product_id) DO UPDATE SET vector_id = excluded.vector_id,"
-                    " phash = excluded.phash, phash_mirror = excluded.phash_mirror,"
-                    " group_id = NULL",
-                    (to_signed(phash), to_signed(mirror), product_id, vector_id),
+                    "INSERT INTO image_hashes (product_id, vector_id, phash, phash_mirror,"
+                    " crop_hashes, thumbnail, aspect)"
+                    f" SELECT id, vector_id, {p}, {p}, {p}, {p}, {p} FROM products"
+                    f" WHERE id = {p} AND vector_id = {p}" + _UPSERT_SET,
+                    (*_stored(hashes), product_id, vector_id),
                 )
                 stored += max(cursor.rowcount, 0)
         return stored

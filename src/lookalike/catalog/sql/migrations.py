@@ -228,6 +228,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX image_hashes_group ON image_hashes (group_id);
         """,
     ),
+    Migration(
+        "0010_crop_hashes",
+        # Near-duplicate crops: the pHashes of a grid of each image's sub-crops (8 bytes
+        # each, most significant first) and a small grey thumbnail with the aspect ratio it
+        # was squeezed from, on which a candidate crop is checked. NULL: hashed before.
+        """
+        ALTER TABLE image_hashes ADD COLUMN crop_hashes {blob};
+        ALTER TABLE image_hashes ADD COLUMN thumbnail {blob};
+        ALTER TABLE image_hashes ADD COLUMN aspect {float};
+        """,
+    ),
 )
 
 # Positional steps before names: (dialect, number) -> (the name recorded then, what it did).
