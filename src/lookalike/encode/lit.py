@@ -25,6 +25,7 @@ from PIL import Image
 from lookalike.encode.base import EncoderInfo, LoadOnce, encode_images_batched, l2_normalize
 from lookalike.encode.sources import ModelSource
 from lookalike.encode.text import DEFAULT_TEXT_MODEL, TextTower, load_text_tower, same_weights
+from lookalike.encode.text.runtime import planned_runtime
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
@@ -197,6 +198,8 @@ class LitEncoder:
         batch_size: int = 32,
         threads: int | None = None,
         text_model: str | None = None,
+        runtime: str = "native",
+        export_dir: str | None = None,
     ) -> None:
         self.config = config
         self._image_model = image_model
@@ -207,6 +210,8 @@ class LitEncoder:
         self.batch_size = batch_size
         self.threads = threads
         self.text_model = text_model or config.text_model
+        self.runtime = runtime  # what runs the text tower: see Settings.encoder_runtime
+        self.export_dir = export_dir
         self._text = LoadOnce(self._load_text)
         self._image = LoadOnce(self._load_image)
 
@@ -262,7 +267,13 @@ class LitEncoder:
         )
 
     def _load_text(self) -> tuple[TextTower, np.ndarray | None]:
-        text = load_text_tower(self.text_model, device=self.device, threads=self.threads)
+        text = load_text_tower(
+            self.text_model,
+            device=self.device,
+            threads=self.threads,
+            runtime=self.runtime,
+            export_dir=self.export_dir,
+        )
         if text.dim != self.config.text_dim or not same_weights(text, self.config.text_fingerprint):
             raise ModelError(
                 f"text tower {self.text_model!r} (fingerprint {text.fingerprint}, dim "
@@ -280,6 +291,16 @@ class LitEncoder:
             torch.set_num_threads(self.threads)
         device = resolve_device(self.device)
         return self._image_model(device), device
+
+    def runtimes(self) -> dict[str, str]:
+        """What answers texts and images: what runs a loaded half, what will run the other."""
+        if self._text.loaded:
+            text = getattr(self._text.get()[0], "runtime", "unknown")
+        else:
+            text = planned_runtime(
+                self.text_model, self.config.text_fingerprint, self.runtime, self.export_dir
+            )
+        return {"text": text, "images": "torch"}
 
     @property
     def info(self) -> EncoderInfo:

@@ -1,0 +1,34 @@
+"""Which runtime answers text and image queries, said without loading a model.
+
+`lookalike info`, the API's info and `lookalike serve` report it. A loaded half reports
+what actually runs it; a half not loaded yet reports what will (from the settings, the
+installed packages and a finished ONNX export's record, if any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lookalike.config import Settings
+from lookalike.encode.base import Encoder
+from lookalike.encode.factory import model_source
+
+
+def encoder_runtimes(settings: Settings, encoder: Callable[[], Encoder]) -> dict[str, str]:
+    """{"text": ..., "images": ...}: e.g. "onnxruntime-fp32", "numpy", "torch".
+
+    `encoder()` gives the (built, maybe not loaded) encoder; it is asked only for
+    Lookalike-trained models, whose encoder is cheap to build and knows its towers.
+    """
+    kind = model_source(settings).kind
+    if kind == "onnx-dir":
+        return {"text": "onnxruntime", "images": "onnxruntime"}
+    if kind != "lit-dir":
+        return {"text": "torch", "images": "torch"}
+    runtimes = getattr(encoder(), "runtimes", None)
+    return runtimes() if callable(runtimes) else {"text": "unknown", "images": "unknown"}
+
+
+def runtimes_line(runtimes: dict[str, str]) -> str:
+    """One line for people: `text onnxruntime-fp32, images torch`."""
+    return ", ".join(f"{half} {runtime}" for half, runtime in runtimes.items())
