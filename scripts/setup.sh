@@ -10,7 +10,7 @@ mode="${1:-run}"
 dataset="${2:-}"
 
 apt_packages=(dataset-fashion-mnist)
-extras="train"
+extras="train,onnx"
 if [ "$mode" = "test" ]; then
   # openclipart-svg: the tests read real SVG metadata from it (the rest use a stand-in).
   apt_packages+=(redis-server postgresql chromium openclipart-svg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,10 @@ pytest_plugins = [
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Settings made in tests with the default data_dir (a folder in the working directory)
+# would cache ONNX exports of the packaged text tower there: one temp folder instead,
+# shared by the session so the tower is exported once.
+os.environ.setdefault("LOOKALIKE_ONNX_CACHE_DIR", tempfile.mkdtemp(prefix="lookalike-onnx-"))
 
 
 @pytest.fixture(scope="session")
