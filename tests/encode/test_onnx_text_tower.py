@@ -31,6 +31,13 @@ def numpy_tower(name: str) -> NumpyBertTower:
     return tower
 
 
+def int8_decision(record: dict) -> str:
+    """The precision the rule picks from what the export measured."""
+    times = record["sample_ms"]
+    close = record["int8_vs_fp32_min_cosine"] >= INT8_MIN_COSINE
+    return "int8" if close and times["int8"] < times["fp32"] else "fp32"
+
+
 @pytest.fixture(scope="module")
 def minilm_export(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("onnx-cache")
@@ -61,7 +68,7 @@ def test_the_int8_decision_follows_the_measured_cosine(minilm_export):
     assert record is not None and record["fp32_vs_native_min_cosine"] >= FP32_MIN_COSINE
     measured = record["int8_vs_fp32_min_cosine"]
     assert isinstance(measured, float) and 0 < measured <= 1.0
-    assert record["precision"] == ("int8" if measured >= INT8_MIN_COSINE else "fp32")
+    assert record["precision"] == int8_decision(record)
     assert tower.runtime == f"onnxruntime-{record['precision']}"
     assert (minilm_export / record["file"]).is_file()
     # The int8 file of a rejected quantisation is not left behind.
@@ -81,8 +88,9 @@ def test_each_pooling_mode_agrees_with_numpy(tmp_path: Path, minilm_folder: Path
     )
     limit = FP32_MIN_COSINE if model.precision == "fp32" else INT8_MIN_COSINE
     assert cosines(session_vectors, native.encode(TEXTS)).min() >= limit
-    # The tiny random model quantises well: the int8 form is chosen and recorded.
-    assert model.precision == "int8" and model.record["int8_vs_fp32_min_cosine"] >= INT8_MIN_COSINE
+    # The tiny random model quantises well; int8 is kept where it also ran faster.
+    assert model.record["int8_vs_fp32_min_cosine"] >= INT8_MIN_COSINE
+    assert model.precision == int8_decision(model.record)
 
 
 def test_a_writable_model_folder_keeps_its_export_beside_the_model(tmp_path, minilm_folder):

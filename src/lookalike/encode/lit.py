@@ -318,7 +318,7 @@ class LitEncoder:
             reason = "onnxruntime is not installed: pip install 'lookalike[onnx]'"
         else:
             try:
-                return export_image_tower(
+                tower = export_image_tower(
                     self.directory,
                     self.config,
                     self._model_id,
@@ -329,7 +329,11 @@ class LitEncoder:
                 )
             except (ModelError, OSError) as exc:
                 reason = str(exc)
-        if self.runtime == "onnx":
+            else:
+                if self.runtime == "onnx" or tower.model.faster_than_native:
+                    return tower
+                reason = tower.model.slower_reason()
+        if self.runtime == "onnx":  # only failures reach here: "onnx" serves a slower export
             raise ModelError(f"cannot run the image tower of {self.name} on ONNX Runtime: {reason}")
         log.warning("the image tower of %s runs on torch: %s", self.name, reason)
         return None

@@ -112,7 +112,11 @@ def planned_image_runtime(
     if not onnxruntime_available():
         return "torch"
     record = read_record(export_folder(directory, export_dir or directory), _stem(model_id))
-    return f"onnxruntime-{record['precision']}" if record else "onnxruntime"
+    if record is None:
+        return "onnxruntime"
+    if runtime == "auto" and not record.get("faster_than_native", True):
+        return "torch"  # the export was slower: auto keeps the native runtime
+    return f"onnxruntime-{record['precision']}"
 
 
 def _stem(model_id: str) -> str:

@@ -5,7 +5,9 @@ a way to embed a fixed sample with a session, and its own (native) embeddings of
 sample. The first call writes the fp32 graph and checks it against the native vectors
 (cosine >= FP32_MIN_COSINE on every sample row: the catalog's stored vectors came from
 the native tower); then it quantises the weights to int8 and keeps the int8 graph only if
-every sample row stays within INT8_MIN_COSINE of fp32. The decision, the measured cosines
+every sample row stays within INT8_MIN_COSINE of fp32 and it ran the sample faster. How
+long each runtime took on the sample is recorded too: "auto" serves the export only
+where it beat the native runtime. The decision, the measured cosines
 and the served file's SHA-256 go into a small JSON record beside the files; later calls
 (and other processes) read the record, check the hash, and load without exporting again.
 A missing, damaged or foreign file means a new export, never a crash; ONNX files are
@@ -57,6 +59,18 @@ class CachedModel:
     @property
     def runtime(self) -> str:
         return f"onnxruntime-{self.precision}"
+
+    @property
+    def faster_than_native(self) -> bool:
+        """Whether it beat the native runtime on the sample when it was exported."""
+        return bool(self.record.get("faster_than_native", True))
+
+    def slower_reason(self) -> str:
+        times = self.record.get("sample_ms") or {}
+        return (
+            f"ONNX Runtime ({self.precision}, {times.get(self.precision)} ms) was slower than "
+            f"the native runtime ({times.get('native')} ms) on the sample at export"
+        )
 
 
 def onnxruntime_available() -> bool:
@@ -155,25 +169,29 @@ def _export(
     except OSError as exc:
         raise ModelError(f"cannot write the ONNX export {fp32_path}: {exc}") from exc
     fp32 = open_session(fp32_path, threads)
-    fp32_vectors = embed(fp32)
-    fp32_cosine = min_cosine(fp32_vectors, reference())
+    fp32_vectors, fp32_ms = _timed(lambda: embed(fp32))
+    native_vectors, native_ms = _timed(reference)
+    fp32_cosine = min_cosine(fp32_vectors, native_vectors)
     if fp32_cosine < FP32_MIN_COSINE:
         raise ModelError(
             f"the ONNX export {fp32_path} does not reproduce the model "
             f"(min cosine {fp32_cosine:.6f} < {FP32_MIN_COSINE})"
         )
-    int8_cosine = None
-    chosen, session = "fp32", fp32
+    int8_cosine = int8_ms = None
+    chosen, session, chosen_ms = "fp32", fp32, fp32_ms
     if quantize:
         try:
             atomic_write(int8_path, lambda tmp: quantize_int8(fp32_path, Path(tmp)))
             int8 = open_session(int8_path, threads)
-            int8_cosine = min_cosine(embed(int8), fp32_vectors)
+            int8_vectors, int8_ms = _timed(lambda: embed(int8))
+            int8_cosine = min_cosine(int8_vectors, fp32_vectors)
         except (OSError, ModelError) as exc:
             log.warning("keeping fp32 for %s: int8 quantisation failed: %s", stem, exc)
         else:
-            if int8_cosine >= INT8_MIN_COSINE:
-                chosen, session = "int8", int8
+            # int8 only where it is both close enough and faster: dynamic quantisation of
+            # small convolutions was slower than fp32 (benchmarks/lit_image_tower.py).
+            if int8_cosine >= INT8_MIN_COSINE and int8_ms < fp32_ms:
+                chosen, session, chosen_ms = "int8", int8, int8_ms
     if chosen == "fp32":
         int8_path.unlink(missing_ok=True)
     path = int8_path if chosen == "int8" else fp32_path
@@ -186,12 +204,30 @@ def _export(
         "int8_vs_fp32_min_cosine": None if int8_cosine is None else round(int8_cosine, 6),
         "int8_min_cosine_required": INT8_MIN_COSINE,
         "sample_size": len(fp32_vectors),
+        # Best of three passes over the sample, each runtime on this machine at export.
+        "sample_ms": {
+            "native": round(native_ms, 2),
+            "fp32": round(fp32_ms, 2),
+            "int8": None if int8_ms is None else round(int8_ms, 2),
+        },
+        "faster_than_native": chosen_ms < native_ms,
         "onnxruntime": _ort_version(),
         "export_seconds": round(time.perf_counter() - started, 2),
     }
     write_json_atomic(folder / f"{stem}.json", record)
     log.info("exported %s to ONNX: %s", stem, {k: record[k] for k in ("precision", "file")})
     return CachedModel(session, path, chosen, record, exported=True)
+
+
+def _timed(run: Callable[[], np.ndarray], repeats: int = 3) -> tuple[np.ndarray, float]:
+    """`run()`'s result and its best time in ms over `repeats` runs after a warm-up."""
+    result = run()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        best = min(best, (time.perf_counter() - began) * 1000)
+    return result, best
 
 
 def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> None:

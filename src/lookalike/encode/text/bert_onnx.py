@@ -125,12 +125,16 @@ def with_runtime(native: NumpyBertTower, options: TextTowerOptions) -> TextTower
         return native
     try:
         folder = bert_export_folder(native.folder.path, options.export_dir)
-        return OnnxBertTower(native, export_bert(native, folder, options.threads or 1))
+        model = export_bert(native, folder, options.threads or 1)
     except (ModelError, OSError) as exc:
         if options.runtime == "onnx":
             raise ModelError(f"cannot run {native.name} on ONNX Runtime: {exc}") from exc
         log.warning("text tower %s runs in numpy: %s", native.name, exc)
         return native
+    if options.runtime == "auto" and not model.faster_than_native:
+        log.warning("text tower %s runs in numpy: %s", native.name, model.slower_reason())
+        return native
+    return OnnxBertTower(native, model)
 
 
 def bert_export_folder(model_folder: Path, export_dir: str | None) -> Path:

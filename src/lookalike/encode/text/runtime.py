@@ -29,4 +29,8 @@ def planned_runtime(name: str, fingerprint: str, runtime: str, export_dir: str |
     except LookalikeError:
         return native
     record = read_record(folder, f"bert-{fingerprint}")
-    return f"onnxruntime-{record['precision']}" if record else "onnxruntime"
+    if record is None:
+        return "onnxruntime"
+    if runtime == "auto" and not record.get("faster_than_native", True):
+        return native  # the export was slower: auto keeps the native runtime
+    return f"onnxruntime-{record['precision']}"
