@@ -84,11 +84,11 @@ class Settings(BaseSettings):
     )
     encoder_runtime: Literal["auto", "onnx", "native"] = Field(
         "auto",
-        description="What runs the text tower of a Lookalike-trained model: auto uses ONNX "
-        "Runtime when it is installed (the `onnx` extra) and its export reproduces the "
-        "numpy tower, else numpy; onnx insists (an error when it cannot); native is numpy. "
-        "The export is made once and cached (int8 when its cosine to fp32 stays >= 0.99 on "
-        "a sample, else fp32).",
+        description="What runs a Lookalike-trained model's towers: auto uses ONNX Runtime "
+        "(the `onnx` extra) where its export reproduces the native tower and ran a sample "
+        "faster, else numpy (text) and torch (images); onnx insists (an error when it "
+        "cannot); native never uses it. Exported once and cached; int8 where its cosine to "
+        "fp32 stays >= 0.99 on a sample and it is faster, else fp32.",
     )
     onnx_cache_dir: Path | None = Field(
         None,

@@ -61,7 +61,7 @@ def test_the_image_tower_on_onnx_runtime_gives_torchs_vectors(tmp_path: Path):
     def no_torch_model(device: str):
         raise AssertionError("the cached export should have been used")
 
-    again = encoder(model, tmp_path)
+    again = encoder(model, tmp_path, "onnx")
     again._image_model = no_torch_model
     assert again.runtimes()["images"] == answered  # the record says which, before loading
     assert np.allclose(again.encode_images(images()), vectors, atol=1e-6)
