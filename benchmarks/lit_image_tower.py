@@ -11,15 +11,14 @@ beside it, and `uptime` load averages before and after (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from records import append_result, uptime
 
 from lookalike.encode.lit import read_config
 from lookalike.encode.lit_onnx import export_image_tower, sample_pixels
@@ -44,7 +43,7 @@ def measure(model_dir: Path, rounds: int) -> dict[str, Any]:
     from lookalike.encode.lit_model import load_model
 
     torch.set_num_threads(1)
-    uptime_before = _uptime()
+    uptime_before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "model"
         shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns(".lookalike-onnx"))
@@ -85,7 +84,7 @@ def measure(model_dir: Path, rounds: int) -> dict[str, Any]:
         "serving_default": tower.model.precision,
         "int8_vs_fp32_on_sample": tower.model.record["int8_vs_fp32_min_cosine"],
         "uptime_before": uptime_before,
-        "uptime_after": _uptime(),
+        "uptime_after": uptime(),
         "rows": rows,
     }
 
@@ -112,19 +111,13 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a LiT model directory")
     parser.add_argument("--rounds", type=int, default=400)
     args = parser.parse_args()
     result = measure(args.model, args.rounds)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(result) + "\n")
+    append_result(RESULTS, result)
     print(table(result))
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from records import append_result, uptime
 
 from lookalike.encode.ort_cache import min_cosine, open_session, quantize_int8
 from lookalike.encode.text import DEFAULT_TEXT_MODEL, load_text_tower
@@ -123,7 +123,7 @@ def measure(count: int) -> dict[str, Any]:
         "texts": count,
         "threads": 1,
         "cpus": os.cpu_count(),
-        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "uptime": uptime(),
         "serving_default": exported.precision,
         "int8_vs_fp32_on_sample": exported.record["int8_vs_fp32_min_cosine"],
         "rows": rows,
@@ -161,11 +161,9 @@ def main() -> None:
     if args.report:
         print(table(json.loads(RESULTS.read_text().splitlines()[-1])))
         return
-    print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print("before:", uptime())
     result = measure(args.texts)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(result) + "\n")
+    append_result(RESULTS, result)
     print(table(result))
 
 
