@@ -338,6 +338,12 @@ class LitEncoder:
         log.warning("the image tower of %s runs on torch: %s", self.name, reason)
         return None
 
+    def warm_up(self) -> None:
+        """Load both towers now (a server at start-up), each on its runtime; the text
+        tower first, so that an image tower that cannot load leaves it loaded."""
+        self._text.get()
+        self._image.get()
+
     def runtimes(self) -> dict[str, str]:
         """What answers texts and images: what runs a loaded half, what will run the other."""
         if self._text.loaded:
