@@ -8,7 +8,9 @@ fingerprint, never copied into the directory.
 
 A text query needs no torch: the text tower comes from `encode/text`, the projection is
 read from the safetensors with numpy. The image tower (torch, `encode/lit_model.py`)
-loads when the first image is encoded.
+loads when the first image is encoded. With `runtime` "auto" or "onnx" both towers run on
+ONNX Runtime where their checked export allows (`encode/text/bert_onnx.py`,
+`encode/lit_onnx.py`); "native" keeps numpy and torch.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ class LitEncoder:
         self.batch_size = batch_size
         self.threads = threads
         self.text_model = text_model or config.text_model
-        self.runtime = runtime  # what runs the text tower: see Settings.encoder_runtime
+        self.runtime = runtime  # what runs the towers: see Settings.encoder_runtime
         self.export_dir = export_dir
         self.directory = directory  # where the weights are (None: not on disk, e.g. random)
         self._text = LoadOnce(self._load_text)

@@ -29,8 +29,12 @@ def encoder_runtimes(settings: Settings, encoder: Callable[[], Encoder]) -> dict
         return {"text": "onnxruntime", "images": "onnxruntime"}
     if kind != "lit-dir":
         return {"text": "torch", "images": "torch"}
-    runtimes = getattr(encoder(), "runtimes", None)
-    return runtimes() if callable(runtimes) else {"text": "unknown", "images": "unknown"}
+    unknown = {"text": "unknown", "images": "unknown"}
+    try:
+        runtimes = getattr(encoder(), "runtimes", None)
+    except LookalikeError:  # an unreadable model: `info` still describes the rest
+        return unknown
+    return runtimes() if callable(runtimes) else unknown
 
 
 def runtimes_line(runtimes: dict[str, str]) -> str:
