@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up Lookalike on a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv,
 # and the package with the extras a mode needs.
-#   scripts/setup.sh run    what the demo needs (offline training, the demo data set)
+#   scripts/setup.sh run    what the demo needs (offline training, ONNX Runtime for queries, the demo data set)
 #   scripts/setup.sh run openclipart   ... and the Open Clip Art data set (`--dataset openclipart`)
 #   scripts/setup.sh test   everything the test suite starts (Redis, PostgreSQL, Chromium, ...)
 set -euo pipefail
@@ -10,7 +10,7 @@ mode="${1:-run}"
 dataset="${2:-}"
 
 apt_packages=(dataset-fashion-mnist)
-extras="train"
+extras="train,onnx"
 if [ "$mode" = "test" ]; then
   # openclipart-svg: the tests read real SVG metadata from it (the rest use a stand-in).
   apt_packages+=(redis-server postgresql chromium openclipart-svg)

@@ -3,8 +3,11 @@ real servers (PostgreSQL, a Milvus endpoint) started on free local ports, stoppe
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +36,13 @@ pytest_plugins = [
 # Tests never touch a model hub: an accidental download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Settings made in tests with the default data_dir (a folder in the working directory)
+# would cache ONNX exports of the packaged text tower there: one temp folder instead,
+# shared by the session so the tower is exported once.
+if "LOOKALIKE_ONNX_CACHE_DIR" not in os.environ:
+    _onnx_cache = tempfile.mkdtemp(prefix="lookalike-onnx-")
+    os.environ["LOOKALIKE_ONNX_CACHE_DIR"] = _onnx_cache
+    atexit.register(shutil.rmtree, _onnx_cache, ignore_errors=True)  # ~90 MB of MiniLM
 
 
 @pytest.fixture(scope="session")

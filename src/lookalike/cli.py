@@ -370,7 +370,9 @@ def info_command(
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Items, index type and size, model, last update."""
+    """Items, index type and size, model and its runtime, last update."""
+    from lookalike.encode.runtime import runtimes_line
+
     with _engine(build_settings(data_dir), progress=False) as engine:
         info = engine.info()
     if as_json:
@@ -380,6 +382,7 @@ def info_command(
     typer.echo(f"catalog:     {info['catalog']}")
     typer.echo(f"products:    {info['products']} ({info['searchable']} searchable)")
     typer.echo(f"model:       {info['model']['name']} ({info['model']['source']})")
+    typer.echo(f"runtime:     {runtimes_line(info['model']['runtimes'])}")
     for model_id, count in info["embeddings_by_model"].items():
         typer.echo(f"  embeddings: {count} by {model_id}")
     typer.echo(
@@ -719,11 +722,15 @@ def serve_command(
     import uvicorn
 
     from lookalike.api.serving import check_exposure, uvicorn_log_config
+    from lookalike.encode import create_encoder
+    from lookalike.encode.runtime import encoder_runtimes, runtimes_line
 
     settings = build_settings(data_dir, host=host, port=port, workers=workers)
     for note in check_exposure(settings):  # refuses a network address without any key
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"Lookalike on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    runtimes = encoder_runtimes(settings, lambda: create_encoder(settings))
+    typer.echo(f"encoder runtime: {runtimes_line(runtimes)}")
     # Proxy headers are the app's to trust (LOOKALIKE_TRUSTED_PROXIES), not uvicorn's.
     common: dict[str, Any] = {
         "host": settings.host,

@@ -20,6 +20,7 @@ from lookalike.duplicates.backfill import BackfillReport, regroup
 from lookalike.duplicates.detector import group_of
 from lookalike.encode import Encoder, ImageLimits, create_encoder
 from lookalike.encode.decode_gate import return_freed_memory_promptly
+from lookalike.encode.runtime import encoder_runtimes
 from lookalike.engine_info import describe_engine
 from lookalike.files.fetch import Fetcher, ingest_roots
 from lookalike.housekeeping import Housekeeping, housekeep
@@ -239,7 +240,9 @@ class Engine:
     def info(self) -> dict[str, Any]:
         """What is indexed, with which model, index and cache; never loads the model."""
         index = self._live.describe() if self._live else describe_index(self.settings)
-        return describe_engine(self.settings, self.catalog, index, self.caches.backend.describe())
+        runtimes = encoder_runtimes(self.settings, lambda: self.encoder)
+        cache = self.caches.backend.describe()
+        return describe_engine(self.settings, self.catalog, index, cache, runtimes)
 
 
 def _f(filters: ProductFilter | None) -> ProductFilter:

@@ -14,7 +14,11 @@ from lookalike.ingest.event_sources import describe_events
 
 
 def describe_engine(
-    settings: Settings, catalog: Catalog, index: dict[str, Any], cache: dict[str, Any]
+    settings: Settings,
+    catalog: Catalog,
+    index: dict[str, Any],
+    cache: dict[str, Any],
+    runtimes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The engine's description, given its index's and cache's own."""
     stats = catalog.stats()
@@ -29,7 +33,7 @@ def describe_engine(
         "log_head": stats.log_head,
         "index": index,
         "cache": cache,
-        "model": {"source": source.kind, "name": source.display_name},
+        "model": {"source": source.kind, "name": source.display_name, "runtimes": runtimes},
         "data_dir": str(settings.data_dir.resolve()),
         "freshness": freshness(catalog, stats.log_head, index.get("watermark")),
         "events": describe_events(settings),

@@ -22,6 +22,7 @@ def test_health_and_readiness(client: TestClient, catalog_items) -> None:
     assert body["products"] == body["searchable"] == body["index_vectors"] == len(catalog_items)
     assert body["index_watermark"] == len(catalog_items)  # one log entry per product added
     assert body["model"].startswith("openclip-dir:")
+    assert body["runtimes"] == {"text": "torch", "images": "torch"}  # an open_clip model
 
 
 def test_model_and_index_load_at_start_up(tmp_path: Path, indexed_data, tiny_model) -> None:

@@ -68,10 +68,14 @@ def test_text_vectors_match_the_sentence_transformers_path(model_dir: Path, st_m
     assert (ours * expected).sum(axis=1).min() >= 0.9999
 
 
-def test_images_still_encode_with_the_torch_tower(model_dir: Path):
-    encoder = encoder_for(model_dir)
+def test_images_encode_with_the_torch_tower_when_native(model_dir: Path):
+    settings = Settings(
+        _env_file=None, model_checkpoint=str(model_dir), device="cpu", encoder_runtime="native"
+    )
+    encoder = create_encoder(settings)
     vectors = encoder.encode_images([Image.new("RGB", (40, 32), (200, 30, 30))])
     assert vectors.shape == (1, 64) and np.isclose(np.linalg.norm(vectors), 1.0, atol=1e-5)
+    assert encoder.runtimes()["images"] == "torch"
 
 
 def test_another_text_tower_under_the_same_name_is_refused(tmp_path: Path, st_minilm):

@@ -47,6 +47,7 @@ from lookalike.api.serving import server_threads
 from lookalike.api.thumbnails import ThumbnailCache
 from lookalike.api.tracking import SearchTracker
 from lookalike.config import Settings
+from lookalike.encode.runtime import warm_up
 from lookalike.engine import Engine
 from lookalike.quality import SearchLogger
 
@@ -78,6 +79,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 the_engine = await runner.background(Engine, settings)
             # Load the model and open (or rebuild) the index now, not on the first request.
             await runner.background(lambda: the_engine.live_index)
+            # And the towers a model loads lazily (a LiT model's, with any ONNX export made
+            # or checked here): the first queries would otherwise all wait for it.
+            await runner.background(warm_up, the_engine.encoder)
         except BaseException:
             if owned and the_engine is not None:
                 the_engine.close()

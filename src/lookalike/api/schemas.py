@@ -266,6 +266,8 @@ class Readiness(BaseModel):
     # entry is at or below it is searchable here).
     index_watermark: int
     model: str
+    # What answers text and image queries, e.g. {"text": "onnxruntime-fp32", "images": "torch"}.
+    runtimes: dict[str, str]
 
 
 # --- events ------------------------------------------------------------------------------

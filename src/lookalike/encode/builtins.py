@@ -28,6 +28,8 @@ def _lit(source: ModelSource, settings: Settings) -> Encoder:
     return LitEncoder.from_source(
         source,
         text_model=settings.text_model,
+        runtime=settings.encoder_runtime,
+        export_dir=str(settings.onnx_export_dir()),
         device=settings.device,
         batch_size=settings.encode_batch_size,
         threads=settings.torch_threads,

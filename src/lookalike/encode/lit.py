@@ -8,12 +8,16 @@ fingerprint, never copied into the directory.
 
 A text query needs no torch: the text tower comes from `encode/text`, the projection is
 read from the safetensors with numpy. The image tower (torch, `encode/lit_model.py`)
-loads when the first image is encoded.
+loads when the first image is encoded. With `runtime` "auto" or "onnx" both towers run on
+ONNX Runtime where their checked export allows (`encode/text/bert_onnx.py`,
+`encode/lit_onnx.py`); "native" keeps numpy and torch.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +27,16 @@ import numpy as np
 from PIL import Image
 
 from lookalike.encode.base import EncoderInfo, LoadOnce, encode_images_batched, l2_normalize
+from lookalike.encode.lit_onnx import OnnxImageTower, planned_image_runtime
 from lookalike.encode.sources import ModelSource
 from lookalike.encode.text import DEFAULT_TEXT_MODEL, TextTower, load_text_tower, same_weights
+from lookalike.encode.text.runtime import planned_runtime
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
     from lookalike.encode.lit_model import LitModel
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -197,6 +205,9 @@ class LitEncoder:
         batch_size: int = 32,
         threads: int | None = None,
         text_model: str | None = None,
+        runtime: str = "native",
+        export_dir: str | None = None,
+        directory: Path | None = None,
     ) -> None:
         self.config = config
         self._image_model = image_model
@@ -207,6 +218,9 @@ class LitEncoder:
         self.batch_size = batch_size
         self.threads = threads
         self.text_model = text_model or config.text_model
+        self.runtime = runtime  # what runs the towers: see Settings.encoder_runtime
+        self.export_dir = export_dir
+        self.directory = directory  # where the weights are (None: not on disk, e.g. random)
         self._text = LoadOnce(self._load_text)
         self._image = LoadOnce(self._load_image)
 
@@ -231,6 +245,7 @@ class LitEncoder:
             name=source.display_name,
             model_id=source.fingerprint(),
             text_model=override,
+            directory=directory,
             **options,
         )
 
@@ -262,7 +277,13 @@ class LitEncoder:
         )
 
     def _load_text(self) -> tuple[TextTower, np.ndarray | None]:
-        text = load_text_tower(self.text_model, device=self.device, threads=self.threads)
+        text = load_text_tower(
+            self.text_model,
+            device=self.device,
+            threads=self.threads,
+            runtime=self.runtime,
+            export_dir=self.export_dir,
+        )
         if text.dim != self.config.text_dim or not same_weights(text, self.config.text_fingerprint):
             raise ModelError(
                 f"text tower {self.text_model!r} (fingerprint {text.fingerprint}, dim "
@@ -271,15 +292,79 @@ class LitEncoder:
             )
         return text, self._projection()
 
-    def _load_image(self) -> tuple[LitModel, str]:
+    def _load_image(self) -> tuple[LitModel | OnnxImageTower, str]:
         import torch
 
         from lookalike.encode.torch_runtime import resolve_device
 
+        device = resolve_device(self.device)
+        if self.runtime != "native":
+            onnx = self._onnx_image_tower(device)
+            if onnx is not None:
+                return onnx, device
         if self.threads:
             torch.set_num_threads(self.threads)
-        device = resolve_device(self.device)
         return self._image_model(device), device
+
+    def _onnx_image_tower(self, device: str) -> OnnxImageTower | None:
+        """The image tower on ONNX Runtime, or None (reason logged) where "auto" keeps torch."""
+        from lookalike.encode.lit_onnx import export_image_tower  # imports torch
+        from lookalike.encode.ort_cache import onnxruntime_available
+
+        reason = None
+        if device != "cpu":
+            reason = f"the device is {device} (ONNX Runtime serves CPU here)"
+        elif self.directory is None:
+            reason = "the model is not saved in a folder"
+        elif not onnxruntime_available():
+            reason = "onnxruntime is not installed: pip install 'lookalike[onnx]'"
+        else:
+            try:
+                tower = export_image_tower(
+                    self.directory,
+                    self.config,
+                    self._model_id,
+                    lambda: self._image_model("cpu"),
+                    export_dir=Path(self.export_dir) if self.export_dir else self.directory,
+                    # Ingest batches images through it: all cores unless told (as torch).
+                    threads=self.threads or os.cpu_count() or 1,
+                )
+            except (ModelError, OSError) as exc:
+                reason = str(exc)
+            else:
+                if self.runtime == "onnx" or tower.model.faster_than_native:
+                    return tower
+                reason = tower.model.slower_reason()
+        if self.runtime == "onnx":  # only failures reach here: "onnx" serves a slower export
+            raise ModelError(f"cannot run the image tower of {self.name} on ONNX Runtime: {reason}")
+        log.warning("the image tower of %s runs on torch: %s", self.name, reason)
+        return None
+
+    def warm_up(self) -> None:
+        """Load both towers now (a server at start-up), each on its runtime; the text
+        tower first, so that an image tower that cannot load leaves it loaded."""
+        self._text.get()
+        self._image.get()
+
+    def runtimes(self) -> dict[str, str]:
+        """What answers texts and images: what runs a loaded half, what will run the other."""
+        if self._text.loaded:
+            text = getattr(self._text.get()[0], "runtime", "unknown")
+        else:
+            text = planned_runtime(
+                self.text_model, self.config.text_fingerprint, self.runtime, self.export_dir
+            )
+        if self._image.loaded:
+            images = getattr(self._image.get()[0], "runtime", "torch")
+        else:
+            images = planned_image_runtime(
+                self.directory,
+                self._model_id,
+                self.runtime,
+                Path(self.export_dir) if self.export_dir else None,
+                self.device,
+            )
+        return {"text": text, "images": images}
 
     @property
     def info(self) -> EncoderInfo:
@@ -299,6 +384,8 @@ class LitEncoder:
         from lookalike.encode.torch_runtime import batched_inference
 
         model, device = self._image.get()
+        if isinstance(model, OnnxImageTower):
+            return l2_normalize(model.encode_pixels(pixels, self.batch_size))
         return l2_normalize(batched_inference(model.encode_image, pixels, self.batch_size, device))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

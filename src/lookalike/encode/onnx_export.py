@@ -20,6 +20,7 @@ from typing import Any
 
 from lookalike.config import Settings
 from lookalike.encode.factory import create_encoder
+from lookalike.encode.ort_cache import quantize_int8
 from lookalike.encode.sources import ONNX_CONFIG
 from lookalike.errors import ConfigError, ModelError
 
@@ -51,8 +52,8 @@ def export_onnx(settings: Settings, out_dir: Path, *, int8: bool = False) -> Pat
         work = Path(tmp)
         pixels = torch.zeros(2, 3, height, width)
         tokens = torch.as_tensor(tokenizer(["a photo", "a red car on a mountain road"]))
-        _export(_tower(model, "encode_image"), pixels, "pixels", work / IMAGE_FILE)
-        _export(_tower(model, "encode_text"), tokens, "tokens", work / TEXT_FILE)
+        export_module(_tower(model, "encode_image"), pixels, "pixels", work / IMAGE_FILE)
+        export_module(_tower(model, "encode_text"), tokens, "tokens", work / TEXT_FILE)
         if int8:
             for name in (IMAGE_FILE, TEXT_FILE):
                 _quantize(work / name, work / f"int8-{name}")
@@ -97,7 +98,8 @@ def _tower(model: Any, method: str) -> Any:
     return Tower().eval()
 
 
-def _export(module: Any, example: Any, input_name: str, path: Path) -> None:
+def export_module(module: Any, example: Any, input_name: str, path: Path) -> None:
+    """`module(example)` as an ONNX graph at `path`, dynamic in the batch axis."""
     import torch
 
     # Grad mode on: without it torch swaps in fused attention kernels ONNX cannot express.
@@ -120,16 +122,8 @@ def _export(module: Any, example: Any, input_name: str, path: Path) -> None:
 
 
 def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of the weights (activations stay float)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quant_log = logging.getLogger()
-    level = quant_log.level
-    quant_log.setLevel(logging.ERROR)  # it warns about optional pre-processing on the root logger
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-    finally:
-        quant_log.setLevel(level)
+    """Dynamic int8 quantisation of the weights (activations stay float), per tensor."""
+    quantize_int8(source, target, per_channel=False)
 
 
 def _tokenizer_config(tokenizer: Any) -> dict[str, Any]:

@@ -17,6 +17,9 @@ OPENCLIP_CONFIG = "open_clip_config.json"
 LIT_CONFIG = "lookalike_model.json"
 ONNX_CONFIG = "lookalike_onnx.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
+# The folder inside a model folder where its ONNX Runtime exports are cached
+# (`encode/ort_cache.py`): derived from the weights, so not part of the model's identity.
+EXPORTS_FOLDER = ".lookalike-onnx"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ def _hash_path(path: str) -> str:
 
 
 def _counts(path: Path) -> bool:
+    if EXPORTS_FOLDER in path.parts:
+        return False
     return path.suffix in WEIGHT_SUFFIXES or path.suffix == ".json"
 
 

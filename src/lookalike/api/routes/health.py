@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from lookalike.api.deps import EngineDep, RunDep
 from lookalike.api.errors import error_response
 from lookalike.api.schemas import ErrorResponse, Health, Readiness
+from lookalike.encode.runtime import encoder_runtimes
 from lookalike.engine import Engine
 
 router = APIRouter(tags=["health"])
@@ -40,4 +41,5 @@ def _readiness(engine: Engine) -> Readiness:
         index_vectors=len(engine.live_index.index),
         index_watermark=engine.live_index.watermark,
         model=engine.encoder.model_id,
+        runtimes=encoder_runtimes(engine.settings, lambda: engine.encoder),
     )

@@ -53,6 +53,11 @@ class TextTowerOptions:
     device: str = "cpu"  # towers that run on CPU only ignore it
     threads: int | None = None  # at most this many threads per call (None: the runtime's own)
     cache_dir: str | None = None  # where hub downloads are cached (None: the hub's default)
+    # "native" (numpy/torch), "onnx" (ONNX Runtime or an error) or "auto" (ONNX Runtime
+    # when it is installed and the export checks out, else native, with a logged reason).
+    runtime: str = "native"
+    # Where ONNX exports go when the model's folder is not ours to write (see ort_cache).
+    export_dir: str | None = None
 
 
 def same_weights(tower: TextTower, fingerprint: str) -> bool:

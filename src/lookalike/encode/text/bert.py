@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +43,8 @@ SAFETENSORS_DTYPES = {
     "BOOL": np.bool_,
 }
 MAX_HEADER_BYTES = 100 << 20
+# A runtime's forward pass: (tokens, mask), both batch x length -> pooled, batch x hidden.
+Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Bound one forward pass: attention holds batch x heads x length^2 floats.
 MAX_BATCH = 64
 MAX_BATCH_SQUARES = 1 << 20
@@ -79,6 +81,8 @@ class _Layer:
 
 class NumpyBertTower:
     """TextTower for BERT sentence-transformers folders, computed with numpy."""
+
+    runtime = "numpy"
 
     def __init__(self, source: TextSource, folder: SentenceFolder, threads: int | None) -> None:
         from tokenizers import Tokenizer
@@ -117,6 +121,11 @@ class NumpyBertTower:
         return tuple(_fingerprints(tensors, OLDER_STATE_PREFIXES).values())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_with(texts, self.forward)
+
+    def encode_with(self, texts: Sequence[str], forward: Forward) -> np.ndarray:
+        """Tokenise, batch by length, run `forward(tokens, mask)` per batch, normalise: the
+        same steps around any runtime's forward pass (the ONNX tower passes its own)."""
         if not texts:
             return empty(self.dim)
         if self.folder.do_lower_case:
@@ -124,7 +133,7 @@ class NumpyBertTower:
         ids = [self.tokenizer.encode(str(text)).ids for text in texts]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for batch in _batches(ids):
-            out[batch] = self._forward([ids[i] for i in batch])
+            out[batch] = forward(*self._pad([ids[i] for i in batch]))
         # Unit rows whether or not the folder ends in a Normalize module: the protocol
         # promises them, as `normalize_embeddings=True` always gave them before.
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
@@ -169,15 +178,21 @@ class NumpyBertTower:
                 )
             )
 
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+    def _pad(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids -> (tokens, mask), batch x longest, padded with 0 (the mask hides it)."""
         count, length = len(ids), max(len(row) for row in ids)
         if length > len(self.positions):
             raise ModelError(f"{length} tokens exceed the model's {len(self.positions)}")
-        tokens = np.zeros((count, length), dtype=np.int64)  # 0 pads; the mask hides it
+        tokens = np.zeros((count, length), dtype=np.int64)
         mask = np.zeros((count, length), dtype=np.float32)
         for row, seq in enumerate(ids):
             tokens[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1.0
+        return tokens, mask
+
+    def forward(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Padded tokens and their mask -> pooled hidden states (not normalised), in numpy."""
+        count, length = tokens.shape
         x = self.word[tokens] + self.positions[:length] + self.token_type
         x = _layer_norm(x.reshape(count * length, self.dim), *self.embedding_norm, self.eps)
         # Padding keys get the most negative float: exp() of it is exactly zero.

