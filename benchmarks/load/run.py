@@ -170,6 +170,10 @@ def running_server(
     with tempfile.TemporaryDirectory(prefix="lookalike-load-") as tmp:
         work = Path(tmp)
         data = copy_data(data_dir, work)
+        if model is not None and model.is_dir():
+            # A private copy: a server caches exports beside its model (ONNX Runtime), and
+            # older code counts every file there into the model's id.
+            model = Path(shutil.copytree(model, work / "model"))
         env = server_env(src, model, extra_env)
         key = make_write_key(data, env)
         port = free_port()
