@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from lookalike.index.faiss_index import FaissIndex
+from lookalike.index.base import IndexCapabilities
+from lookalike.index.faiss_index import FaissIndex, id_selector
 
 TOMBSTONE = -1
 # Filters that keep less than this share of entries are searched exactly (brute force over
@@ -29,6 +30,7 @@ _ALL_IDS = (0, np.iinfo(np.int64).max)
 
 class HnswIndex(FaissIndex):
     kind = "hnsw"
+    capabilities = IndexCapabilities(exact_subset_share=EXACT_BELOW)
     defaults: ClassVar[dict[str, Any]] = {"m": 32, "ef_construction": 80, "ef_search": 128}
     search_knobs = ("ef_search",)
 
@@ -127,7 +129,7 @@ class HnswIndex(FaissIndex):
         self._use_threads()
         with self._lock.read():
             # Brute force over the graph's own stored vectors, only the allowed nodes.
-            allowed = faiss.IDSelectorBatch(allowed_ids)
+            allowed = id_selector(allowed_ids)
             selector = faiss.IDSelectorTranslated(self._index, allowed)
             params = faiss.SearchParameters(sel=selector)
             scores, nodes = self._graph.storage.search(queries, k, params=params)
