@@ -107,9 +107,7 @@ def test_every_attribute_value_against_every_filter_value(catalog: Catalog):
 
 @settings(RELAXED, max_examples=40)
 @given(start=PRODUCTS, operations=OPERATIONS, filters=st.lists(FILTERS, min_size=2, max_size=4))
-def test_bitmaps_stay_in_step_through_the_change_log(
-    catalog: Catalog, start, operations, filters
-):
+def test_bitmaps_stay_in_step_through_the_change_log(catalog: Catalog, start, operations, filters):
     """Upserts with a new vector, field changes and deletes reach the bitmaps the way they
     reach the index: by a LiveIndex replaying the log."""
     _replace_all(catalog, [_write(f"p{i}", f, i) for i, f in enumerate(start)])
@@ -137,7 +135,7 @@ def test_a_price_array_rebuilt_after_many_changes_keeps_the_answers(catalog: Cat
     bitmaps = FilterBitmaps.from_catalog(catalog, MODEL)
     rng = np.random.default_rng(3)
     ranges = [(None, 40.0), (10.0, 200.0), (150.0, None), (5.5, 5.5), (299.0, 1000.0)]
-    for round_ in range(4):
+    for _ in range(4):
         picked = rng.choice(300, 90, replace=False)
         fields = [{"price": None if j % 13 == 0 else float(rng.integers(0, 400))} for j in picked]
         catalog.upsert(
@@ -168,7 +166,9 @@ def test_an_attribute_with_too_many_values_is_left_to_the_catalog(catalog: Catal
 def test_vector_ids_past_the_bitmap_range_hand_every_filter_to_the_catalog():
     bitmaps = FilterBitmaps(MODEL)
     assert bitmaps.supports(ProductFilter(categories=("shoes",)))
-    bitmaps._load([Product(id="big", category="shoes", vector_id=MAX_BITMAP_ID + 1, model_id=MODEL)])
+    bitmaps._load(
+        [Product(id="big", category="shoes", vector_id=MAX_BITMAP_ID + 1, model_id=MODEL)]
+    )
     assert not bitmaps.supports(ProductFilter(categories=("shoes",)))
 
 

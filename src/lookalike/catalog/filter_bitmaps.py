@@ -144,7 +144,9 @@ class _Prices:
     def between(self, low: float | None, high: float | None) -> BitMap:
         """Ids priced within [low, high] (either end open when None)."""
         start = 0 if low is None else int(np.searchsorted(self.prices, low, side="left"))
-        stop = len(self.prices) if high is None else int(np.searchsorted(self.prices, high, "right"))
+        stop = (
+            len(self.prices) if high is None else int(np.searchsorted(self.prices, high, "right"))
+        )
         parts: list[BitMap] = []
         if start < stop:
             first, last = -(-start // self.run), stop // self.run  # whole runs inside

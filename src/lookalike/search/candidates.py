@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 import numpy as np
-
 from pyroaring import BitMap
 
 from lookalike.catalog.base import Catalog, Product, ProductFilter
@@ -319,9 +318,7 @@ class CandidateFinder:
                 good = np.isin(found, _id_array(products))
             if good.sum(axis=1).min() >= wanted:
                 ids, sims = merge_best(np.where(good, scores, -np.inf), np.where(good, found, -1))
-                return self._take(
-                    ids, sims, wanted, products, product_filter, complete=False, k=k
-                )
+                return self._take(ids, sims, wanted, products, product_filter, complete=False, k=k)
             # Fewer valid ids than asked means the index cannot give more at this k (its
             # end, or an ANN search budget below k): widening would return the same.
             if k >= indexed or (found >= 0).sum(axis=1).min() < k:
