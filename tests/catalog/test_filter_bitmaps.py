@@ -166,9 +166,7 @@ def test_an_attribute_with_too_many_values_is_left_to_the_catalog(catalog: Catal
 def test_vector_ids_past_the_bitmap_range_hand_every_filter_to_the_catalog():
     bitmaps = FilterBitmaps(MODEL)
     assert bitmaps.supports(ProductFilter(categories=("shoes",)))
-    bitmaps._load(
-        [Product(id="big", category="shoes", vector_id=MAX_BITMAP_ID + 1, model_id=MODEL)]
-    )
+    bitmaps.load([Product(id="big", category="shoes", vector_id=MAX_BITMAP_ID + 1, model_id=MODEL)])
     assert not bitmaps.supports(ProductFilter(categories=("shoes",)))
 
 

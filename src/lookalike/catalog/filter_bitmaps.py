@@ -201,7 +201,7 @@ class FilterBitmaps:
         bitmaps = cls(model_id, max_values=max_values)
         # The head is read first: writes made while we read are replayed after.
         head = catalog.log_head()
-        bitmaps._load(p for p in catalog.iter_products(batch_size=10_000) if bitmaps._owns(p))
+        bitmaps.load(catalog.iter_products(batch_size=10_000))
         bitmaps.watermark = head
         bitmaps.catch_up(catalog)
         return bitmaps
@@ -211,10 +211,15 @@ class FilterBitmaps:
             return False
         return self.model_id is None or product.model_id == self.model_id
 
-    def _load(self, products: Iterable[Product]) -> None:
+    def load(self, products: Iterable[Product]) -> None:
+        """Fill from `products` (those of other models skipped), replacing what was held."""
+        self.categories, self.brands, self.attributes = _Field(), _Field(), {}
+        self.unindexed, self.overflow = set(), False
         ids: list[int] = []
         prices: list[tuple[int, float]] = []
         for product in products:
+            if not self._owns(product):
+                continue
             vid = int(product.vector_id)  # type: ignore[arg-type]
             if vid > MAX_BITMAP_ID:
                 self.overflow = True

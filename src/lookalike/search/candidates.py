@@ -287,19 +287,21 @@ class CandidateFinder:
         caps = self.index.capabilities
         # An exact index (flat) could serve any filter by post-filtering; above
         # EXACT_SELECTOR_MAX_SHARE listing the matching ids from SQL costs more than it
-        # saves. From the bitmaps they cost about a millisecond: every local index then
-        # scans with the selector (a graph or list search widened by 1/selectivity).
-        in_memory = not unfiltered and self._bitmap(cast(ProductFilter, product_filter)) is not None
-        selector = in_memory or (
-            caps.selector_scan
-            and not (caps.exact_filtered and plan.selectivity > EXACT_SELECTOR_MAX_SHARE)
+        # saves. From the bitmaps they cost about a millisecond: a flat index then always
+        # scans with the selector. HNSW keeps post-filtering (its graph walk widened by
+        # 1/selectivity costs more than a top-k oversampled by it), now checked against
+        # the bitmap instead of product rows.
+        bitmap = None if unfiltered else self._bitmap(cast(ProductFilter, product_filter))
+        selector = caps.selector_scan and not (
+            caps.exact_filtered and plan.selectivity > EXACT_SELECTOR_MAX_SHARE and bitmap is None
         )
         if not unfiltered and selector:
             return self._selector_ann(queries, wanted, cast(ProductFilter, product_filter), exclude)
         excluded = _id_array(exclude)
         products: dict[int, Product] = {}  # fetched candidates that match
         rejected: set[int] = set(exclude)  # excluded, deleted since, or not matching
-        members: np.ndarray | None = None  # every matching vector id, once that is cheaper
+        # Every matching vector id, once that is cheaper than reading candidates' rows.
+        members: np.ndarray | BitMap | None = bitmap
         if unfiltered:
             # A few spare candidates cover rows deleted since the index saw them.
             k = min(indexed, wanted + len(exclude) + UNFILTERED_SPARE)
@@ -312,7 +314,7 @@ class CandidateFinder:
                 with self._timed("filter_ms"):
                     members = self._members(cast(ProductFilter, product_filter))
             if members is not None:
-                good = np.isin(found, members) & ~np.isin(found, excluded)
+                good = _member(found, members) & ~np.isin(found, excluded)
             else:
                 self._fetch_matching(found, product_filter, products, rejected)
                 good = np.isin(found, _id_array(products))
@@ -458,6 +460,15 @@ def _with_products(
     """Drop ids whose product was deleted after the index or filter saw it."""
     keep = np.fromiter((int(i) in products for i in ids), dtype=bool, count=len(ids))
     return ids[keep], sims[keep]
+
+
+def _member(found: np.ndarray, members: np.ndarray | BitMap) -> np.ndarray:
+    """Which of `found` (any shape, -1 for none) are among `members`."""
+    if isinstance(members, np.ndarray):
+        return np.isin(found, members)
+    flat = found.ravel()
+    hits = np.fromiter((v >= 0 and v in members for v in flat.tolist()), bool, len(flat))
+    return hits.reshape(found.shape)
 
 
 def _still_matching(
