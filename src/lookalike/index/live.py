@@ -182,7 +182,10 @@ class LiveIndex:
         return True
 
     def describe(self) -> dict[str, Any]:
-        return self.index.describe()
+        described = self.index.describe()
+        if self.filters is not None:
+            described = {**described, "filter_bitmaps": self.filters.describe()}
+        return described
 
 
 def replay_log(

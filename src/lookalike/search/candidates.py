@@ -153,6 +153,12 @@ class CandidateFinder:
         selectivity = min(1.0, matching / indexed) if indexed else 0.0
         if matching <= self.policy.exact_max_items or selectivity == 0.0:
             return Plan("exact", matching, selectivity)
+        if matching <= self.index.capabilities.exact_subset_share * indexed and (
+            self._bitmap(product_filter) is not None
+        ):
+            # The index scores so small a subset exactly, and the ids cost nothing to list:
+            # exact and no dearer than a graph walk widened by 1/selectivity.
+            return Plan("exact", matching, selectivity)
         if self._first_k(wanted, selectivity) >= min(matching, indexed):
             return Plan("exact", matching, selectivity)
         if self.index.capabilities.filter_pushdown and cast(
