@@ -42,8 +42,10 @@ from lookalike.catalog.filters import CheckedFilter, ValueSet, check_filter
 
 MAX_BITMAP_ID = 2**32 - 1
 # Prices changed since the sorted array was built wait in a small overflow, scanned on
-# every range query; past this share of the array it is rebuilt.
+# every range query; past this share of the array (or PRICE_EXTRA_MAX entries, so the scan
+# stays well under a millisecond) it is rebuilt, off the readers' lock.
 PRICE_REBUILD_SHARE = 0.02
+PRICE_EXTRA_MAX = 4_096
 PRICE_RUN_MIN = 512  # ids per price run at least (at most ~1024 runs over 1M items)
 
 
@@ -122,15 +124,16 @@ class _Prices:
 
     def drop(self, gone: BitMap) -> None:
         self.stale |= gone
-        for vector_id in gone:
-            self.extra.pop(vector_id, None)
+        for vector_id in [v for v in self.extra if v in gone]:
+            del self.extra[vector_id]
 
     def set(self, vector_id: int, price: float) -> None:
         self.stale.add(vector_id)  # its old entry in the array, if it had one
         self.extra[vector_id] = price
 
     def needs_rebuild(self) -> bool:
-        return len(self.extra) + len(self.stale) > max(64, PRICE_REBUILD_SHARE * len(self.ids))
+        limit = max(64, min(PRICE_REBUILD_SHARE * len(self.ids), PRICE_EXTRA_MAX))
+        return len(self.extra) + len(self.stale) > limit
 
     def rebuilt(self) -> _Prices:
         keep = ~np.isin(self.ids, bitmap_ids(self.stale)) if self.stale else slice(None)
@@ -160,11 +163,14 @@ class _Prices:
         if self.stale:
             found -= self.stale
         if self.extra:
-            found.update(
-                vid
-                for vid, price in self.extra.items()
-                if (low is None or price >= low) and (high is None or price <= high)
-            )
+            ids = np.fromiter(self.extra.keys(), dtype=np.int64, count=len(self.extra))
+            prices = np.fromiter(self.extra.values(), dtype=np.float64, count=len(self.extra))
+            inside = np.ones(len(ids), dtype=bool)
+            if low is not None:
+                inside &= prices >= low
+            if high is not None:
+                inside &= prices <= high
+            found |= _bitmap(ids[inside])
         return found
 
     def memory_bytes(self) -> int:
@@ -190,7 +196,8 @@ class FilterBitmaps:
         self.unindexed: set[str] = set()  # attributes left to the catalog (too many values)
         self.prices = _Prices(np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.overflow = False  # a vector id past the 32-bit range: the catalog answers
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # readers and the writer's in-place updates
+        self._writing = threading.Lock()  # one writer at a time (rebuilds run outside _lock)
 
     # --- building and keeping in step ----------------------------------------------------
     @classmethod
@@ -258,6 +265,10 @@ class FilterBitmaps:
 
     def apply(self, catalog: Catalog, changes: VectorChanges) -> None:
         """Apply one stretch of the log (read from any watermark at or before ours)."""
+        with self._writing:
+            self._apply(catalog, changes)
+
+    def _apply(self, catalog: Catalog, changes: VectorChanges) -> None:
         touched = np.union1d(changes.add_ids, changes.update_ids)
         products = catalog.by_vector_ids(touched.tolist()) if len(touched) else {}
         with self._lock:
@@ -275,9 +286,13 @@ class FilterBitmaps:
                 self._index_fields(vid, product)
                 if product.price is not None:
                     self.prices.set(vid, float(product.price))
-            if self.prices.needs_rebuild():
-                self.prices = self.prices.rebuilt()
             self.watermark = max(self.watermark, changes.head)
+        if self.prices.needs_rebuild():
+            # Only writers change the prices, and this one holds `_writing`: readers go on
+            # with the old array while the new one is sorted, then see it whole.
+            fresh = self.prices.rebuilt()
+            with self._lock:
+                self.prices = fresh
 
     def _drop(self, gone: BitMap) -> None:
         self.everyone -= gone
