@@ -24,8 +24,9 @@ TOMBSTONE = -1
 # the matching stored vectors): cheaper than a graph walk that must skip most nodes, or one
 # oversampled by 1/selectivity (100k x 256-d, a 5% filter: 1.6 ms exact, recall 1.0, against
 # 4.3 ms post-filtering at ef 1200, recall 0.96; benchmarks/filtered_search.py). The matching
-# vectors are gathered by node, so the cost is the subset's, not the graph's.
-EXACT_BELOW = 0.05
+# vectors are gathered by node, so the cost is the subset's, not the graph's (the planner
+# also caps it in items: `search/candidates.py`, EXACT_SUBSET_MAX_ITEMS).
+EXACT_BELOW = 0.1
 MAX_EF = 4096
 _ADD_CHUNK = 10_000  # vectors added per write lock, so searches interleave with big adds
 _ALL_IDS = (0, np.iinfo(np.int64).max)
