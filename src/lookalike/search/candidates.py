@@ -17,9 +17,10 @@ post-filtering one fixed top-k is not enough. Two strategies:
   only; the catalog still has the last word on each hit.
 
 Where the index's process keeps the filterable fields in memory (`FilterBitmaps`, in-process
-FAISS indexes), a filter's count and matching ids come from its bitmaps instead of SQL, and
-every filtered search hands the ids straight to the index's selector (exact on a flat index,
-a widened graph or list search on HNSW and IVF-PQ). A filter the bitmaps do not answer
+FAISS indexes), a filter's count and matching ids come from its bitmaps instead of SQL: a
+flat index always scans the matching ids alone (its selector), IVF-PQ scans its widened
+cells with them, HNSW scores a small set exactly (gathered by node) and post-filters a
+broad one against the bitmap. A filter the bitmaps do not answer
 (`FilterBitmaps.supports`) asks the catalog as before. Either way each hit's product, read
 from the catalog, must still match: a change not yet replayed never leaks through.
 
