@@ -295,6 +295,18 @@ class Settings(BaseSettings):
         description="Filtered ANN multiplies k by this until enough candidates match or the "
         "index is exhausted (then it searches the matching items exactly).",
     )
+    filter_bitmaps: bool = Field(
+        True,
+        description="In-process FAISS indexes keep the filterable fields in memory "
+        "(compressed bitmaps per category, brand and attribute value, a sorted price array), "
+        "kept in step by the change log: a filter's matching ids come from there, not SQL.",
+    )
+    filter_bitmap_max_values: int = Field(
+        10_000,
+        ge=1,
+        description="An attribute with more distinct values than this is left out of the "
+        "filter bitmaps; filters naming it ask the catalog.",
+    )
     rank_pool_factor: int = Field(
         4,
         ge=1,

@@ -233,6 +233,11 @@ class Engine:
     def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
         """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
         live = self.metrics.time_searchable(self.index_admin.build(plan))
+        filters = self._live.filters if self._live is not None else None
+        if filters is not None and filters.model_id == live.index.meta.model_id:
+            # The filter bitmaps describe the catalog, not the index: the new one keeps them.
+            live.filters = filters
+            live.catch_up()
         with self._lock:
             self._live = live
         return live.describe()

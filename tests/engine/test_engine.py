@@ -87,6 +87,22 @@ def test_filters_return_only_matching_items_exactly(indexed: Engine):
     assert [h.product.id for h in results.hits] == [i for i in unfiltered if i in expected]
 
 
+def test_filters_come_from_the_bitmaps_in_step_with_writes_and_rebuilds(indexed: Engine):
+    """The engine's index keeps the filter bitmaps; a field change through the engine is in
+    them on return, and an index rebuilt from the catalog keeps them."""
+    filters = indexed.live_index.filters
+    assert filters is not None and len(filters) == 30
+    shoes = ProductFilter(categories=("shoes",))
+    assert filters.count(shoes) == 10
+    indexed.upsert(ItemSpec(id="sku1", image=None, title="now shoes", category="shoes"))
+    assert filters.count(shoes) == 11
+    results = indexed.search_image(png(0), limit=20, filters=shoes)
+    assert "sku1" in {h.product.id for h in results.hits} and results.total_found == 11
+    indexed.build_index()
+    assert indexed.live_index.filters is filters
+    assert indexed.live_index.describe()["filter_bitmaps"]["items"] == 30
+
+
 def test_upsert_with_bytes_is_searchable_on_return_and_delete_is_not(indexed: Engine):
     product = indexed.upsert(ItemSpec(id="new", image=None, title="fresh", price=5.0), png(500))
     assert product.vector_id is not None and Path(product.image_source).is_file()

@@ -146,3 +146,41 @@ def test_save_is_time_gated_unless_forced(catalog: SQLiteCatalog, tmp_path: Path
     assert not live.save()
     assert live.save(force=True) and (tmp_path / "ix" / "index-00000001.faiss").exists()
     assert not live.save(force=True)  # nothing new
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_small_allowed_set_is_scored_exactly_through_writes(kind: str):
+    """Small allowed sets are scored by gathering their vectors by node: exact, and still
+    right after removes shift the flat index's nodes and HNSW leaves tombstones."""
+    from lookalike.index import HnswIndex
+
+    index = flat() if kind == "flat" else HnswIndex(IndexMeta("hnsw", 16), None)
+    vectors = unit(2_000, seed=3)
+    index.add(np.arange(2_000, dtype=np.int64) * 3, vectors)
+    stored = dict(zip((np.arange(2_000) * 3).tolist(), vectors, strict=True))
+    rng = np.random.default_rng(4)
+
+    def check(allowed: np.ndarray, seed: int) -> None:
+        queries = unit(3, seed=seed)
+        scores, ids = index.search(queries, 10, allowed_ids=allowed)
+        live = np.array([v for v in allowed.tolist() if v in stored])
+        expected = queries @ np.stack([stored[v] for v in live.tolist()]).T
+        for row in range(3):
+            best = live[np.argsort(-expected[row], kind="stable")[:10]]
+            assert set(ids[row].tolist()) == set(best.tolist())
+            np.testing.assert_allclose(scores[row], np.sort(expected[row])[::-1][:10], rtol=1e-5)
+
+    for step in range(3):
+        # Allowed: live ids and some about to be removed; about 2% of the entries.
+        allowed = np.unique(rng.choice(sorted(stored), 40))
+        check(allowed, 20 + step)  # builds the id -> node lookup
+        gone = np.unique(np.concatenate([allowed[:5], rng.choice(sorted(stored), 100)]))
+        index.remove(gone)
+        for vid in gone.tolist():
+            del stored[vid]
+        check(allowed, 30 + step)  # the removed ids are gone, the others found at new nodes
+        fresh = np.arange(10, dtype=np.int64) + 10_000 + 100 * step
+        new_vectors = unit(10, seed=10 + step)
+        index.add(fresh, new_vectors)
+        stored.update(zip(fresh.tolist(), new_vectors, strict=True))
+        check(np.unique(np.concatenate([allowed, fresh])), 40 + step)

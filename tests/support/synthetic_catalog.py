@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 
 from lookalike.catalog.base import Product, ProductFilter, ProductWrite
+from lookalike.catalog.filter_bitmaps import FilterBitmaps
 from lookalike.catalog.sqlite import SQLiteCatalog
 from lookalike.index.base import IndexMeta
 from lookalike.index.faiss_index import FaissIndex, FlatIndex
@@ -83,6 +84,12 @@ def ivfpq_live_index(catalog: SQLiteCatalog, dim: int, **params: Any) -> LiveInd
         index.add(ids, vectors)
     index.meta.watermark = catalog.log_head()
     return LiveIndex(index, catalog)
+
+
+def with_filter_bitmaps(live: LiveIndex, **options: Any) -> LiveIndex:
+    """`live`, keeping the catalog's filterable fields in memory as the engine opens it."""
+    live.filters = FilterBitmaps.from_catalog(live.catalog, MODEL_ID, **options)
+    return live
 
 
 def brute_force(

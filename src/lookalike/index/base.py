@@ -21,6 +21,9 @@ class IndexCapabilities:
     selector_scan: bool = False  # `search(allowed_ids=...)` scans only allowed ids, widening
     # its probes by 1/selectivity: a filter costs it no more recall than no filter
     max_k: int | None = None  # most results one query may ask for (None: no limit)
+    # `search(allowed_ids=...)` is exact when the allowed ids are at most this share of the
+    # entries (HNSW scores so small a subset by brute force over its stored vectors)
+    exact_subset_share: float = 0.0
 
 
 @dataclass

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from lookalike.catalog.base import Catalog
+from lookalike.catalog.filter_bitmaps import FilterBitmaps
 from lookalike.config import Settings
 from lookalike.errors import ConfigError
 from lookalike.index import pgvector  # noqa: F401 - registers itself; psycopg loads on open
@@ -30,7 +31,7 @@ def _open_faiss(
     if maps_index(settings):
         return _open_mapped(settings, catalog, planner, progress)
     index = planner.load() or planner.rebuild(progress=progress)
-    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
+    options = _live_options(settings, catalog, model_id, progress)
     live = LiveIndex(index, catalog, maintainer=planner, **options)
     live.catch_up()
     live.maintain()  # e.g. tombstones piled up before the last save
@@ -51,7 +52,8 @@ def _open_mapped(
         if index is None:
             built = planner.rebuild(progress=progress)
             index = planner.load_mapped() or MappedIndex(built)
-    options = {"save_interval_s": settings.index_save_interval_s, "progress": progress}
+    # Each worker keeps its own filter bitmaps, in step with its own replay of the log.
+    options = _live_options(settings, catalog, planner.model_id, progress)
     live = MappedLiveIndex(
         index,
         catalog,
@@ -63,6 +65,22 @@ def _open_mapped(
     live.catch_up()
     live.maintain()
     return live
+
+
+def _live_options(
+    settings: Settings, catalog: Catalog, model_id: str, progress: bool
+) -> dict[str, Any]:
+    """What every in-process FAISS LiveIndex is opened with."""
+    filters = None
+    if settings.filter_bitmaps:
+        filters = FilterBitmaps.from_catalog(
+            catalog, model_id, max_values=settings.filter_bitmap_max_values
+        )
+    return {
+        "save_interval_s": settings.index_save_interval_s,
+        "progress": progress,
+        "filters": filters,
+    }
 
 
 def _describe_faiss(settings: Settings) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from lookalike.catalog.base import Catalog
+from lookalike.catalog.base import Catalog, VectorChanges
+from lookalike.catalog.filter_bitmaps import FilterBitmaps
 from lookalike.index.base import IndexMeta, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class LiveIndex:
 
     With a `maintainer`, an index that the changes have outgrown (the catalog passed a
     size threshold, too many tombstones) is rebuilt from the catalog and swapped in.
+
+    With `filters` (the filterable fields in memory, `catalog/filter_bitmaps.py`), every
+    stretch of the log replayed into the index is applied to them too, so searches find
+    the matching ids of a filter there instead of asking the catalog.
     """
 
     def __init__(
@@ -48,8 +53,10 @@ class LiveIndex:
         save_interval_s: float = 30.0,
         maintainer: Maintainer | None = None,
         progress: bool = False,
+        filters: FilterBitmaps | None = None,
     ) -> None:
         self.index = index
+        self.filters = filters
         self.catalog = catalog
         self.save_interval_s = save_interval_s
         self.maintainer = maintainer
@@ -76,7 +83,14 @@ class LiveIndex:
             if applied:
                 self._dirty = True
                 self._maintain()
+            self._filters_catch_up()
         return applied
+
+    def _filters_catch_up(self) -> None:
+        """Bring the filter bitmaps to the index's watermark when the replay did not (they
+        were built at another point of the log)."""
+        if self.filters is not None and self.filters.watermark < self.index.meta.watermark:
+            self.filters.catch_up(self.catalog)
 
     def apply_writes(self, batch: int = 100_000) -> int:
         """Make committed catalog writes searchable: every write path calls this right after
@@ -110,7 +124,14 @@ class LiveIndex:
 
     def _replay(self, index: VectorIndex, batch: int = 100_000) -> int:
         """Apply the log after `index`'s watermark to it; returns entries applied."""
-        return replay_log(index, self.catalog, batch, self.on_applied)
+        return replay_log(index, self.catalog, batch, self.on_applied, self._follow)
+
+    def _follow(self, before: int, changes: VectorChanges) -> None:
+        """Apply a stretch the index replayed (from `before`) to the filter bitmaps when
+        it covers their next entry; stretches they hold already are skipped."""
+        filters = self.filters
+        if filters is not None and before <= filters.watermark < changes.head:
+            filters.apply(self.catalog, changes)
 
     def maintain(self) -> bool:
         """Rebuild the index now if the maintainer says it is due; returns whether it did."""
@@ -161,7 +182,10 @@ class LiveIndex:
         return True
 
     def describe(self) -> dict[str, Any]:
-        return self.index.describe()
+        described = self.index.describe()
+        if self.filters is not None:
+            described = {**described, "filter_bitmaps": self.filters.describe()}
+        return described
 
 
 def replay_log(
@@ -169,9 +193,11 @@ def replay_log(
     catalog: Catalog,
     batch: int = 100_000,
     on_applied: Callable[[np.ndarray], None] | None = None,
+    on_changes: Callable[[int, VectorChanges], None] | None = None,
 ) -> int:
     """Apply the catalog's log after `index`'s watermark to it; returns entries applied.
-    `on_applied` gets the commit times of each stretch applied (freshness metrics)."""
+    `on_applied` gets the commit times of each stretch applied (freshness metrics);
+    `on_changes` each stretch with the watermark it was read after (the filter bitmaps)."""
     applied = 0
     while True:
         changes = catalog.changes_since(index.meta.watermark, batch, index.meta.model_id)
@@ -192,6 +218,8 @@ def replay_log(
             if len(changes.add_ids):
                 index.add(changes.add_ids, changes.add_vectors)
         applied += changes.head - index.meta.watermark
+        if on_changes is not None:
+            on_changes(index.meta.watermark, changes)
         index.meta.watermark = changes.head
         if on_applied is not None and len(changes.commit_times):
             on_applied(changes.commit_times)

@@ -229,7 +229,11 @@ class SearchPipeline:
         collapsing = options.collapse == "duplicates"
         timings: dict[str, float] = {}
         finder = CandidateFinder(
-            self.catalog, self.index.index, FilterPolicy.from_settings(self.settings), timings
+            self.catalog,
+            self.index.index,
+            FilterPolicy.from_settings(self.settings),
+            timings,
+            filters=self.index.filters,
         )
         settings = self.settings
         pool_max = max(settings.rank_pool_max, limit)
