@@ -125,8 +125,7 @@ class Engine:
         return applied
 
     def stored_fetcher(self) -> Fetcher:
-        """Reads back image sources the catalog holds (reindex, metadata-only writes):
-        remote, or local under the media folder, media_roots and earlier index runs' roots."""
+        """Reads back stored image sources (remote, or under media and known roots)."""
         return stored_fetcher(self.fetcher, self.settings, self.catalog)
 
     # --- ingest --------------------------------------------------------------------------
@@ -175,8 +174,7 @@ class Engine:
         return ProductWriter(self.catalog, *parts, self.media, ingest, self.duplicates)
 
     @property
-    def media(self) -> MediaStore:
-        """Uploaded images, by content hash, deleted with the last product using them."""
+    def media(self) -> MediaStore:  # uploads by content hash; gone with their last product
         return MediaStore(self.settings.data_dir / "media", self.catalog)
 
     def housekeeping(self, now: float | None = None) -> Housekeeping:
@@ -233,11 +231,7 @@ class Engine:
     def build_index(self, plan: IndexPlan | None = None) -> dict[str, Any]:
         """Rebuild the index from stored embeddings (no re-encoding), save it, use it."""
         live = self.metrics.time_searchable(self.index_admin.build(plan))
-        filters = self._live.filters if self._live is not None else None
-        if filters is not None and filters.model_id == live.index.meta.model_id:
-            # The filter bitmaps describe the catalog, not the index: the new one keeps them.
-            live.filters = filters
-            live.catch_up()
+        live.keep_filters_of(self._live)
         with self._lock:
             self._live = live
         return live.describe()

@@ -86,6 +86,14 @@ class LiveIndex:
             self._filters_catch_up()
         return applied
 
+    def keep_filters_of(self, previous: LiveIndex | None) -> None:
+        """Take over `previous`'s filter bitmaps (a rebuilt index of the same model): they
+        describe the catalog, not the index, so they need no rebuild, only the log."""
+        filters = previous.filters if previous is not None else None
+        if filters is not None and filters.model_id == self.index.meta.model_id:
+            self.filters = filters
+            self.catch_up()
+
     def _filters_catch_up(self) -> None:
         """Bring the filter bitmaps to the index's watermark when the replay did not (they
         were built at another point of the log)."""
