@@ -130,3 +130,25 @@ def test_more_results_than_vectors_are_padded():
     scores, found = index.search(np.eye(4, dtype=np.float32)[:1], 3)
     assert found.tolist() == [[5, -1, -1]]
     assert scores[0, 0] == pytest.approx(1.0)
+
+
+def test_a_filter_whose_items_lie_far_from_the_query_still_fills_the_page():
+    # Two far-apart clusters; the filter keeps the far one and a few near ones (61%: the
+    # graph path). A walk from deep inside the near cluster never reaches the far one, so
+    # it comes back short: the short rows are redone exactly.
+    rng = np.random.default_rng(3)
+    near = rng.normal(0, 0.05, (2_000, 32)) + np.eye(32)[0]
+    far = rng.normal(0, 0.05, (3_000, 32)) + np.eye(32)[1]
+    vectors = np.vstack([near, far]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(len(vectors))
+    index = HnswIndex(IndexMeta("hnsw", 32, params={"m": 8, "ef_search": 16}), None)
+    index.threads = 1
+    index.add(ids, vectors)
+    allowed = np.concatenate([ids[:50], ids[2_000:]])
+    assert len(allowed) > 0.5 * len(ids)  # past the exact-subset share: the graph is walked
+    queries = vectors[100:110]
+    scores, found = index.search(queries, 80, allowed_ids=allowed)
+    truth = exact_top_k(allowed, vectors[allowed], queries, 80)
+    assert (found >= 0).all() and np.isin(found, allowed).all()
+    assert recall_at_k(found, truth) == 1.0
