@@ -148,7 +148,7 @@ def test_a_filter_whose_items_lie_far_from_the_query_still_fills_the_page():
     allowed = np.concatenate([ids[:50], ids[2_000:]])
     assert len(allowed) > 0.5 * len(ids)  # past the exact-subset share: the graph is walked
     queries = vectors[100:110]
-    scores, found = index.search(queries, 80, allowed_ids=allowed)
+    _, found = index.search(queries, 80, allowed_ids=allowed)
     truth = exact_top_k(allowed, vectors[allowed], queries, 80)
     assert (found >= 0).all() and np.isin(found, allowed).all()
     assert recall_at_k(found, truth) == 1.0
