@@ -93,6 +93,25 @@ def test_a_model_that_cannot_tell_noise_from_matches_gets_no_floor() -> None:
     assert all(kind.min_score is None and kind.note for kind in calibration.kinds.values())
 
 
+def test_levels_within_the_minimum_separation_get_no_floor() -> None:
+    # A barely trained model: every vector a hair apart, nonsense just below matches.
+    rng = np.random.default_rng(0)
+    base = np.eye(8, dtype=np.float32)[0]
+    vectors = base + rng.normal(0, 1e-3, (20, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    nonsense = base + np.float32(0.15) * np.eye(8, dtype=np.float32)[1]
+    nonsense /= np.linalg.norm(nonsense)  # cosine 0.989 to the items: 0.011 below them
+    prompts = {"a photo of a thing": base, "thing": base}  # the category's own words
+    encoder = _TableEncoder(prompts, nonsense, base)
+    sample = LabelledSample(vectors, np.zeros(20, int), ["Thing"])
+    calibration = calibrate(
+        sample, encoder, vectors_kth_best(vectors, 5), model_id="m", k=5, image_weight=0.7
+    )
+    text = calibration.kinds["text"]
+    assert text.noise_level < text.related_level  # below, but by less than the margin
+    assert text.min_score is None and "within" in text.note
+
+
 @pytest.fixture
 def indexed(engine: Engine, photo_folder) -> Engine:
     report = engine.index_path(photo_folder)

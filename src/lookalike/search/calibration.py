@@ -51,6 +51,10 @@ ANCHORS_PER_CATEGORY = 20
 MAX_CATEGORIES = 50
 NOISE_QUANTILE = 0.9
 RELATED_QUANTILE = 0.05
+# Levels closer than this are one level: a model that puts every image at similarity
+# 0.99999 to every other (a barely trained one) would otherwise get a floor between the
+# two, and rounding (or another runtime's last digits) would decide which hits survive.
+MIN_SEPARATION = 0.02
 PROMPT = "a photo of a {}"
 KINDS = ("text", "image", "hybrid")
 SHOWN_QUANTILES = (0.01, 0.05, 0.1, 0.5, 0.9, 0.99)
@@ -93,7 +97,7 @@ class Calibration:
     rule: str = (
         "min_score = (noise q90 + related q05) / 2, where noise = the k-th best similarity "
         "of nonsense queries and related = similarities of same-category pairs; no floor "
-        "when noise q90 >= related q05"
+        f"when related q05 - noise q90 < {MIN_SEPARATION}"
     )
 
     def to_json(self) -> str:
@@ -177,8 +181,10 @@ def _kind_floor(noise: np.ndarray, related: np.ndarray) -> KindFloor:
     noise_level = float(np.quantile(noise, NOISE_QUANTILE))
     related_level = float(np.quantile(related, RELATED_QUANTILE))
     floor, note = None, ""
-    if noise_level < related_level:
+    if related_level - noise_level >= MIN_SEPARATION:
         floor = round((noise_level + related_level) / 2, 4)
+    elif noise_level < related_level:
+        note = f"nonsense and genuine matches within {MIN_SEPARATION} of each other: no floor"
     else:
         note = "nonsense queries reach genuine matches' similarities: no floor"
     return KindFloor(
