@@ -25,7 +25,7 @@ import logging
 import os
 import sysconfig
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from lookalike.files.atomic import atomic_write, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: int8 tries with some products kept in float
+FORMAT_VERSION = 1
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.99
 PRECISIONS = ("int8", "fp32")
@@ -112,13 +112,9 @@ def cached_export(
     reference: Callable[[], np.ndarray],
     threads: int = 1,
     quantize: bool = True,
-    keep_float: Sequence[tuple[str, ...]] = (),
 ) -> CachedModel:
     """The cached export `folder/stem*`, loaded; exported (and checked) first when missing
-    or damaged. Raises ModelError when the export does not reproduce `reference`.
-
-    `keep_float`: where int8 everywhere is not close enough, the next tries, in order: the
-    MatMul nodes whose names start with one of these prefixes stay float."""
+    or damaged. Raises ModelError when the export does not reproduce `reference`."""
     record = read_record(folder, stem)
     if record is not None:
         path = folder / Path(record["file"]).name
@@ -131,7 +127,7 @@ def cached_export(
                 return CachedModel(session, path, record["precision"], record, exported=False)
         else:
             log.warning("re-exporting %s: the file is missing or not the one recorded", path)
-    return _export(folder, stem, write_fp32, embed, reference, threads, quantize, keep_float)
+    return _export(folder, stem, write_fp32, embed, reference, threads, quantize)
 
 
 def open_session(path: Path, threads: int) -> Session:
@@ -165,7 +161,6 @@ def _export(
     reference: Callable[[], np.ndarray],
     threads: int,
     quantize: bool,
-    keep_float: Sequence[tuple[str, ...]] = (),
 ) -> CachedModel:
     started = time.perf_counter()
     fp32_path, int8_path = folder / f"{stem}-fp32.onnx", folder / f"{stem}-int8.onnx"
@@ -183,27 +178,20 @@ def _export(
             f"(min cosine {fp32_cosine:.6f} < {FP32_MIN_COSINE})"
         )
     int8_cosine = int8_ms = None
-    kept: tuple[str, ...] = ()
-    tries: list[dict[str, Any]] = []
     chosen, session, chosen_ms = "fp32", fp32, fp32_ms
-    for keep in ((), *keep_float) if quantize else ():
+    if quantize:
         try:
-            atomic_write(int8_path, lambda tmp, k=keep: quantize_int8(fp32_path, Path(tmp), k))
+            atomic_write(int8_path, lambda tmp: quantize_int8(fp32_path, Path(tmp)))
             int8 = open_session(int8_path, threads)
-            int8_vectors, int8_ms = _timed(lambda s=int8: embed(s))
+            int8_vectors, int8_ms = _timed(lambda: embed(int8))
             int8_cosine = min_cosine(int8_vectors, fp32_vectors)
         except (OSError, ModelError) as exc:
             log.warning("keeping fp32 for %s: int8 quantisation failed: %s", stem, exc)
-            break
-        tries.append(
-            {"kept_float": list(keep), "min_cosine": round(int8_cosine, 6), "ms": round(int8_ms, 2)}
-        )
-        # int8 only where it is both close enough and faster: dynamic quantisation of
-        # small convolutions was slower than fp32 (benchmarks/lit_image_tower.py).
-        if int8_cosine >= INT8_MIN_COSINE:
-            if int8_ms < fp32_ms:
-                chosen, session, chosen_ms, kept = "int8", int8, int8_ms, keep
-            break  # close enough; keeping more float cannot make it faster
+        else:
+            # int8 only where it is both close enough and faster: dynamic quantisation of
+            # small convolutions was slower than fp32 (benchmarks/lit_image_tower.py).
+            if int8_cosine >= INT8_MIN_COSINE and int8_ms < fp32_ms:
+                chosen, session, chosen_ms = "int8", int8, int8_ms
     if chosen == "fp32":
         int8_path.unlink(missing_ok=True)
     path = int8_path if chosen == "int8" else fp32_path
@@ -215,8 +203,6 @@ def _export(
         "fp32_vs_native_min_cosine": round(fp32_cosine, 6),
         "int8_vs_fp32_min_cosine": None if int8_cosine is None else round(int8_cosine, 6),
         "int8_min_cosine_required": INT8_MIN_COSINE,
-        "int8_kept_float": list(kept),  # name prefixes of the MatMuls left in float
-        "int8_tries": tries,
         "sample_size": len(fp32_vectors),
         # Best of three passes over the sample, each runtime on this machine at export.
         "sample_ms": {
@@ -244,35 +230,17 @@ def _timed(run: Callable[[], np.ndarray], repeats: int = 3) -> tuple[np.ndarray,
     return result, best
 
 
-def quantize_int8(
-    source: Path, target: Path, keep_float: tuple[str, ...] = (), *, per_channel: bool = True
-) -> None:
+def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> None:
     """Dynamic int8 quantisation of the weights (activations stay float). Per channel by
-    default: per tensor lost more (MiniLM: min cosine to fp32 0.89 vs 0.97 on the sample).
-    MatMul nodes whose names start with a `keep_float` prefix are left in float."""
+    default: per tensor lost more (MiniLM: min cosine to fp32 0.89 vs 0.97 on the sample)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    excluded = []
-    if keep_float:
-        import onnx
-
-        graph = onnx.load(str(source), load_external_data=False).graph
-        excluded = [
-            node.name
-            for node in graph.node
-            if node.op_type == "MatMul" and node.name.startswith(keep_float)
-        ]
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # it warns about optional pre-processing on the root logger
     try:
         quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            per_channel=per_channel,
-            nodes_to_exclude=excluded,
+            str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel
         )
     except Exception as exc:  # onnx/onnxruntime raise many types for graphs they reject
         raise ModelError(f"cannot quantise {source}: {exc}") from exc
