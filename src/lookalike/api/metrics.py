@@ -17,7 +17,7 @@ from lookalike.api.clients import is_loopback_client
 from lookalike.errors import Unauthorized
 
 
-def _may_read_metrics(request: Request) -> None:
+async def _may_read_metrics(request: Request) -> None:
     """`LOOKALIKE_METRICS_ACCESS`: open; local (loopback clients, or any valid key); key (any
     valid key). `off` is handled by not serving the route at all."""
     policy = request.app.state.settings.metrics_access
