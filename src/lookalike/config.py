@@ -455,6 +455,15 @@ class Settings(BaseSettings):
         description="Near-duplicate crops: normalised cross-correlation of the edges (grey "
         "gradient magnitudes) a candidate crop needs there too.",
     )
+    duplicate_crop_margin: float = Field(
+        0.01,
+        ge=0,
+        le=2,
+        description="Near-duplicate crops: a cropped copy has one original, so it is linked "
+        "only to the image it matches best (colour plus edge correlation) and to that "
+        "image's own copies, and to none where an image of another group matches within "
+        "this margin of the best.",
+    )
     negative_weight: float = Field(
         0.5,
         ge=0,
