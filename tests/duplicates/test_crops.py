@@ -9,6 +9,7 @@ hashes and the thumbnail check alone."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,43 @@ def test_crops_off_by_default_store_no_crop_hashes_until_turned_on(settings) -> 
         report, backfill = engine.near_duplicates()  # hashes the sub-crops it now needs
         assert backfill.hashed == 2 and not backfill.failed
         assert sorted(report.groups.values()) == [["crop", "piece"]]
+
+
+def test_a_crop_joins_its_own_original_not_a_mirror_image_siblings_copy(crop_engine) -> None:
+    """A play button, its rewind sibling and the rewind button's mirrored copy (grouped
+    with it as a mirror image): a crop of the play button lines up with the mirrored
+    rewind button too, but better with its own original, and a crop has one original."""
+    from lookalike.duplicates import DuplicateFinder, DuplicateRules
+
+    engine = crop_engine
+    play, rewind = image("button-next"), image("button-back")
+    crop = cropped(play, keep=(0.84, 0.86), at=(0.3, 0.6))
+    upsert(engine, "play", play)
+    upsert(engine, "rewind", rewind)
+    upsert(engine, "play-crop", crop)  # before the sibling's mirrored copy ...
+    upsert(engine, "rewind-mirror", rewind.transpose(Image.FLIP_LEFT_RIGHT))  # ... and after
+    right = [["play", "play-crop"], ["rewind", "rewind-mirror"]]
+    assert groups_of(engine) == right
+    index = engine.live_index.index
+    rules = DuplicateRules.from_settings(engine.settings)
+    assert sorted(DuplicateFinder(engine.catalog, index, rules).find_all().groups.values()) == right
+    # Linking every crop-check pass (the rule before one original) bridges the two groups.
+    every = DuplicateFinder(engine.catalog, index, replace(rules, one_original=False))
+    assert sorted(every.find_all(write=False).groups.values()) == [
+        ["play", "play-crop", "rewind", "rewind-mirror"]
+    ]
+
+    # Written in the other order, the crop after the mirrored copy: the same groups.
+    for pid in ("play-crop", "rewind-mirror"):
+        engine.delete(pid)
+    upsert(engine, "rewind-mirror", rewind.transpose(Image.FLIP_LEFT_RIGHT))
+    upsert(engine, "play-crop", crop)
+    assert groups_of(engine) == right
+
+    # Its original gone, the crop's best match is the mirrored sibling; the original back,
+    # the crop leaves that group again. The writes keep what a full pass finds.
+    engine.delete("play")
+    assert groups_of(engine) == [["play-crop", "rewind", "rewind-mirror"]]
+    upsert(engine, "play", play)
+    assert groups_of(engine) == right
+    assert sorted(DuplicateFinder(engine.catalog, index, rules).find_all().groups.values()) == right
