@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["both", "whole", "hash", "embedding"]
 BATCH = 2_048
+SCORES_KEPT = 200_000  # crop-check scores kept between passes (~100 bytes each)
 # Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
 # original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
 MIRROR_BITS = 2
@@ -150,6 +151,11 @@ class DuplicateFinder:
         self.rules = rules
         self.progress = progress
         self._hashes: HashIndex | None = None
+        # Crop-check scores by (crop, whole) image: a stored crop is asked about again
+        # whenever an image it matches is written. Cleared when full (a bound, not an LRU).
+        self._crop_scores: dict[tuple[int, int, int, int], float | None] = BoundedScores(
+            SCORES_KEPT
+        )
 
     @property
     def hashes_crops(self) -> bool:
@@ -252,7 +258,7 @@ class DuplicateFinder:
 
     def _changed_crops(self, rows: Sequence[HashRow], originals: Originals) -> set[str]:
         """Stored crops (not among `rows`) whose one original the written rows change: one
-        of them matches the crop, and the crop's links without them are not all kept."""
+        of them matches the crop, and the crop's other links are not what they were."""
         if not self.rules.crops or not rows:
             return set()
         written = {r.product_id for r in rows}
@@ -267,7 +273,9 @@ class DuplicateFinder:
                 if self.rules.crop_directions(crop, whole)
             ):
                 continue  # no written image is a match of this crop: its links stand
-            if not originals.of(crop, without=written) <= originals.of(crop):
+            # Links to the written images are their own candidate pairs; any other change
+            # (one lost, or one gained as the written image settled a tie) is a regroup.
+            if originals.of(crop, without=written) != originals.of(crop) - written:
                 changed.add(pid)
         return changed
 
@@ -278,8 +286,11 @@ class DuplicateFinder:
         embeddings: dict[int, np.ndarray],
         originals: Originals,
     ) -> None:
-        """Regroup the seeds (written products, crops whose links changed, and the products
-        named in `left`), their confirmed partners and every group any of them is in."""
+        """Regroup the seeds (written products, crops whose links changed, the products
+        named in `left` and the members of its groups), their confirmed partners and every
+        group any of them is in."""
+        for group_members in self.catalog.group_members(sorted(left)).values():
+            seeds = seeds | set(group_members)
         rows = self.catalog.image_hashes(product_ids=sorted(seeds | left))
         by_id = {r.product_id: r for r in rows}
         self._load(rows, embeddings)
@@ -319,6 +330,7 @@ class DuplicateFinder:
             lambda ids: self.catalog.image_hashes(product_ids=ids),
             lambda a, b: self._similarity(a, b, embeddings),
             known,
+            self._crop_scores,
         )
 
     def _pairs(
@@ -447,6 +459,19 @@ def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> d
     for pid in list(joined.parent):
         grouped.setdefault(joined.root(pid), []).append(pid)
     return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
+
+
+class BoundedScores(dict):
+    """A dict that empties itself when it reaches `limit` entries."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        super().__setitem__(key, value)
 
 
 class UnionFind:

@@ -6,9 +6,10 @@ pass it too: a crop of one arrow is, pixel for pixel at 64x64, a crop of the oth
 mirrored copy. But a cropped copy is a crop of exactly one image's copies, and where that
 image is in the catalog the crop lines up with it better than with a sibling. So a crop is
 linked only to the image it matches best (colour plus edge correlation) and to that image's
-own copies (those the whole-image rule pairs with it), and to none when an image outside
-them matches within `crop_margin` of the best: evidence that cannot tell two originals
-apart joins neither.
+own copies (those the whole-image rule pairs with it, and those matching within
+`crop_margin` of the best that line up with it by the crop check: a watermarked copy), and
+to none when an image that is neither matches within the margin: evidence that cannot tell
+two originals apart joins neither.
 
 The decision for a crop depends on every image it matches, not only on the pair at hand,
 so the detector re-checks a crop's group when a write or delete changes what it matches
@@ -41,18 +42,21 @@ class Originals:
         rows: Callable[[list[str]], Iterable[HashRow]],
         similarity: Callable[[HashRow, HashRow], float],
         known: dict[str, HashRow] | None = None,
+        scores: dict[tuple[int, int, int, int], float | None] | None = None,
     ) -> None:
         self.rules = rules
         self.hashes = hashes
         self._read_rows = rows
         self._similarity = similarity
         self._rows: dict[str, HashRow | None] = dict(known or {})
-        self._scores: dict[tuple[str, str], float | None] = {}
+        # Keyed by the images (vector ids and thumbnails): safe to share between passes.
+        self._scores = {} if scores is None else scores
 
     def score(self, crop: HashRow, whole: HashRow) -> float | None:
         """Colour plus edge correlation where `crop` passes the crop check against `whole`
         (None where it does not)."""
-        key = (crop.product_id, whole.product_id)
+        # Vector ids change with the image; a backfill adds a thumbnail to a kept one.
+        key = (crop.vector_id, whole.vector_id, hash(crop.thumbnail), hash(whole.thumbnail))
         if key not in self._scores:
             small, large = thumbnail_image(crop.thumbnail), thumbnail_image(whole.thumbnail)
             found = None
@@ -89,19 +93,36 @@ class Originals:
         if not self.rules.one_original:
             return frozenset(w.product_id for _, w in found)
         top, best = max(found, key=lambda f: (f[0], f[1].product_id))
-        kin = {best.product_id}
-        rival = None
+        kin = self._kin(best, [w for _, w in found])
         for score, whole in found:
-            if whole is best:
+            if whole.product_id in kin or top - score >= self.rules.crop_margin:
                 continue
-            direct, mirrored = self.rules.distances(best, whole)
-            if self.rules.confirms(direct, mirrored, self._similarity(best, whole)):
-                kin.add(whole.product_id)
-            elif rival is None or score > rival:
-                rival = score
-        if rival is not None and top - rival < self.rules.crop_margin:
-            return frozenset()
+            # As close as the best: one of its copies (a watermarked copy lines up with it
+            # whole), or a second original, which leaves the crop with none.
+            if not any(
+                self.score(small, large) is not None
+                for small, large in self.rules.crop_directions(best, whole)
+            ):
+                return frozenset()
+            kin.add(whole.product_id)
         return frozenset(kin)
+
+    def _kin(self, best: HashRow, wholes: list[HashRow]) -> set[str]:
+        """`best` and the images among `wholes` linked to it, or to one linked to it, by
+        the whole-image rule: its copies."""
+        kin = {best.product_id: best}
+        rest = [w for w in wholes if w.product_id != best.product_id]
+        grown = True
+        while grown:
+            grown = False
+            for whole in rest:
+                if whole.product_id not in kin and any(
+                    self.rules.confirms(*self.rules.distances(k, whole), self._similarity(k, whole))
+                    for k in kin.values()
+                ):
+                    kin[whole.product_id] = whole
+                    grown = True
+        return set(kin)
 
     def links(self, a: HashRow, b: HashRow) -> bool:
         """Whether the crop rule links the two (either may be the crop)."""
