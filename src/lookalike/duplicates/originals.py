@@ -6,7 +6,7 @@ pass it too: a crop of one arrow is, pixel for pixel at 64x64, a crop of the oth
 mirrored copy. But a cropped copy is a crop of exactly one image's copies, and where that
 image is in the catalog the crop lines up with it better than with a sibling. So a crop is
 linked only to the image it matches best (colour plus edge correlation) and to that image's
-own copies (those the whole-image rule pairs with it, and those matching within
+own copies (those the whole-image rule or their hashes pair with it, and those matching within
 `crop_margin` of the best that line up with it by the crop check: a watermarked copy), and
 to none when an image that is neither matches within the margin: evidence that cannot tell
 two originals apart joins neither.
@@ -109,7 +109,9 @@ class Originals:
 
     def _kin(self, best: HashRow, wholes: list[HashRow]) -> set[str]:
         """`best` and the images among `wholes` linked to it, or to one linked to it, by
-        the whole-image rule: its copies."""
+        the whole-image rule or by hashes within `hash_bits` (or mirrored): its copies. The
+        hashes alone are enough here, as both already line up with the crop (a
+        re-compressed or watermarked copy the embeddings put below the rule's similarity)."""
         kin = {best.product_id: best}
         rest = [w for w in wholes if w.product_id != best.product_id]
         grown = True
@@ -117,12 +119,17 @@ class Originals:
             grown = False
             for whole in rest:
                 if whole.product_id not in kin and any(
-                    self.rules.confirms(*self.rules.distances(k, whole), self._similarity(k, whole))
-                    for k in kin.values()
+                    self._copies(k, whole) for k in kin.values()
                 ):
                     kin[whole.product_id] = whole
                     grown = True
         return set(kin)
+
+    def _copies(self, a: HashRow, b: HashRow) -> bool:
+        direct, mirrored = self.rules.distances(a, b)
+        return min(direct, mirrored) <= self.rules.hash_bits or self.rules.confirms(
+            direct, mirrored, self._similarity(a, b)
+        )
 
     def links(self, a: HashRow, b: HashRow) -> bool:
         """Whether the crop rule links the two (either may be the crop)."""
