@@ -12,9 +12,10 @@ Steps: the bases are indexed (`Engine.index_path`: hashes and groups kept by the
 then the copies (each joins its group incrementally as it is written); the groups the
 writes left are measured ("incremental"; once more in a second catalog with
 `duplicate_crops` off: the rule before crops), then each mode's full pass over the whole
-catalog (`DuplicateFinder.find_all`, groups not stored): the rule with crop candidates and
-the crop check (the default; again with a stricter check), the rule before them
-("whole"), hash only, embedding only.
+catalog (`DuplicateFinder.find_all`, groups not stored): the rule with crop candidates, the
+crop check and one original per crop (the default; again linking every crop-check pass, the
+rule before one original; again with a stricter check), the rule before crops ("whole"),
+hash only, embedding only.
 
 Cost: ms per item of each full pass (hash index built included), ms per copy indexed
 (read, encode, hash, write, group: the incremental row); ms per image of hashing
@@ -113,6 +114,10 @@ def run(model: str, bases: int, out: Path, seed: int) -> dict[str, dict[str, flo
         default = DuplicateRules.from_settings(settings)
         for rules, label in (
             (default, "full pass (hash + embedding + crops)"),
+            (
+                replace(default, one_original=False),
+                "full pass, every crop-check pass linked (before one original)",
+            ),
             (
                 replace(default, crop_match=0.94, crop_edges=0.88),
                 "full pass, stricter crop check (0.94 / 0.88)",

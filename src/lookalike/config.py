@@ -430,8 +430,8 @@ class Settings(BaseSettings):
     duplicate_crops: bool = Field(
         False,
         description="Near-duplicates: look for crops too (sub-crop hashes and a thumbnail per "
-        "image, and the thumbnail check; the dearest part of grouping; off while its "
-        "precision misses the target: docs/quality.md).",
+        "image, and the thumbnail check; the dearest part of grouping, ~10x the write cost "
+        "of the rule without them: docs/quality.md).",
     )
     duplicate_crop_bits: int = Field(
         12,
@@ -454,6 +454,15 @@ class Settings(BaseSettings):
         le=1,
         description="Near-duplicate crops: normalised cross-correlation of the edges (grey "
         "gradient magnitudes) a candidate crop needs there too.",
+    )
+    duplicate_crop_margin: float = Field(
+        0.01,
+        ge=0,
+        le=2,
+        description="Near-duplicate crops: a cropped copy has one original, so it is linked "
+        "only to the image it matches best (colour plus edge correlation) and to that "
+        "image's own copies, and to none where an image of another group matches within "
+        "this margin of the best.",
     )
     negative_weight: float = Field(
         0.5,

@@ -9,10 +9,11 @@ hashes and the thumbnail check alone."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lookalike import Engine
 from lookalike.duplicates.crop_match import NO_MATCH, CropScore, crop_match, thumbnail_image
@@ -174,3 +175,84 @@ def test_crops_off_by_default_store_no_crop_hashes_until_turned_on(settings) -> 
         report, backfill = engine.near_duplicates()  # hashes the sub-crops it now needs
         assert backfill.hashed == 2 and not backfill.failed
         assert sorted(report.groups.values()) == [["crop", "piece"]]
+
+
+def test_a_crop_joins_its_own_original_not_a_mirror_image_siblings_copy(crop_engine) -> None:
+    """A play button, its rewind sibling and the rewind button's mirrored copy (grouped
+    with it as a mirror image): a crop of the play button lines up with the mirrored
+    rewind button too, but better with its own original, and a crop has one original."""
+    from lookalike.duplicates import DuplicateFinder, DuplicateRules
+
+    engine = crop_engine
+    play, rewind = image("button-next"), image("button-back")
+    crop = cropped(play, keep=(0.84, 0.86), at=(0.3, 0.6))
+    upsert(engine, "play", play)
+    upsert(engine, "rewind", rewind)
+    upsert(engine, "play-crop", crop)  # before the sibling's mirrored copy ...
+    upsert(engine, "rewind-mirror", rewind.transpose(Image.FLIP_LEFT_RIGHT))  # ... and after
+    right = [["play", "play-crop"], ["rewind", "rewind-mirror"]]
+    assert groups_of(engine) == right
+    index = engine.live_index.index
+    rules = DuplicateRules.from_settings(engine.settings)
+    assert sorted(DuplicateFinder(engine.catalog, index, rules).find_all().groups.values()) == right
+    # Linking every crop-check pass (the rule before one original) bridges the two groups.
+    every = DuplicateFinder(engine.catalog, index, replace(rules, one_original=False))
+    assert sorted(every.find_all(write=False).groups.values()) == [
+        ["play", "play-crop", "rewind", "rewind-mirror"]
+    ]
+
+    # Written in the other order, the crop after the mirrored copy: the same groups.
+    for pid in ("play-crop", "rewind-mirror"):
+        engine.delete(pid)
+    upsert(engine, "rewind-mirror", rewind.transpose(Image.FLIP_LEFT_RIGHT))
+    upsert(engine, "play-crop", crop)
+    assert groups_of(engine) == right
+
+    # Its original gone, the crop's best match is the mirrored sibling; the original back,
+    # the crop leaves that group again. The writes keep what a full pass finds.
+    engine.delete("play")
+    assert groups_of(engine) == [["play-crop", "rewind", "rewind-mirror"]]
+    upsert(engine, "play", play)
+    assert groups_of(engine) == right
+    # Its original's image replaced by an unrelated one: as good as gone.
+    upsert(engine, "play", pattern_image(7, size=128))
+    assert groups_of(engine) == [["play-crop", "rewind", "rewind-mirror"]]
+    upsert(engine, "play", play)
+    assert groups_of(engine) == right
+    assert sorted(DuplicateFinder(engine.catalog, index, rules).find_all().groups.values()) == right
+
+
+def test_a_crop_two_images_match_alike_joins_neither_until_one_goes(crop_engine) -> None:
+    """The play button and a copy framed in black where the crop cut: a crop lines up with
+    both exactly, and their hashes and pixels do not pair them, so the crop has two
+    candidate originals and joins neither. Deleting one leaves it one original; writing it
+    back takes that away again. The writes keep what a full pass finds."""
+    from lookalike.duplicates import DuplicateFinder, DuplicateRules
+
+    engine = crop_engine
+    play = image("button-next")
+    keep, at = (0.84, 0.86), (0.3, 0.6)
+    crop = cropped(play, keep=keep, at=at)
+    framed = play.copy()
+    w, h = play.size
+    right = round((w - round(w * keep[0])) * at[0]) + round(w * keep[0])
+    bottom = round((h - round(h * keep[1])) * at[1]) + round(h * keep[1])
+    draw = ImageDraw.Draw(framed)
+    # Only where the crop cut, a few pixels clear of it (thumbnails blend across the cut).
+    draw.rectangle((right + 4, 0, w, h), fill=(0, 0, 0))
+    draw.rectangle((0, bottom + 4, w, h), fill=(0, 0, 0))
+    assert match(crop, play) == match(crop, framed)
+
+    def full_pass() -> list[list[str]]:
+        rules = DuplicateRules.from_settings(engine.settings)
+        finder = DuplicateFinder(engine.catalog, engine.live_index.index, rules)
+        return sorted(finder.find_all(write=False).groups.values())
+
+    upsert(engine, "play", play)
+    upsert(engine, "framed", framed)
+    upsert(engine, "play-crop", crop)
+    assert groups_of(engine) == full_pass() == []
+    engine.delete("framed")
+    assert groups_of(engine) == full_pass() == [["play", "play-crop"]]
+    upsert(engine, "framed", framed)
+    assert groups_of(engine) == full_pass() == []

@@ -22,7 +22,9 @@ A candidate pair is confirmed when
   with a normalised cross-correlation of its colours of at least `duplicate_crop_match` and
   of its edges of at least `duplicate_crop_edges` (`crop_match.py`: look-alike siblings,
   which a class-trained model's embeddings do not tell from crops, mostly do not line up
-  pixel for pixel).
+  pixel for pixel), and the other is the crop's one original (`originals.py`: of every
+  image the crop passes that check against, the best match and its own copies, unless an
+  image outside them matches within `duplicate_crop_margin` of the best).
 
 Confirmed pairs join into groups (connected components); a group's id is its smallest
 product id at the time it was formed. `mode` "whole" is the rule without the crop
@@ -31,7 +33,8 @@ baselines of `benchmarks/near_duplicates.py`.
 
 Writes keep groups current incrementally: a written item is compared with its candidates
 only, and the groups it touches (its partners' and the one it left) are recomputed from
-their members' pairs.
+their members' pairs. As a crop's links depend on every image it matches, a write or delete
+that changes which images a stored crop matches re-checks that crop's group too.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from tqdm.auto import tqdm
 
 from lookalike.catalog.base import Catalog, HashRow, Product
 from lookalike.config import Settings
-from lookalike.duplicates.crop_match import crop_match, thumbnail_image
 from lookalike.duplicates.hash_index import HashIndex
+from lookalike.duplicates.originals import Originals
 from lookalike.encode.phash import hamming
 from lookalike.index.base import VectorIndex
 
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["both", "whole", "hash", "embedding"]
 BATCH = 2_048
+SCORES_KEPT = 200_000  # crop-check scores kept between passes (~100 bytes each)
 # Mirroring commutes with the thumbnail resize, so a mirrored copy's hash equals the
 # original's mirror hash up to JPEG noise: a pair this close only through the mirror is one.
 MIRROR_BITS = 2
@@ -70,6 +74,8 @@ class DuplicateRules:
     crop_bits: int = 12
     crop_match: float = 0.92
     crop_edges: float = 0.86
+    crop_margin: float = 0.01
+    one_original: bool = True  # False: every crop-check pass links (the rule before it)
     mode: Mode = "both"
 
     @classmethod
@@ -87,6 +93,7 @@ class DuplicateRules:
             crop_bits=settings.duplicate_crop_bits,
             crop_match=settings.duplicate_crop_match,
             crop_edges=settings.duplicate_crop_edges,
+            crop_margin=settings.duplicate_crop_margin,
             mode=mode,
         )
 
@@ -102,14 +109,6 @@ class DuplicateRules:
             if any(hamming(crop.phash, h) <= self.crop_bits for h in whole.crops):
                 found.append((crop, whole))
         return found
-
-    def is_crop(self, crop: HashRow, whole: HashRow) -> bool:
-        """Whether `crop`'s thumbnail matches a region of `whole`'s well enough."""
-        small, large = thumbnail_image(crop.thumbnail), thumbnail_image(whole.thumbnail)
-        if small is None or large is None or small.size != large.size:
-            return False
-        score = crop_match(small, crop.aspect, large, whole.aspect)
-        return score.colour >= self.crop_match and score.edges >= self.crop_edges
 
     def distances(self, a: HashRow, b: HashRow) -> tuple[int, int]:
         """(bits apart as they are, bits apart with a mirrored: a's mirror hash against b's)."""
@@ -152,6 +151,11 @@ class DuplicateFinder:
         self.rules = rules
         self.progress = progress
         self._hashes: HashIndex | None = None
+        # Crop-check scores by (crop, whole) image: a stored crop is asked about again
+        # whenever an image it matches is written. Cleared when full (a bound, not an LRU).
+        self._crop_scores: dict[tuple[int, int, int, int], float | None] = BoundedScores(
+            SCORES_KEPT
+        )
 
     @property
     def hashes_crops(self) -> bool:
@@ -173,8 +177,9 @@ class DuplicateFinder:
         rows = list(hashes.rows)
         by_id = {r.product_id: r for r in rows}
         embeddings = self._embeddings(rows)
+        originals = self._originals(embeddings, by_id)
         bar = tqdm(total=len(rows), desc="near-duplicates", unit="item", disable=not self.progress)
-        pairs = self._pairs(rows, by_id, embeddings, bar.update)
+        pairs = self._pairs(rows, by_id, embeddings, originals, bar.update)
         bar.close()
         groups = components(by_id, pairs)
         if write:
@@ -184,14 +189,22 @@ class DuplicateFinder:
 
     # --- incremental ---------------------------------------------------------------------
     def before_write(self, product_ids: Sequence[str]) -> set[str]:
-        """The groups the products are in now (they leave them when their image changes)."""
+        """The groups the products are in now (they leave them when their image changes or
+        they go) and, with crops on, those of the stored crops of their current images
+        (ungrouped ones by their own id): a crop's one original may change with them."""
         if not product_ids:
             return set()
-        return {
-            r.group_id
-            for r in self.catalog.image_hashes(product_ids=list(product_ids))
-            if r.group_id is not None
-        }
+        rows = self.catalog.image_hashes(product_ids=list(product_ids))
+        left = {r.group_id for r in rows if r.group_id is not None}
+        if self.rules.crops and rows:
+            queries = np.array([h for r in rows for h in r.crops], np.uint64)
+            found = {m.row.product_id for m in self.hashes.within(queries, self.rules.crop_bits)}
+            crops = sorted(found - set(product_ids))
+            if crops:
+                left |= {
+                    r.group_id or r.product_id for r in self.catalog.image_hashes(product_ids=crops)
+                }
+        return left
 
     def after_write(self, product_ids: Sequence[str], left: Iterable[str] = ()) -> None:
         """Group the written products with the candidates they are confirmed with.
@@ -200,7 +213,8 @@ class DuplicateFinder:
         ingest) can only join or bridge groups: a union with the groups of their confirmed
         partners, with no pair confirmed before checked again, so a write costs its own
         candidates, not the size of the groups it joins. A product that was in a group had
-        its image changed: the groups it left are checked again (they may fall apart)."""
+        its image changed: the groups it left are checked again (they may fall apart), and
+        so are those of stored crops whose one original the write changed."""
         rows = self.catalog.image_hashes(product_ids=list(product_ids)) if product_ids else []
         left = set(left)
         by_id = {r.product_id: r for r in rows}
@@ -209,24 +223,23 @@ class DuplicateFinder:
         others = sorted({b for _, b in candidates} - set(by_id))
         known = dict(by_id)
         known.update((r.product_id, r) for r in self.catalog.image_hashes(product_ids=others))
+        originals = self._originals(embeddings, known)
         pairs: set[tuple[str, str]] = set()
         joined = UnionFind()  # over groups as they stand: partners in one need one crop check
         for a, b in candidates:
             if b not in known:
                 continue
             ga, gb = known[a].group_id or a, known[b].group_id or b
-            crops = joined.root(ga) != joined.root(gb)
-            if self._confirmed(known[a], known[b], embeddings, crops=crops):
+            check = originals if joined.root(ga) != joined.root(gb) else None
+            if self._confirmed(known[a], known[b], embeddings, check):
                 pairs.add((min(a, b), max(a, b)))
                 joined.union(ga, gb)
-        touched = {known[pid].group_id for pair in pairs for pid in pair} - {None}
-        if left:
-            members = set(by_id) | {pid for pair in pairs for pid in pair}
-            for group_members in self.catalog.group_members(sorted(left | touched)).values():
-                members.update(group_members)
-            self._regroup(members)
+        changed = self._changed_crops(rows, originals)
+        if left or changed:
+            self._recheck(set(by_id) | changed, left, embeddings, originals)
             return
         # Only what the union touches: every other product keeps its group as it is.
+        touched = {known[pid].group_id for pair in pairs for pid in pair} - {None}
         current = {pid: known[pid].group_id for pair in pairs for pid in pair}
         for group_id, group_members in self.catalog.group_members(sorted(touched)).items():
             first = min(group_members)
@@ -236,28 +249,96 @@ class DuplicateFinder:
         self._store(components(known, pairs), current)
 
     def after_delete(self, left: Iterable[str]) -> None:
-        """Re-check the groups deleted products were in (the rest may have fallen apart)."""
-        members: set[str] = set()
-        for group_members in self.catalog.group_members(list(left)).values():
-            members.update(group_members)
-        if members:
-            self._regroup(members)
+        """Re-check the groups deleted products were in (the rest may have fallen apart) and
+        the crops whose one original may have gone with them (`before_write`)."""
+        left = set(left)
+        if left:
+            embeddings: dict[int, np.ndarray] = {}
+            self._recheck(set(), left, embeddings, self._originals(embeddings))
 
-    def _regroup(self, members: set[str]) -> None:
+    def _changed_crops(self, rows: Sequence[HashRow], originals: Originals) -> set[str]:
+        """Stored crops (not among `rows`) whose one original the written rows change: one
+        of them matches the crop, and the crop's other links are not what they were."""
+        if not self.rules.crops or not rows:
+            return set()
+        written = {r.product_id for r in rows}
+        queries = np.array([h for r in rows for h in r.crops], np.uint64)
+        found = {m.row.product_id for m in self.hashes.within(queries, self.rules.crop_bits)}
+        changed = set()
+        for pid in sorted(found - written):
+            crop = originals.row(pid)
+            if crop is None or not any(
+                originals.score(crop, whole) is not None
+                for whole in rows
+                if self.rules.crop_directions(crop, whole)
+            ):
+                continue  # no written image is a match of this crop: its links stand
+            # Links to the written images are their own candidate pairs; any other change
+            # (one lost, or one gained as the written image settled a tie) is a regroup.
+            if originals.of(crop, without=written) != originals.of(crop) - written:
+                changed.add(pid)
+        return changed
+
+    def _recheck(
+        self,
+        seeds: set[str],
+        left: set[str],
+        embeddings: dict[int, np.ndarray],
+        originals: Originals,
+    ) -> None:
+        """Regroup the seeds (written products, crops whose links changed, the products
+        named in `left` and the members of its groups), their confirmed partners and every
+        group any of them is in."""
+        for group_members in self.catalog.group_members(sorted(left)).values():
+            seeds = seeds | set(group_members)
+        rows = self.catalog.image_hashes(product_ids=sorted(seeds | left))
+        by_id = {r.product_id: r for r in rows}
+        self._load(rows, embeddings)
+        partners: dict[str, HashRow] = {}
+        for a, b in self._candidates(rows, embeddings):
+            if a == b or b in by_id or b in partners:
+                continue  # pairs among the seeds: found again by the regroup
+            row = originals.row(b)
+            if row is not None and self._confirmed(by_id[a], row, embeddings, originals):
+                partners[b] = row
+        groups = left | {r.group_id for r in (*rows, *partners.values()) if r.group_id}
+        members = set(by_id) | set(partners)
+        for group_members in self.catalog.group_members(sorted(groups)).values():
+            members.update(group_members)
+        self._regroup(members, embeddings, originals)
+
+    def _regroup(
+        self, members: set[str], embeddings: dict[int, np.ndarray], originals: Originals
+    ) -> None:
         """Groups among `members` from scratch, pairs found the way `find_all` finds them
         (candidates, then confirmed): the cost grows with the members, not their square."""
         rows = self.catalog.image_hashes(product_ids=sorted(members))
         by_id = {r.product_id: r for r in rows}
-        embeddings = self._embeddings(rows)
+        self._load(rows, embeddings)
         current = {r.product_id: r.group_id for r in rows}
-        self._store(components(by_id, self._pairs(rows, by_id, embeddings)), current)
+        pairs = self._pairs(rows, by_id, embeddings, originals)
+        self._store(components(by_id, pairs), current)
 
     # --- shared steps --------------------------------------------------------------------
+    def _originals(
+        self, embeddings: dict[int, np.ndarray], known: dict[str, HashRow] | None = None
+    ) -> Originals:
+        """One pass's judge of crop links (its crop checks cached)."""
+        return Originals(
+            self.rules,
+            self.hashes,
+            lambda ids: self.catalog.image_hashes(product_ids=ids),
+            lambda a, b: self._similarity(a, b, embeddings),
+            known,
+            self._crop_scores,
+        )
+
     def _pairs(
         self,
         rows: Sequence[HashRow],
         by_id: dict[str, HashRow],
         embeddings: dict[int, np.ndarray],
+        originals: Originals,
         progress=lambda done: None,
     ) -> set[tuple[str, str]]:
         """Confirmed pairs among `by_id`, enough to join the same groups: the crop check
@@ -270,8 +351,8 @@ class DuplicateFinder:
                 pair = (min(a, b), max(a, b))
                 if a == b or b not in by_id or pair in pairs:
                     continue
-                crops = joined.root(a) != joined.root(b)
-                if self._confirmed(by_id[a], by_id[b], embeddings, crops=crops):
+                check = originals if joined.root(a) != joined.root(b) else None
+                if self._confirmed(by_id[a], by_id[b], embeddings, check):
                     pairs.add(pair)
                     joined.union(a, b)
             progress(len(block))
@@ -311,23 +392,24 @@ class DuplicateFinder:
                     yield row.product_id, partner.product_id
 
     def _confirmed(
-        self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray], *, crops: bool = True
+        self,
+        a: HashRow,
+        b: HashRow,
+        embeddings: dict[int, np.ndarray],
+        originals: Originals | None,
     ) -> bool:
+        """Whether the pair is linked; the crop rule only where `originals` is given (None:
+        the pair is joined through others already, and the crop check is the dearest)."""
+        if self.rules.confirms(*self.rules.distances(a, b), self._similarity(a, b, embeddings)):
+            return True
+        return originals is not None and self.rules.crops and originals.links(a, b)
+
+    def _similarity(self, a: HashRow, b: HashRow, embeddings: dict[int, np.ndarray]) -> float:
         ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
         if ea is None or eb is None:
             self._load([a, b], embeddings)
             ea, eb = embeddings.get(a.vector_id), embeddings.get(b.vector_id)
-        similarity = float(ea @ eb) if ea is not None and eb is not None else -1.0
-        if self.rules.confirms(*self.rules.distances(a, b), similarity):
-            return True
-        # Last, as it is the dearest (a few ms a direction): only where the hashes say crop.
-        return (
-            crops
-            and self.rules.crops
-            and any(
-                self.rules.is_crop(crop, whole) for crop, whole in self.rules.crop_directions(a, b)
-            )
-        )
+        return float(ea @ eb) if ea is not None and eb is not None else -1.0
 
     def _embeddings(self, rows: Sequence[HashRow]) -> dict[int, np.ndarray]:
         embeddings: dict[int, np.ndarray] = {}
@@ -377,6 +459,19 @@ def components(by_id: dict[str, HashRow], pairs: Iterable[tuple[str, str]]) -> d
     for pid in list(joined.parent):
         grouped.setdefault(joined.root(pid), []).append(pid)
     return {min(m): sorted(m) for m in grouped.values() if len(m) > 1}
+
+
+class BoundedScores(dict):
+    """A dict that empties itself when it reaches `limit` entries."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        super().__setitem__(key, value)
 
 
 class UnionFind:
