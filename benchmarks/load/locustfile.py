@@ -37,6 +37,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 
 from locust import FastHttpUser, constant, task
 from PIL import Image
@@ -144,7 +145,7 @@ def _filter_params() -> dict[str, object]:
     return {"category": _rng.choice(_catalog["categories"]), "price_max": price}
 
 
-def poisson_arrivals(rate: float):  # noqa: ANN201  (locust's wait_time shape)
+def poisson_arrivals(rate: float) -> Callable[[FastHttpUser], float]:
     """Open loop: a user's requests are due at the times of its own Poisson process (gaps
     drawn from an exponential of mean 1/rate), counted from its schedule, not from the last
     reply, so a slow reply does not thin the offered rate. A user still waiting on a reply
