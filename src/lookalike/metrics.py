@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -340,8 +340,20 @@ class Metrics:
                 for name, stat in stats.items():
                     family.add_metric([name], getattr(stat, field))
                 yield family
+            # In-process caches know their size (shared ones, e.g. Redis, live elsewhere):
+            # the memory they hold grows to their bound by design, not by a leak.
+            sizes = {c.name: c.size_bytes for c in caches if hasattr(c, "size_bytes")}
+            if sizes:
+                gauge = GaugeMetricFamily(
+                    "lookalike_cache_bytes",
+                    "Bytes held by an in-process cache (keys, values, per-entry overhead).",
+                    labels=["cache"],
+                )
+                for name, size in sizes.items():
+                    gauge.add_metric([name], size)
+                yield gauge
 
-        self.collect_from(collect)
+        self.collect_from(collect, gauge_mode="livesum")  # memory: each worker its own caches
 
 
 def _alive(pid: int) -> bool:

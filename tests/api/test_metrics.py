@@ -61,6 +61,11 @@ def test_metrics_follow_searches_errors_caches_and_writes(
     # The repeated text query was answered from the result cache.
     assert value(after, "lookalike_cache_hits_total", cache="results") == 1
     assert value(after, "lookalike_cache_misses_total", cache="results") == 3
+    # What the in-process caches hold: nothing before, the three results and the query
+    # embeddings after (a soak tells their bounded growth from a leak by this).
+    assert value(before, "lookalike_cache_bytes", cache="results") == 0
+    assert value(after, "lookalike_cache_bytes", cache="results") > 3 * 100
+    assert value(after, "lookalike_cache_bytes", cache="embeddings") > 0
 
     new = png_bytes(draw_product("circle", (10, 200, 30), 99))
     put = client.put(

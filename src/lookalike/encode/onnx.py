@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.encode.base import EncoderInfo, LazyModel, encode_images_batched, l2_normalize
+from lookalike.encode.ort_cache import session_options
 from lookalike.encode.sources import ONNX_CONFIG, ModelSource
 from lookalike.errors import ConfigError, ModelError
 
@@ -52,11 +53,7 @@ class OnnxEncoder(LazyModel):
         from open_clip.tokenizer import SimpleTokenizer
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
-        # Idle workers sleep instead of spinning: on a small or shared machine spinning
-        # threads stole the cores FAISS and the other workers needed (benchmarks/README.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(self.threads or (os.cpu_count() or 1))
         providers = self._providers(ort.get_available_providers())
         try:
             self._image = ort.InferenceSession(

@@ -130,9 +130,10 @@ def cached_export(
     return _export(folder, stem, write_fp32, embed, reference, threads, quantize)
 
 
-def open_session(path: Path, threads: int) -> Session:
-    """An ONNX Runtime CPU session with `threads` intra-op threads that sleep when idle:
-    spinning workers stole the cores FAISS and the server's other requests needed."""
+def session_options(threads: int) -> Any:
+    """Options (an `onnxruntime.SessionOptions`) for every ONNX Runtime session Lookalike
+    opens: `threads` intra-op threads that sleep when idle (spinning workers stole the cores
+    FAISS and the server's other requests needed: benchmarks/README.md), one inter-op."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -140,6 +141,14 @@ def open_session(path: Path, threads: int) -> Session:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def open_session(path: Path, threads: int) -> Session:
+    """An ONNX Runtime CPU session (`session_options`)."""
+    import onnxruntime as ort
+
+    options = session_options(threads)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
