@@ -57,6 +57,54 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
         E5,
         {"same_category_negatives": False, "epochs": 3, "augment": True},
     ),
+    # The category terms (train/loss.py), each beside the demo's recipe ("minilm").
+    "minilm-category": (
+        "+ each image classified against the class prompts (weight 1)",
+        MINILM,
+        {"category_loss": 1.0},
+    ),
+    "minilm-category-3": (
+        "+ class prompts, weight 3",
+        MINILM,
+        {"category_loss": 3.0},
+    ),
+    "minilm-category-b128": (
+        "+ class prompts (1), batch 128 (twice the steps)",
+        MINILM,
+        {"category_loss": 1.0, "batch_size": 128},
+    ),
+    "minilm-b128": ("+ batch 128 (control: no category term)", MINILM, {"batch_size": 128}),
+    "minilm-b64": ("+ batch 64 (control: no category term)", MINILM, {"batch_size": 64}),
+    "minilm-category-b64": (
+        "+ class prompts (1), batch 64 (four times the steps)",
+        MINILM,
+        {"category_loss": 1.0, "batch_size": 64},
+    ),
+    "minilm-category-contrast": (
+        "+ class prompts (1) and same-category images as positives (1)",
+        MINILM,
+        {"category_loss": 1.0, "category_contrast": 1.0},
+    ),
+    "minilm-category-3ep-b128": (
+        "+ class prompts (1), 3 epochs, batch 128",
+        MINILM,
+        {"category_loss": 1.0, "epochs": 3, "batch_size": 128},
+    ),
+    "minilm-category-wide-b128": (
+        "+ class prompts (1), rn-tiny-wide tower, batch 128",
+        MINILM,
+        {"category_loss": 1.0, "tower": "rn-tiny-wide", "batch_size": 128},
+    ),
+    "minilm-category-64px": (
+        "+ class prompts (1), 64 px input (a 2x2 map before pooling, not 1x1)",
+        MINILM,
+        {"category_loss": 1.0, "image_size": 64},
+    ),
+    "e5-category": (
+        "e5 text tower + class prompts (weight 1)",
+        E5,
+        {"category_loss": 1.0},
+    ),
 }
 
 

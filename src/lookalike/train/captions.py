@@ -12,10 +12,13 @@ import re
 
 from lookalike.ingest.sources import ItemSpec
 
+# The class prompt: a caption of every item with a category, the eval's class query, and
+# the category prototype `TrainConfig.category_loss` classifies images against.
+CATEGORY_PROMPT = "a photo of a {category}"
 # Only templates whose fields an item has are used.
 TEMPLATES = (
     "{title}",
-    "a photo of a {category}",
+    CATEGORY_PROMPT,
     "a {category}",
     "{category}",
     "{brand} {category}",
@@ -46,6 +49,11 @@ def caption_variants(item: ItemSpec) -> list[str]:
         stem = re.sub(r"[_\-.]+", " ", item.id.rsplit("/", 1)[-1]).strip()
         captions.append(stem or item.id)
     return captions
+
+
+def category_prompt(category: object) -> str:
+    """A category's class prompt, spelt as the captions spell it ("a photo of a sneaker")."""
+    return CATEGORY_PROMPT.format(category=_clean(category).lower())
 
 
 def _clean(value: object) -> str:

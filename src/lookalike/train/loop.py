@@ -26,7 +26,7 @@ from lookalike.encode.torch_runtime import resolve_device
 from lookalike.errors import CheckpointError, ConfigError, InvalidInput
 from lookalike.files.fetch import Fetcher, ingest_roots
 from lookalike.ingest.sources import ItemSpec
-from lookalike.train.captions import caption_variants
+from lookalike.train.captions import caption_variants, category_prompt
 from lookalike.train.checkpoint import TrainState, load_state, save_state
 from lookalike.train.data import (
     CaptionTable,
@@ -42,7 +42,13 @@ from lookalike.train.data import (
     step_generator,
     steps_per_epoch,
 )
-from lookalike.train.loss import contrastive_loss, positives_matrix, same_category_pairs
+from lookalike.train.loss import (
+    category_contrast_loss,
+    category_loss,
+    contrastive_loss,
+    positives_matrix,
+    same_category_pairs,
+)
 from lookalike.train.metrics import hit_at_k, knn, precision_at_k, retrieved_labels
 from lookalike.train.models import LitTrainable, OpenClipTrainable, Trainable
 
@@ -72,6 +78,11 @@ class TrainConfig:
     # False: another item's caption is no negative when both items share a category (a
     # brand or title the pictures cannot show does not push same-category images apart).
     same_category_negatives: bool = True
+    # Weights of the category terms beside the caption contrast (train/loss.py), used when
+    # items have categories: each image classified against the class prompts' projected
+    # text embeddings, and same-category images as positives among the batch's images.
+    category_loss: float = 0.0
+    category_contrast: float = 0.0
     val_fraction: float = 0.02
     val_max: int = 2000
     checkpoint_every: int = 200  # steps between training-state saves (and every epoch end)
@@ -92,6 +103,9 @@ class TrainConfig:
             "seed": self.seed,
             "augment": self.augment,
             **({} if self.same_category_negatives else {"same_category_negatives": False}),
+            # Named only when on: runs saved before these terms existed still resume.
+            **({"category_loss": self.category_loss} if self.category_loss else {}),
+            **({"category_contrast": self.category_contrast} if self.category_contrast else {}),
             "lr": self.learning_rate,
             "weight_decay": self.weight_decay,
             "warmup_steps": self.warmup_steps,
@@ -199,6 +213,7 @@ class _TrainingData:
     variants: torch.Tensor  # (N, V) caption ids of each training item
     counts: torch.Tensor  # (N,) variants per item
     categories: torch.Tensor | None  # (N,) category code of each item, -1 for none
+    category_prompts: torch.Tensor | None  # (C,) caption id of each code's class prompt
     val_plan: _ValidationPlan
     signature: str  # the training items' ids, hashed: a resume must see the same items
     skipped: int
@@ -228,13 +243,17 @@ class _TrainingData:
         captions = CaptionTable()
         variants, counts = captions.variants(train.items)
         val_plan = _validation_plan(val.items, captions)
+        codes, names = _category_codes(train.items)
+        # Each item's variants hold its class prompt already: no new text to embed.
+        prompts = torch.tensor([captions.add(category_prompt(n)) for n in names], dtype=torch.long)
         trainable.prepare_captions(captions.texts)
         return cls(
             train,
             val,
             variants,
             counts,
-            _category_codes(train.items),
+            codes,
+            prompts if names else None,
             val_plan,
             _signature(train.items),
             len(train.failed) + len(val.failed),
@@ -381,13 +400,26 @@ def _train_step(run: _Run, indices: torch.Tensor) -> float:
     scale = _lr_factor(run.step, run.total_steps, config.warmup_steps)
     for group in run.optimizer.param_groups:
         group["lr"] = config.learning_rate * scale
+    images = trainable.image_features(pixels.to(run.device))
     loss = contrastive_loss(
-        trainable.image_features(pixels.to(run.device)),
+        images,
         trainable.text_features(caption_ids.to(run.device)),
         positives,
         trainable.logit_scale,
         ignored,
     )
+    if data.categories is not None and data.category_prompts is not None:
+        categories = data.categories[indices].to(run.device)
+        if config.category_loss:
+            # The prototypes go through the projection every step: it is trained too.
+            prototypes = trainable.text_features(data.category_prompts.to(run.device))
+            loss = loss + config.category_loss * category_loss(
+                images, prototypes, categories, trainable.logit_scale
+            )
+        if config.category_contrast:
+            loss = loss + config.category_contrast * category_contrast_loss(
+                images, categories, trainable.logit_scale
+            )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -497,7 +529,7 @@ def _validate(
                 for k in (1, 5, 10)
             }
             if plan.categories is not None and len(plan.category_names) > 1:
-                prompts = [f"a photo of a {c.lower()}" for c in plan.category_names]
+                prompts = [category_prompt(c) for c in plan.category_names]
                 texts = trainable.texts_features(prompts).cpu().numpy()
                 by_text = retrieved_labels(knn(texts, images, 10), plan.categories)
                 metrics["class_prompt_P@10"] = float(
@@ -518,12 +550,14 @@ def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
-def _category_codes(items: list[ItemSpec]) -> torch.Tensor | None:
+def _category_codes(items: list[ItemSpec]) -> tuple[torch.Tensor | None, list[str]]:
+    """Each item's category code (-1 for none) and the categories by code."""
     names = sorted({str(item.category) for item in items if item.category})
     if not names:
-        return None
+        return None, []
     code = {name: i for i, name in enumerate(names)}
-    return torch.tensor([code.get(str(item.category), -1) for item in items], dtype=torch.long)
+    codes = torch.tensor([code.get(str(item.category), -1) for item in items], dtype=torch.long)
+    return codes, names
 
 
 def _signature(items: list[ItemSpec]) -> str:
@@ -538,6 +572,8 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError("training needs epochs >= 1 and a batch size >= 2")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError("max_steps must be >= 1")
+    if config.category_loss < 0 or config.category_contrast < 0:
+        raise ConfigError("category_loss and category_contrast must be >= 0")
     if not 0 < config.temperature <= 1:
         raise ConfigError("temperature must be in (0, 1]")
     if config.checkpoint_every < 1:
