@@ -36,6 +36,7 @@ from lookalike.api.blocking import BlockingRunner
 from lookalike.api.deadline import Deadline
 from lookalike.api.errors import install_error_handlers
 from lookalike.api.headers import SecurityHeaders
+from lookalike.api.heap import freeze_startup_heap, thaw
 from lookalike.api.hosts import TrustedHosts, allowed_hosts
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.metrics import RequestMetrics
@@ -108,11 +109,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         ]
         if search_log is not None:
             background.append(asyncio.create_task(_quality_forever(the_engine, runner, settings)))
+        if settings.gc_freeze:
+            freeze_startup_heap()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            if settings.gc_freeze:
+                thaw()
             for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -43,6 +43,7 @@ from pyroaring import BitMap
 
 from lookalike.catalog.base import Catalog, Product, ProductFilter
 from lookalike.catalog.filter_bitmaps import FilterBitmaps, bitmap_ids
+from lookalike.catalog.product_cache import CachedRows
 from lookalike.config import Settings
 from lookalike.index.base import FilteringIndex, VectorIndex
 
@@ -117,8 +118,11 @@ class CandidateFinder:
         policy: FilterPolicy,
         timings: dict[str, float] | None = None,
         filters: FilterBitmaps | None = None,
+        rows: CachedRows | None = None,
     ) -> None:
         self.catalog = catalog
+        # Candidates' product rows: through the search's product cache when it has one.
+        self.rows: Catalog | CachedRows = rows if rows is not None else catalog
         self.index = index
         self.policy = policy
         self.timings = timings if timings is not None else {}
@@ -209,7 +213,7 @@ class CandidateFinder:
                 scores, found = index.search_filtered(queries, k, product_filter)
             ids, sims = merge_best(scores, found)
             with self._timed("metadata_ms"):
-                products = self.catalog.by_vector_ids(ids.tolist())
+                products = self.rows.by_vector_ids(ids.tolist())
             good = {
                 i: p for i, p in products.items() if i not in exclude and product_filter.matches(p)
             }
@@ -259,7 +263,7 @@ class CandidateFinder:
             reachable = len(allowed) if allowed is not None else len(self.index) - len(exclude)
         ids, sims = ids[:wanted], sims[:wanted]
         with self._timed("metadata_ms"):
-            products = _still_matching(self.catalog.by_vector_ids(ids.tolist()), product_filter)
+            products = _still_matching(self.rows.by_vector_ids(ids.tolist()), product_filter)
         ids, sims = _with_products(ids, sims, products)
         return Candidates(ids, sims, products, complete=wanted >= reachable)
 
@@ -391,7 +395,7 @@ class CandidateFinder:
         if not fresh:
             return
         with self._timed("metadata_ms"):
-            fetched = self.catalog.by_vector_ids(fresh)
+            fetched = self.rows.by_vector_ids(fresh)
         for vid in fresh:
             product = fetched.get(vid)
             if product is not None and (product_filter is None or product_filter.matches(product)):
@@ -414,7 +418,7 @@ class CandidateFinder:
         missing = [int(i) for i in ids if int(i) not in products]
         if missing:
             with self._timed("metadata_ms"):
-                fetched = _still_matching(self.catalog.by_vector_ids(missing), product_filter)
+                fetched = _still_matching(self.rows.by_vector_ids(missing), product_filter)
                 products = {**products, **fetched}
         kept = {int(i): products[int(i)] for i in ids if int(i) in products}
         ids, sims = _with_products(ids, sims, kept)
@@ -427,7 +431,7 @@ class CandidateFinder:
         if not exclude:
             return plan.matching
         with self._timed("metadata_ms"):
-            excluded = self.catalog.by_vector_ids(sorted(exclude))
+            excluded = self.rows.by_vector_ids(sorted(exclude))
         unfiltered = product_filter is None or product_filter.is_empty
         hidden = sum(1 for p in excluded.values() if unfiltered or product_filter.matches(p))
         return plan.matching - hidden

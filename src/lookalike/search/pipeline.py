@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.catalog.base import Catalog, ProductFilter
+from lookalike.catalog.product_cache import CachedRows, ProductCache
 from lookalike.config import Settings
 from lookalike.encode.base import l2_normalize
 from lookalike.encode.batching import BatchingEncoder
@@ -88,6 +89,8 @@ class SearchPipeline:
         self.models = LearnedModels(catalog, self.settings.ranker_reload_interval_s)
         self.rng = rng or random.Random()  # which searches show their top slots shuffled
         self.floors = floors or FloorDefaults(catalog, self.settings)
+        items = self.settings.product_cache_items
+        self.product_cache = ProductCache(items) if items > 0 else None
 
     # --- entry points --------------------------------------------------------------------
     def run(self, request: SearchRequest) -> SearchResults:
@@ -180,6 +183,8 @@ class SearchPipeline:
         if not cache.enabled:
             return self._search(queries, exclude, context, options, floor, ranker=ranker)
         started = time.perf_counter()
+        # Read before searching: a write after this changes the next key.
+        version = self.catalog.version()
         key = cache.key(
             queries,
             {
@@ -193,10 +198,9 @@ class SearchPipeline:
                 "min_score": floor.min_score,
                 "collapse": options.collapse,
                 "model": self.index.index.meta.model_id,
-                # Read before searching: a write after this changes the next key. A shared
-                # index moves without this process's watermark: its size tells (a
-                # count that lagged a write elsewhere is not kept past the next count).
-                "catalog_version": self.catalog.version(),
+                # A shared index moves without this process's watermark: its size tells
+                # (a count that lagged a write elsewhere is not kept past the next count).
+                "catalog_version": version,
                 "index_watermark": self.index.watermark,
                 "index_size": len(self.index.index),
             },
@@ -206,7 +210,9 @@ class SearchPipeline:
             elapsed = (time.perf_counter() - started) * 1000
             cached.query_time_ms, cached.timings_ms = elapsed, {"result_cache_ms": elapsed}
             return cached
-        results = self._search(queries, exclude, context, options, floor, ranker=ranker)
+        results = self._search(
+            queries, exclude, context, options, floor, ranker=ranker, catalog_version=version
+        )
         cache.put(key, results)
         return results
 
@@ -220,6 +226,7 @@ class SearchPipeline:
         *,
         ranker: Ranker | None = None,
         now: float | None = None,
+        catalog_version: int | None = None,
     ) -> SearchResults:
         started = time.perf_counter()
         now = time.time() if now is None else now
@@ -234,6 +241,7 @@ class SearchPipeline:
             FilterPolicy.from_settings(self.settings),
             timings,
             filters=self.index.filters,
+            rows=self._rows(catalog_version),
         )
         settings = self.settings
         pool_max = max(settings.rank_pool_max, limit)
@@ -294,6 +302,14 @@ class SearchPipeline:
         )
 
     # --- checks and helpers --------------------------------------------------------------
+    def _rows(self, catalog_version: int | None) -> CachedRows | None:
+        """Candidates' rows for one search: through the product cache, as of the catalog
+        version the search read (read now when it has not)."""
+        if self.product_cache is None:
+            return None
+        version = self.catalog.version() if catalog_version is None else catalog_version
+        return self.product_cache.at(self.catalog, version)
+
     def _checked_vectors(self, vector: np.ndarray) -> np.ndarray:
         queries = np.atleast_2d(np.asarray(vector, dtype=np.float32))
         dim = self.index.index.meta.dim
