@@ -74,6 +74,9 @@ def test_searches_come_back_with_hits_features_and_events(catalog: Catalog):
     assert [s.search_id for s in catalog.logged_searches(T0 + 1, T0 + 10)] == ["b"]
     (light,) = catalog.logged_searches(T0, T0 + 1, with_hits=False)
     assert light.hits == () and len(light.events) == 4
+    # Only the searches that got an event (what the quality gauges re-read).
+    (evented,) = catalog.logged_searches(T0, T0 + 10, with_hits=False, with_events_only=True)
+    assert evented.search_id == "a" and evented.events == a.events
 
 
 def test_searches_logged_without_hits_still_read(catalog: Catalog):

@@ -51,6 +51,7 @@ from lookalike.config import Settings
 from lookalike.encode.runtime import warm_up
 from lookalike.engine import Engine
 from lookalike.quality import SearchLogger
+from lookalike.quality.window import QualityWindow
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +265,10 @@ async def _housekeeping_forever(engine: Engine, runner: BlockingRunner, settings
 
 async def _quality_forever(engine: Engine, runner: BlockingRunner, settings: Settings) -> None:
     """Keep the quality gauges of /metrics (CTR, MRR, NDCG by A/B arm) current."""
+    window = QualityWindow(engine.catalog)
     while True:
         try:
-            await runner(admin.refresh_quality_gauges, engine)
+            await runner(admin.refresh_quality_gauges, engine, window)
         except asyncio.CancelledError:
             raise
         except Exception:  # the gauges keep their last values; the next round retries

@@ -317,10 +317,16 @@ class Catalog(Protocol):
         ...
 
     def logged_searches(
-        self, since_ts: float, until_ts: float, *, with_hits: bool = True
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        with_hits: bool = True,
+        with_events_only: bool = False,
     ) -> list[LoggedSearch]:
         """Searches logged in [since_ts, until_ts), oldest first, with their events joined
-        to the logged hits by product (and the hits with their features, `with_hits`)."""
+        to the logged hits by product (and the hits with their features, `with_hits`);
+        only those with at least one event (`with_events_only`)."""
         ...
 
     def erase_session(self, session: str) -> int:

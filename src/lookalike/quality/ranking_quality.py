@@ -47,6 +47,18 @@ class Interval:
         half = 1.96 * float(data.std(ddof=1)) / math.sqrt(len(data)) if len(data) > 1 else 0.0
         return cls(mean, mean - half, mean + half)
 
+    @classmethod
+    def of_counts(cls, successes: int, n: int) -> Interval | None:
+        """`of` a list of `n` zeros and ones, `successes` of them ones, without the list."""
+        if n == 0:
+            return None
+        mean = successes / n
+        if n == 1:
+            return cls(mean, mean, mean)
+        variance = max(successes - n * mean * mean, 0.0) / (n - 1)
+        half = 1.96 * math.sqrt(variance) / math.sqrt(n)
+        return cls(mean, mean - half, mean + half)
+
 
 @dataclass(frozen=True)
 class ArmQuality:
@@ -88,12 +100,17 @@ def outcome(search: LoggedSearch) -> SearchOutcome:
     return SearchOutcome(day, search.arm, ranker, True, 1 / min(gains), dcg / idcg)
 
 
+def counts(search: LoggedSearch) -> bool:
+    """Whether a search counts here: logged with its hits (by a ranker that logs them)."""
+    return bool(search.result_count and (search.feature_names or search.ranker))
+
+
 def ranking_quality(catalog: Catalog, since_ts: float, until_ts: float) -> list[ArmQuality]:
     """Rows per (day, arm), then per arm over the window (day "all"); oldest day first."""
     outcomes = [
         outcome(s)
         for s in catalog.logged_searches(since_ts, until_ts, with_hits=False)
-        if s.result_count and (s.feature_names or s.ranker)  # logged with its hits
+        if counts(s)
     ]
     groups: dict[tuple[str, str], list[SearchOutcome]] = defaultdict(list)
     for item in outcomes:

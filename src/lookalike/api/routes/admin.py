@@ -21,7 +21,7 @@ from lookalike.api.deps import (
 from lookalike.api.errors import errors_doc
 from lookalike.errors import InvalidInput, NotFound
 from lookalike.quality import quality_report
-from lookalike.quality.ranking_quality import ranking_quality
+from lookalike.quality.window import QualityWindow
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 page_router = APIRouter(include_in_schema=False)
@@ -75,12 +75,14 @@ async def report_page(request: Request) -> FileResponse:
     return FileResponse(str(STATIC_DIR / "report.html"), media_type="text/html")
 
 
-def refresh_quality_gauges(engine, now: float | None = None) -> None:
-    """Set the quality gauges from the last 24 hours of logs. Blocking."""
+def refresh_quality_gauges(
+    engine, window: QualityWindow | None = None, now: float | None = None
+) -> None:
+    """Set the quality gauges from the last 24 hours of logs, through `window` (a server's
+    own, read incrementally) or read whole now. Blocking."""
     now = time.time() if now is None else now
-    for row in ranking_quality(engine.catalog, now - 86_400, now + 1):
-        if row.day != "all":
-            continue
+    window = window or QualityWindow(engine.catalog, settle_s=0.0)
+    for row in window.refresh(now):
         engine.metrics.set_quality(
             row.arm,
             searches=row.searches,

@@ -439,16 +439,26 @@ class SQLCatalog(HashStore, ABC):
                 )
 
     def logged_searches(
-        self, since_ts: float, until_ts: float, *, with_hits: bool = True
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        with_hits: bool = True,
+        with_events_only: bool = False,
     ) -> list[LoggedSearch]:
         p = self.dialect.param
         window = (since_ts, until_ts)
+        evented = (
+            " AND EXISTS (SELECT 1 FROM click_log c WHERE c.search_id = search_log.search_id)"
+            if with_events_only
+            else ""
+        )
         with self._reading() as conn:
             searches = self.dialect.execute(
                 conn,
                 "SELECT search_id, ts, query_type, result_count, session_hash, ranker, arm,"
                 " explored, feature_names FROM search_log"
-                f" WHERE ts >= {p} AND ts < {p} ORDER BY ts, search_id",
+                f" WHERE ts >= {p} AND ts < {p}{evented} ORDER BY ts, search_id",
                 window,
             ).fetchall()
             hits: dict[str, list[LoggedHit]] = {}
