@@ -199,16 +199,7 @@ def main() -> None:
     dev_frozen = {name: text.frozen(list(queries)) for name, queries in dev_sets.items()}
 
     def dev_score(bridge: Bridge | None) -> dict[str, float]:
-        return {
-            name: _precision(
-                _mix(dev_frozen[name], text, bridge),
-                list(queries.values()),
-                tune_vectors,
-                tune_labels,
-                categories,
-            )
-            for name, queries in dev_sets.items()
-        }
+        return _scores(dev_sets, dev_frozen, text, bridge, tune_vectors, tune_labels, categories)
 
     no_bridge = dev_score(None)
     trials = [
@@ -262,16 +253,9 @@ def main() -> None:
     test_frozen = {name: text.frozen(list(q)) for name, q in test_sets.items()}
 
     def test_score(bridge: Bridge | None) -> dict[str, float]:
-        scores = {
-            name: _precision(
-                _mix(test_frozen[name], text, bridge),
-                list(q.values()),
-                test_vectors,
-                test_labels,
-                categories,
-            )
-            for name, q in test_sets.items()
-        }
+        scores = _scores(
+            test_sets, test_frozen, text, bridge, test_vectors, test_labels, categories
+        )
         languages = [v for n, v in scores.items() if n != "en paraphrases"]
         return scores | {
             "worst language": min(languages),
@@ -350,16 +334,22 @@ def _mix(frozen: np.ndarray, text: TextSide, bridge: Bridge | None) -> np.ndarra
     return l2_normalize(projected) if bridge is None else bridge.apply(frozen, projected)
 
 
-def _precision(
-    queries: np.ndarray,
-    expected: Sequence[str],
+def _scores(
+    sets: dict[str, dict[str, str]],
+    frozen: dict[str, np.ndarray],
+    text: TextSide,
+    bridge: Bridge | None,
     vectors: np.ndarray,
     labels: np.ndarray,
     categories: list[str],
-) -> float:
-    found = retrieved_labels(knn(queries, vectors, 10), labels)
-    want = np.asarray([categories.index(c) for c in expected])
-    return float(precision_at_k(found, want).mean())
+) -> dict[str, float]:
+    """P@10 of each query set (query -> category) against `vectors`, with `bridge` or not."""
+    scores = {}
+    for name, queries in sets.items():
+        found = retrieved_labels(knn(_mix(frozen[name], text, bridge), vectors, 10), labels)
+        want = np.asarray([categories.index(c) for c in queries.values()])
+        scores[name] = float(precision_at_k(found, want).mean())
+    return scores
 
 
 def _nearest_class(
