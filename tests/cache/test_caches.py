@@ -224,3 +224,17 @@ def test_catalog_changes_invalidate_cached_results(cached_engine: Engine, photo_
     assert top.id not in [h.product.id for h in after.hits]
     hits, misses = _stats(engine)["results"]
     assert hits == 0 and misses == 3  # each search after a change computed afresh
+
+
+def test_lru_lets_go_of_expired_entries_without_being_asked_for_them() -> None:
+    """A cache under its size bound still frees what expired (the result cache's 30 s)."""
+    clock = Clock()
+    cache = LRUCache("t", max_bytes=1_000_000, clock=clock)
+    for key in "abcde":
+        cache.set(key, bytes(100), ttl_s=30)
+        clock.now += 1
+    clock.now += 27  # a..c expired (set at 0, 1, 2); d and e not
+    cache.set("f", bytes(100), ttl_s=30)
+    assert len(cache) == 3
+    assert cache.size_bytes == 3 * (1 + 100 + 120)
+    assert [v is not None for v in cache.get_many(["d", "e", "f"])] == [True, True, True]

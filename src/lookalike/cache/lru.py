@@ -48,12 +48,21 @@ class LRUCache:
         if size > self.max_bytes or ttl_s <= 0:
             return
         with self._lock:
+            now = self._clock()
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = (value, self._clock() + ttl_s)
+            self._entries[key] = (value, now + ttl_s)
             self._bytes += size
             while self._bytes > self.max_bytes:
                 self._drop(next(iter(self._entries)))
+            # Expired entries at the cold end go now, not when the size bound pushes them
+            # out: a result cache (30 s) would otherwise always sit at its bound. Entries
+            # of one cache share a TTL, so the cold end is where they expire first.
+            while self._entries:
+                oldest = next(iter(self._entries))
+                if self._entries[oldest][1] > now:
+                    break
+                self._drop(oldest)
 
     def _drop(self, key: str) -> None:
         value, _ = self._entries.pop(key)
