@@ -502,8 +502,8 @@ class Settings(BaseSettings):
         True,
         description="Once the server has loaded its model and index, move everything alive "
         "into the garbage collector's permanent generation (`gc.freeze()`), so its full "
-        "collections stop re-scanning the libraries' half a million objects (100-400 ms "
-        "pauses under load otherwise).",
+        "collections stop re-scanning the libraries' half a million objects (measured: "
+        "300-450 ms pauses under 8 clients otherwise, 5-26 ms with it).",
     )
     cors_origins: list[str] = Field(
         [],
