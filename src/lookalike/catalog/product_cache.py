@@ -36,6 +36,20 @@ class ProductCache:
     def __len__(self) -> int:
         return len(self._products)
 
+    def by_vector_ids(
+        self, catalog: Catalog, vector_ids: Sequence[int], version: int
+    ) -> dict[int, Product]:
+        """`catalog.by_vector_ids` for a search that read `version`: what is kept from here,
+        the rest from the catalog (and kept, while `version` is the cache's)."""
+        wanted = [int(v) for v in vector_ids]
+        found = self._known(wanted, version)
+        missing = [vid for vid in wanted if vid not in found]
+        if missing:
+            fetched = catalog.by_vector_ids(missing)
+            self._keep(fetched, version)
+            found.update(fetched)
+        return found
+
     def _known(self, vector_ids: Sequence[int], version: int) -> dict[int, Product]:
         with self._lock:
             if version > self._version:
@@ -71,11 +85,4 @@ class CachedRows:
         self.version = version
 
     def by_vector_ids(self, vector_ids: Sequence[int]) -> dict[int, Product]:
-        wanted = [int(v) for v in vector_ids]
-        found = self.cache._known(wanted, self.version)
-        missing = [vid for vid in wanted if vid not in found]
-        if missing:
-            fetched = self.catalog.by_vector_ids(missing)
-            self.cache._keep(fetched, self.version)
-            found.update(fetched)
-        return found
+        return self.cache.by_vector_ids(self.catalog, vector_ids, self.version)
